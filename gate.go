@@ -1,0 +1,42 @@
+package coupon
+
+import "context"
+
+// Gate is the admission gate of the async strategy (Redis + Lua in package
+// admitter). It decides, atomically per coupon, who is in: no user twice,
+// never more than the total, ranks from a per-coupon counter that never
+// repeats. Safe for concurrent use. Errors are *Error with EALREADY, ESOLDOUT
+// or EUNAVAILABLE (Redis down, or the coupon's gate state was lost and must
+// be rebuilt); anything else is wrapped I/O failure.
+type Gate interface {
+	// Init creates the coupon's gate state (empty set, rank counter 0).
+	// Idempotent: an existing state is left untouched.
+	Init(ctx context.Context, couponID int64) error
+	// Admit adds userID to the coupon's admitted set and returns its rank.
+	Admit(ctx context.Context, couponID, userID, total int64) (rank int64, err error)
+	// Release removes userID's admission if it still has this rank, returning
+	// the slot. Only for admissions whose record certainly never reached Kafka.
+	Release(ctx context.Context, couponID, userID, rank int64) error
+	// MarkPending records an admission whose publish outcome is unknown, for
+	// reconciliation. The slot stays taken.
+	MarkPending(ctx context.Context, couponID, userID, rank int64) error
+	// Rank returns userID's rank if admitted (ok false when not).
+	Rank(ctx context.Context, couponID, userID int64) (rank int64, ok bool, err error)
+	// Admitted returns how many users hold a slot.
+	Admitted(ctx context.Context, couponID int64) (int64, error)
+}
+
+// Publisher writes admissions to the admitted-request topic. Publish returns
+// only after the broker acknowledged the record (all in-sync replicas).
+// Safe for concurrent use. On failure the error wraps ErrPublishFailed when
+// the record certainly did not reach the broker, or ErrPublishUnknown when it
+// may have.
+type Publisher interface {
+	Publish(ctx context.Context, a Admission) error
+}
+
+// Publish failure kinds; test with errors.Is.
+var (
+	ErrPublishFailed  = &Error{Code: EUNAVAILABLE, Message: "The request could not be queued; please retry."}
+	ErrPublishUnknown = &Error{Code: EUNAVAILABLE, Message: "The outcome of the request is unknown; check its status before retrying."}
+)

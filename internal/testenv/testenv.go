@@ -1,0 +1,205 @@
+// Package testenv opens the real servers of the test stack (started by
+// `make test` / `couponctl stack up --profile test`) for integration tests.
+package testenv
+
+import (
+	"context"
+	"crypto/rand"
+	"database/sql"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/coupondrop/coupon/infra"
+	"github.com/go-sql-driver/mysql"
+	"github.com/redis/go-redis/v9"
+	"github.com/segmentio/kafka-go"
+)
+
+// Addresses of the test stack; overridable by environment variables.
+var (
+	RedisAddr    = env("COUPON_TEST_REDIS_ADDR", "127.0.0.1:16379")
+	MySQLDSN     = env("COUPON_TEST_MYSQL_DSN", "root@tcp(127.0.0.1:13306)/coupon_test?parseTime=true&loc=UTC&multiStatements=true")
+	KafkaBrokers = env("COUPON_TEST_KAFKA_BROKERS", "127.0.0.1:19092")
+)
+
+func env(k, def string) string {
+	if v := os.Getenv(k); v != "" {
+		return v
+	}
+	return def
+}
+
+// Integration skips tb under -short.
+func Integration(tb testing.TB) {
+	tb.Helper()
+	if testing.Short() {
+		tb.Skip("integration test: needs the test stack (skipped with -short)")
+	}
+}
+
+// Logger returns a logger that writes to the test log only on -v.
+func Logger(tb testing.TB) *slog.Logger {
+	tb.Helper()
+	if testing.Verbose() {
+		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	return slog.New(slog.NewTextHandler(io.Discard, nil))
+}
+
+// RandomID returns a random hex string, for key prefixes and topic names.
+func RandomID() string {
+	b := make([]byte, 6)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// RandomCouponID returns a random coupon ID far above MySQL's AUTO_INCREMENT
+// range, for tests that touch Redis only.
+func RandomCouponID() int64 {
+	b := make([]byte, 4)
+	_, _ = rand.Read(b)
+	return 1<<40 + int64(b[0])<<24 | int64(b[1])<<16 | int64(b[2])<<8 | int64(b[3])
+}
+
+// MustOpenRedis returns a client of the test Redis, closed at cleanup.
+func MustOpenRedis(tb testing.TB) redis.UniversalClient {
+	tb.Helper()
+	Integration(tb)
+	c := redis.NewUniversalClient(&redis.UniversalOptions{Addrs: []string{RedisAddr}})
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := c.Ping(ctx).Err(); err != nil {
+		tb.Fatalf("test Redis at %s: %v (start the test stack: make up-test)", RedisAddr, err)
+	}
+	tb.Cleanup(func() { _ = c.Close() })
+	return c
+}
+
+// MustOpenDB returns a pool on the migrated test database, closed at
+// cleanup. Tests share the database: create your own coupons and touch only them.
+func MustOpenDB(tb testing.TB) *sql.DB {
+	tb.Helper()
+	Integration(tb)
+	cfg, err := mysql.ParseDSN(MySQLDSN)
+	if err != nil {
+		tb.Fatalf("parse test DSN: %v", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	// Create the database on first use.
+	name := cfg.DBName
+	cfg.DBName = ""
+	admin, err := sql.Open("mysql", cfg.FormatDSN())
+	if err != nil {
+		tb.Fatalf("open test MySQL: %v", err)
+	}
+	if _, err := admin.ExecContext(ctx, "CREATE DATABASE IF NOT EXISTS `"+name+"`"); err != nil {
+		tb.Fatalf("test MySQL at %s: %v (start the test stack: make up-test)", cfg.Addr, err)
+	}
+	_ = admin.Close()
+	db, err := sql.Open("mysql", MySQLDSN)
+	if err != nil {
+		tb.Fatalf("open test MySQL: %v", err)
+	}
+	db.SetMaxOpenConns(64)
+	db.SetMaxIdleConns(64)
+	if err := infra.Migrate(ctx, db, Logger(tb)); err != nil {
+		tb.Fatalf("migrate test MySQL: %v", err)
+	}
+	tb.Cleanup(func() { _ = db.Close() })
+	return db
+}
+
+// MustCreateTopic creates a fresh topic named test-<random> with the given
+// partitions on the test broker, deleted at cleanup, and returns its name.
+func MustCreateTopic(tb testing.TB, partitions int) string {
+	tb.Helper()
+	Integration(tb)
+	topic := "test-" + RandomID()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cl := &kafka.Client{Addr: kafka.TCP(KafkaBrokers), Timeout: 20 * time.Second}
+	res, err := cl.CreateTopics(ctx, &kafka.CreateTopicsRequest{Topics: []kafka.TopicConfig{{
+		Topic: topic, NumPartitions: partitions, ReplicationFactor: 1,
+	}}})
+	if err != nil {
+		tb.Fatalf("test Kafka at %s: create topic: %v (start the test stack: make up-test)", KafkaBrokers, err)
+	}
+	if err := res.Errors[topic]; err != nil {
+		tb.Fatalf("create topic %s: %v", topic, err)
+	}
+	MustWaitTopic(tb, topic, partitions)
+	tb.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_, _ = cl.DeleteTopics(ctx, &kafka.DeleteTopicsRequest{Topics: []string{topic}})
+	})
+	return topic
+}
+
+// MustWaitTopic waits until every partition of topic has a leader.
+func MustWaitTopic(tb testing.TB, topic string, partitions int) {
+	tb.Helper()
+	cl := &kafka.Client{Addr: kafka.TCP(KafkaBrokers), Timeout: 5 * time.Second}
+	Eventually(tb, 30*time.Second, func() error {
+		md, err := cl.Metadata(context.Background(), &kafka.MetadataRequest{Topics: []string{topic}})
+		if err != nil {
+			return err
+		}
+		if len(md.Topics) != 1 || md.Topics[0].Error != nil {
+			return fmt.Errorf("topic %s not ready", topic)
+		}
+		n := 0
+		for _, p := range md.Topics[0].Partitions {
+			if p.Error == nil && p.Leader.Host != "" {
+				n++
+			}
+		}
+		if n != partitions {
+			return fmt.Errorf("topic %s: %d of %d partitions have a leader", topic, n, partitions)
+		}
+		return nil
+	})
+}
+
+// Eventually calls cond until it returns nil or the deadline passes, then
+// fails tb with the last error. It is the way to wait: never sleep.
+func Eventually(tb testing.TB, within time.Duration, cond func() error) {
+	tb.Helper()
+	deadline := time.Now().Add(within)
+	delay := 10 * time.Millisecond
+	for {
+		err := cond()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			tb.Fatalf("condition not met within %s: %v", within, err)
+		}
+		time.Sleep(delay) // polling interval, not synchronisation
+		if delay < 200*time.Millisecond {
+			delay *= 2
+		}
+	}
+}
+
+// FreePort returns a TCP port on 127.0.0.1 that was free a moment ago.
+func FreePort(tb testing.TB) int {
+	tb.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatalf("free port: %v", err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// Itoa is strconv.FormatInt(n, 10).
+func Itoa(n int64) string { return strconv.FormatInt(n, 10) }
