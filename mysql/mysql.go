@@ -1,0 +1,61 @@
+// Package mysql is the MySQL/MariaDB store: coupons, issued rows, the
+// sinker's guarded bulk insert.
+package mysql
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"time"
+
+	_ "github.com/go-sql-driver/mysql" // driver
+)
+
+// DB is the store, safe for concurrent use.
+type DB struct {
+	*sql.DB
+}
+
+// Open opens a pool on dsn (go-sql-driver format; parseTime=true is added
+// when missing) and checks the server answers.
+func Open(ctx context.Context, dsn string, maxConns int) (*DB, error) {
+	db, err := sql.Open("mysql", withParseTime(dsn))
+	if err != nil {
+		return nil, fmt.Errorf("open mysql: %w", err)
+	}
+	db.SetMaxOpenConns(maxConns)
+	db.SetMaxIdleConns(maxConns)
+	db.SetConnMaxIdleTime(5 * time.Minute)
+	if err := db.PingContext(ctx); err != nil {
+		_ = db.Close()
+		return nil, fmt.Errorf("ping mysql: %w", err)
+	}
+	return &DB{DB: db}, nil
+}
+
+func withParseTime(dsn string) string {
+	for _, opt := range []string{"parseTime=", "loc="} {
+		if !containsParam(dsn, opt) {
+			sep := "?"
+			if containsParam(dsn, "?") {
+				sep = "&"
+			}
+			switch opt {
+			case "parseTime=":
+				dsn += sep + "parseTime=true"
+			case "loc=":
+				dsn += sep + "loc=UTC"
+			}
+		}
+	}
+	return dsn
+}
+
+func containsParam(dsn, s string) bool {
+	for i := 0; i+len(s) <= len(dsn); i++ {
+		if dsn[i:i+len(s)] == s {
+			return true
+		}
+	}
+	return false
+}
