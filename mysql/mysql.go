@@ -6,6 +6,7 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"strings"
 	"time"
 
 	_ "github.com/go-sql-driver/mysql" // driver
@@ -33,29 +34,19 @@ func Open(ctx context.Context, dsn string, maxConns int) (*DB, error) {
 	return &DB{DB: db}, nil
 }
 
+// withParseTime adds parseTime=true and loc=UTC unless the DSN sets them:
+// the store scans DATETIME into time.Time in UTC.
 func withParseTime(dsn string) string {
-	for _, opt := range []string{"parseTime=", "loc="} {
-		if !containsParam(dsn, opt) {
-			sep := "?"
-			if containsParam(dsn, "?") {
-				sep = "&"
-			}
-			switch opt {
-			case "parseTime=":
-				dsn += sep + "parseTime=true"
-			case "loc=":
-				dsn += sep + "loc=UTC"
-			}
+	for _, opt := range []string{"parseTime=true", "loc=UTC"} {
+		key := strings.SplitN(opt, "=", 2)[0] + "="
+		if strings.Contains(dsn, key) {
+			continue
+		}
+		if strings.Contains(dsn, "?") {
+			dsn += "&" + opt
+		} else {
+			dsn += "?" + opt
 		}
 	}
 	return dsn
-}
-
-func containsParam(dsn, s string) bool {
-	for i := 0; i+len(s) <= len(dsn); i++ {
-		if dsn[i:i+len(s)] == s {
-			return true
-		}
-	}
-	return false
 }
