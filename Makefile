@@ -1,0 +1,87 @@
+# Everyday commands. `make run` and `make test` need nothing but Debian, Go,
+# Java 17 and Maven: the stack manager installs/fetches the servers.
+SHELL := /bin/bash
+GO ?= go
+COUPONCTL := $(GO) run ./cmd/couponctl
+
+# Test stack ports (override all four to run a second test stack, e.g. in CI
+# beside a shared one: make test TEST_STATE=/tmp/x TEST_REDIS_PORT=26379 ...).
+TEST_STATE ?= $(CURDIR)/.state/test
+TEST_REDIS_PORT ?= 16379
+TEST_MYSQL_PORT ?= 13306
+TEST_KAFKA_PORT ?= 19092
+TEST_KAFKA_CONTROLLER_PORT ?= 19093
+TEST_STACK_FLAGS := --profile test --state $(TEST_STATE) --redis-port $(TEST_REDIS_PORT) \
+	--mysql-port $(TEST_MYSQL_PORT) --kafka-port $(TEST_KAFKA_PORT) --kafka-controller-port $(TEST_KAFKA_CONTROLLER_PORT)
+TEST_ENV := COUPON_TEST_REDIS_ADDR=127.0.0.1:$(TEST_REDIS_PORT) \
+	COUPON_TEST_MYSQL_DSN='root@tcp(127.0.0.1:$(TEST_MYSQL_PORT))/coupon_test?parseTime=true&loc=UTC&multiStatements=true' \
+	COUPON_TEST_KAFKA_BROKERS=127.0.0.1:$(TEST_KAFKA_PORT)
+TEST_TIMEOUT ?= 30m
+TEST_FLAGS ?=
+PKG ?= ./...
+BENCH ?= .
+BENCHTIME ?= 1x
+
+BINARIES := $(notdir $(wildcard cmd/*))
+
+.PHONY: all up down up-test down-test status status-test build run test test-short bench lint fmt clean migrate-test
+
+all: build
+
+up: ## start the dev stack (Redis 6379, MariaDB 3306, Kafka 9092)
+	$(COUPONCTL) stack up --profile dev
+
+down: ## stop the dev stack
+	$(COUPONCTL) stack down --profile dev
+
+up-test: ## start the test stack (Redis 16379, MariaDB 13306, Kafka 19092)
+	$(COUPONCTL) stack up $(TEST_STACK_FLAGS)
+
+down-test: ## stop the test stack
+	$(COUPONCTL) stack down $(TEST_STACK_FLAGS)
+
+status:
+	-$(COUPONCTL) stack status --profile dev
+	-$(COUPONCTL) stack status $(TEST_STACK_FLAGS)
+
+# Builds bin/<name> for every cmd/<name> that has a main package.
+build:
+	@mkdir -p bin
+	@for b in $(BINARIES); do \
+		if ls cmd/$$b/*.go >/dev/null 2>&1 && grep -qs '^package main' cmd/$$b/*.go; then \
+			echo "$(GO) build -o bin/$$b ./cmd/$$b"; $(GO) build -o bin/$$b ./cmd/$$b || exit 1; \
+		else echo "skip bin/$$b: cmd/$$b has no main package yet"; fi; \
+	done
+
+run: build ## the whole system in the foreground on the dev stack (Ctrl-C stops it)
+	./bin/couponctl run
+
+migrate-test: up-test
+	$(COUPONCTL) migrate --mysql-dsn 'root@tcp(127.0.0.1:$(TEST_MYSQL_PORT))/coupon_test?multiStatements=true' \
+		--kafka-brokers 127.0.0.1:$(TEST_KAFKA_PORT)
+
+test: migrate-test ## every test against the test stack
+	@set -o pipefail; $(TEST_ENV) $(GO) test -count=1 -timeout $(TEST_TIMEOUT) $(TEST_FLAGS) $(PKG) 2>&1 | tee .state/test-output.txt; \
+	rc=$$?; echo; echo "go test summary:"; \
+	grep -E '^(ok|FAIL|---|panic)' .state/test-output.txt | grep -v '^--- PASS' | grep -v '^--- SKIP' | sed 's/^/  /'; \
+	echo "  $$(grep -c '^ok' .state/test-output.txt) package(s) ok, $$(grep -c '^FAIL' .state/test-output.txt) FAIL line(s)"; \
+	exit $$rc
+
+test-short: ## unit tests only (no stack)
+	$(GO) test -count=1 -short $(PKG)
+
+bench: migrate-test ## benchmarks against the test stack (BENCH=regexp BENCHTIME=1x)
+	$(TEST_ENV) $(GO) test -run '^$$' -bench '$(BENCH)' -benchtime $(BENCHTIME) -timeout 60m $(PKG)
+
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go' -not -path './.state/*')); \
+	if [ -n "$$out" ]; then echo "gofmt -l: these files need gofmt:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+
+fmt:
+	gofmt -w $$(git ls-files '*.go')
+
+clean: ## stop both stacks, remove .state and bin
+	-$(COUPONCTL) stack down --profile dev
+	-$(COUPONCTL) stack down $(TEST_STACK_FLAGS)
+	rm -rf .state bin

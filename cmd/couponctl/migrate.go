@@ -1,0 +1,129 @@
+package main
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"time"
+
+	coupon "github.com/coupondrop/coupon"
+	"github.com/coupondrop/coupon/infra"
+	"github.com/coupondrop/coupon/internal/cli"
+	"github.com/coupondrop/coupon/kafka"
+	"github.com/go-sql-driver/mysql"
+)
+
+func init() {
+	register("migrate", "create the database and apply SQL migrations, create the Kafka topics", runMigrate)
+	register("topics", "create the admitted-request and dead-letter Kafka topics", runTopics)
+}
+
+// topicFlags are the Kafka settings of migrate and topics.
+type topicFlags struct {
+	brokers, topic, dlq string
+	partitions, rf      int
+	skip                bool
+}
+
+func (f *topicFlags) bind(fs *cli.FlagSet) {
+	fs.StringVar(&f.brokers, "kafka-brokers", "COUPON_KAFKA_BROKERS", "127.0.0.1:9092", "Kafka bootstrap brokers (comma list)")
+	fs.StringVar(&f.topic, "topic", "COUPON_TOPIC", coupon.DefaultTopic, "admitted-request topic")
+	fs.StringVar(&f.dlq, "dead-letter-topic", "COUPON_DEAD_LETTER_TOPIC", coupon.DefaultDeadLetterTopic, "dead-letter topic")
+	fs.IntVar(&f.partitions, "partitions", "COUPON_TOPIC_PARTITIONS", 12, "partitions of a new admitted-request topic")
+	fs.IntVar(&f.rf, "replication-factor", "COUPON_TOPIC_REPLICATION_FACTOR", 1, "replication factor of new topics")
+}
+
+func (f *topicFlags) ensure(ctx context.Context) error {
+	brokers := cli.List(f.brokers)
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	for _, t := range []kafka.TopicSpec{
+		kafka.AdmittedTopic(f.topic, f.partitions, f.rf),
+		kafka.DeadLetterTopic(f.dlq, f.partitions, f.rf),
+	} {
+		created, err := kafka.Ensure(ctx, brokers, t)
+		if err != nil {
+			return err
+		}
+		n, err := kafka.Partitions(ctx, brokers, t.Name)
+		if err != nil {
+			return err
+		}
+		verb := "exists"
+		if created {
+			verb = "created"
+		}
+		fmt.Printf("topic %s %s (%d partitions)\n", t.Name, verb, n)
+	}
+	return nil
+}
+
+func runMigrate(ctx context.Context, args []string) error {
+	fs := cli.New("migrate")
+	var dsn string
+	var tf topicFlags
+	fs.StringVar(&dsn, "mysql-dsn", "COUPON_MYSQL_DSN", "root@tcp(127.0.0.1:3306)/coupon", "MySQL DSN (go-sql-driver format); the database is created if missing")
+	tf.bind(fs)
+	fs.BoolVar(&tf.skip, "skip-topics", "COUPON_MIGRATE_SKIP_TOPICS", false, "apply SQL migrations only")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if err := migrateDB(ctx, dsn); err != nil {
+		return err
+	}
+	if tf.skip {
+		return nil
+	}
+	return tf.ensure(ctx)
+}
+
+func runTopics(ctx context.Context, args []string) error {
+	fs := cli.New("topics")
+	var tf topicFlags
+	tf.bind(fs)
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	return tf.ensure(ctx)
+}
+
+// migrateDB creates the DSN's database when missing and applies the
+// embedded migrations.
+func migrateDB(ctx context.Context, dsn string) error {
+	cfg, err := mysql.ParseDSN(dsn)
+	if err != nil {
+		return fmt.Errorf("parse MySQL DSN: %w", err)
+	}
+	if cfg.DBName == "" {
+		return errors.New("the MySQL DSN names no database (…/dbname)")
+	}
+	cfg.MultiStatements = true
+	cfg.ParseTime = true
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	name := cfg.DBName
+	admin := *cfg
+	admin.DBName = ""
+	adb, err := sql.Open("mysql", admin.FormatDSN())
+	if err != nil {
+		return fmt.Errorf("open MySQL: %w", err)
+	}
+	defer adb.Close()
+	if _, err := adb.ExecContext(ctx, "CREATE DATABASE IF NOT EXISTS `"+name+"` CHARACTER SET utf8mb4"); err != nil {
+		return fmt.Errorf("create database %s on %s: %w", name, cfg.Addr, err)
+	}
+	db, err := sql.Open("mysql", cfg.FormatDSN())
+	if err != nil {
+		return fmt.Errorf("open MySQL: %w", err)
+	}
+	defer db.Close()
+	logger := slog.New(slog.NewTextHandler(os.Stdout, nil))
+	if err := infra.Migrate(ctx, db, logger); err != nil {
+		return err
+	}
+	fmt.Printf("database %s on %s migrated\n", name, cfg.Addr)
+	return nil
+}

@@ -1,0 +1,196 @@
+package stack
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"time"
+
+	"github.com/coupondrop/coupon/infra"
+	"github.com/segmentio/kafka-go"
+)
+
+// kafkaService runs one Apache Kafka node in KRaft mode (combined broker and
+// controller) from the official jars, resolved by Maven from
+// infra/kafka/pom.xml into a cache folder shared by every stack.
+type kafkaService struct{ s *Stack }
+
+func (k *kafkaService) name() string    { return Kafka }
+func (k *kafkaService) ports() []int    { return []int{k.s.cfg.KafkaPort, k.s.cfg.KafkaControllerPort} }
+func (k *kafkaService) addr() string    { return k.s.KafkaBrokers()[0] }
+func (k *kafkaService) dir() string     { return k.s.svcDir(Kafka) }
+func (k *kafkaService) data() string    { return filepath.Join(k.dir(), "data") }
+func (k *kafkaService) logFile() string { return filepath.Join(k.dir(), "kafka.log") }
+func (k *kafkaService) props() string   { return filepath.Join(k.dir(), "server.properties") }
+func (k *kafkaService) log4j() string   { return filepath.Join(k.dir(), "log4j2.properties") }
+func (k *kafkaService) tools() []tool {
+	return []tool{{"java", "openjdk-17-jre-headless"}, {"mvn", "maven"}}
+}
+
+func (k *kafkaService) stopTimeout() time.Duration  { return 45 * time.Second }
+func (k *kafkaService) startTimeout() time.Duration { return 120 * time.Second }
+
+var kafkaVersionRE = regexp.MustCompile(`<kafka.version>([^<]+)</kafka.version>`)
+
+// KafkaVersion is the Kafka version the pom resolves.
+func KafkaVersion() string {
+	if m := kafkaVersionRE.FindSubmatch(infra.KafkaPOM); m != nil {
+		return string(m[1])
+	}
+	return "unknown"
+}
+
+// libDir is the jar folder for the current pom: a new pom gets a new folder.
+func (k *kafkaService) libDir() string {
+	h := sha256.Sum256(infra.KafkaPOM)
+	return filepath.Join(k.s.cfg.CacheDir, "kafka-"+KafkaVersion()+"-"+hex.EncodeToString(h[:4]))
+}
+
+// ensureJars copies the broker's runtime jars into libDir once.
+func (k *kafkaService) ensureJars(ctx context.Context) error {
+	lib := k.libDir()
+	done := filepath.Join(lib, ".complete")
+	if _, err := os.Stat(done); err == nil {
+		return nil
+	}
+	if err := os.MkdirAll(k.s.cfg.CacheDir, 0o755); err != nil {
+		return err
+	}
+	unlock, err := flock(ctx, filepath.Join(k.s.cfg.CacheDir, "kafka.lock"), nil)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	if _, err := os.Stat(done); err == nil {
+		return nil // another process did it while we waited
+	}
+	t0 := time.Now()
+	k.s.printf("%-5s resolving Kafka %s jars with Maven into %s (first time only)", Kafka, KafkaVersion(), lib)
+	work := lib + ".work"
+	_ = os.RemoveAll(work)
+	if err := os.MkdirAll(work, 0o755); err != nil {
+		return err
+	}
+	pom := filepath.Join(work, "pom.xml")
+	if err := os.WriteFile(pom, infra.KafkaPOM, 0o644); err != nil {
+		return err
+	}
+	mvnLog := filepath.Join(k.s.cfg.CacheDir, "maven.log")
+	if err := run(ctx, mvnLog, work, nil, mustLook("mvn"), "-B", "-q", "-f", pom,
+		"dependency:copy-dependencies", "-DoutputDirectory="+filepath.Join(work, "lib")); err != nil {
+		return fmt.Errorf("resolve Kafka jars: %w%s", err, tailNote(mvnLog))
+	}
+	_ = os.RemoveAll(lib)
+	if err := os.Rename(filepath.Join(work, "lib"), lib); err != nil {
+		return err
+	}
+	_ = os.RemoveAll(work)
+	if err := os.WriteFile(done, []byte(time.Now().Format(time.RFC3339)+"\n"), 0o644); err != nil {
+		return err
+	}
+	k.s.printf("%-5s jars ready in %s", Kafka, time.Since(t0).Round(10*time.Millisecond))
+	return nil
+}
+
+func (k *kafkaService) prepare(ctx context.Context) error {
+	if err := k.ensureJars(ctx); err != nil {
+		return err
+	}
+	c := k.s.cfg
+	props := fmt.Sprintf(`# Written by couponctl stack; rewritten on every start.
+process.roles=broker,controller
+node.id=1
+controller.quorum.voters=1@127.0.0.1:%[2]d
+listeners=PLAINTEXT://127.0.0.1:%[1]d,CONTROLLER://127.0.0.1:%[2]d
+advertised.listeners=PLAINTEXT://127.0.0.1:%[1]d
+controller.listener.names=CONTROLLER
+inter.broker.listener.name=PLAINTEXT
+listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
+log.dirs=%[3]s
+num.partitions=%[4]d
+default.replication.factor=1
+min.insync.replicas=1
+offsets.topic.replication.factor=1
+offsets.topic.num.partitions=12
+transaction.state.log.replication.factor=1
+transaction.state.log.min.isr=1
+share.coordinator.state.topic.replication.factor=1
+share.coordinator.state.topic.min.isr=1
+group.initial.rebalance.delay.ms=0
+auto.create.topics.enable=false
+delete.topic.enable=true
+num.network.threads=3
+num.io.threads=4
+log.retention.hours=168
+log.segment.bytes=268435456
+`, c.KafkaPort, c.KafkaControllerPort, k.data(), c.KafkaPartitions)
+	if err := os.WriteFile(k.props(), []byte(props), 0o644); err != nil {
+		return err
+	}
+	if err := os.WriteFile(k.log4j(), infra.KafkaLog4j2, 0o644); err != nil {
+		return err
+	}
+	if _, err := os.Stat(filepath.Join(k.data(), "meta.properties")); err == nil {
+		return nil // formatted before
+	}
+	if err := os.MkdirAll(k.data(), 0o755); err != nil {
+		return err
+	}
+	id, err := clusterID()
+	if err != nil {
+		return err
+	}
+	k.s.printf("%-5s formatting KRaft storage %s (cluster %s)", Kafka, k.data(), id)
+	argv := append(k.java("256m"), "kafka.tools.StorageTool", "format", "--ignore-formatted",
+		"--cluster-id", id, "--config", k.props())
+	if err := run(ctx, k.logFile(), k.dir(), nil, argv...); err != nil {
+		return fmt.Errorf("format storage: %w", err)
+	}
+	return nil
+}
+
+// java returns the JVM command line up to the main class.
+func (k *kafkaService) java(heap string) []string {
+	return []string{mustLook("java"),
+		"-Xmx" + heap, "-Xms" + heap,
+		"-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20", "-XX:InitiatingHeapOccupancyPercent=35",
+		"-XX:+ExitOnOutOfMemoryError", "-Djava.awt.headless=true",
+		"-Dlog4j2.configurationFile=" + k.log4j(),
+		"-Dkafka.log.file=" + k.logFile(),
+		"-cp", filepath.Join(k.libDir(), "*"),
+	}
+}
+
+func (k *kafkaService) command() ([]string, error) {
+	return append(k.java(k.s.cfg.KafkaHeap), "kafka.Kafka", k.props()), nil
+}
+
+// ready asks the broker for cluster metadata and wants to see itself.
+func (k *kafkaService) ready(ctx context.Context) error {
+	cl := &kafka.Client{Addr: kafka.TCP(k.addr()), Timeout: 3 * time.Second}
+	md, err := cl.Metadata(ctx, &kafka.MetadataRequest{})
+	if err != nil {
+		return err
+	}
+	if len(md.Brokers) == 0 || md.Controller.ID < 0 {
+		return errors.New("no broker in metadata yet")
+	}
+	return nil
+}
+
+// clusterID returns a random KRaft cluster id (16 bytes, base64url).
+func clusterID() (string, error) {
+	b := make([]byte, 16)
+	if _, err := rand.Read(b); err != nil {
+		return "", err
+	}
+	b[0] &= 0x7f // keep the text from starting with '-'
+	return base64.RawURLEncoding.EncodeToString(b), nil
+}

@@ -1,0 +1,557 @@
+// Package stack runs the local development and test servers (Redis, MariaDB,
+// Apache Kafka in KRaft mode) as detached processes under one state folder.
+//
+// Each service listens on 127.0.0.1 only, keeps its data and its log file in
+// <Dir>/<service>/, and is recorded in a pid file so that Down stops exactly
+// what Up started. Up is idempotent and waits until every service answers.
+// Several processes may call Up at once: an exclusive lock on the state
+// folder serialises them. Tests use the same API to run PRIVATE servers on
+// free ports in a temporary folder (see internal/testenv.MustStartPrivate).
+package stack
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// Service names.
+const (
+	Redis = "redis"
+	MySQL = "mysql"
+	Kafka = "kafka"
+)
+
+// AllServices lists every service in start order.
+var AllServices = []string{Redis, MySQL, Kafka}
+
+// Config says where the stack lives and which ports it uses.
+type Config struct {
+	Dir                 string   // state folder; each service gets <Dir>/<service>/
+	RedisPort           int      // Redis on 127.0.0.1
+	MySQLPort           int      // MariaDB on 127.0.0.1 (user root, no password)
+	KafkaPort           int      // Kafka broker listener on 127.0.0.1
+	KafkaControllerPort int      // Kafka KRaft controller listener on 127.0.0.1
+	Services            []string // services managed by Up/Down/Status; default AllServices
+
+	// MySQLBufferPool is innodb_buffer_pool_size (default "1G").
+	MySQLBufferPool string
+	// MySQLLogFileSize is innodb_log_file_size (default "512M").
+	MySQLLogFileSize string
+	// KafkaHeap is the broker's -Xmx/-Xms (default "512m").
+	KafkaHeap string
+	// KafkaPartitions is the broker's num.partitions (default 12).
+	KafkaPartitions int
+	// CacheDir holds the Kafka jars resolved by Maven, shared by every stack
+	// (default $COUPON_STACK_CACHE, else <user cache dir>/coupondrop).
+	CacheDir string
+
+	// Out receives human progress lines (nil: discarded).
+	Out io.Writer
+	// InstallPackages lets a root process apt-get install missing Debian
+	// packages (default true through Profile; tests leave it false and fail
+	// with the install command instead).
+	InstallPackages bool
+}
+
+// Profile returns the configuration of a named profile: "dev" (Redis 6379,
+// MariaDB 3306, Kafka 9092/9093) or "test" (16379, 13306, 19092/19093), with
+// its state folder <root>/.state/<profile>.
+func Profile(name, root string) (Config, error) {
+	cfg := Config{Dir: filepath.Join(root, ".state", name), InstallPackages: true}
+	switch name {
+	case "dev":
+		cfg.RedisPort, cfg.MySQLPort, cfg.KafkaPort, cfg.KafkaControllerPort = 6379, 3306, 9092, 9093
+	case "test":
+		cfg.RedisPort, cfg.MySQLPort, cfg.KafkaPort, cfg.KafkaControllerPort = 16379, 13306, 19092, 19093
+	default:
+		return Config{}, fmt.Errorf("unknown profile %q (want dev or test)", name)
+	}
+	return cfg, nil
+}
+
+func (c *Config) defaults() error {
+	if c.Dir == "" {
+		return errors.New("stack: Config.Dir is empty")
+	}
+	abs, err := filepath.Abs(c.Dir)
+	if err != nil {
+		return fmt.Errorf("stack dir: %w", err)
+	}
+	c.Dir = abs
+	if len(c.Services) == 0 {
+		c.Services = AllServices
+	}
+	for _, s := range c.Services {
+		if !known(s) {
+			return fmt.Errorf("unknown service %q (want %s)", s, strings.Join(AllServices, ", "))
+		}
+	}
+	ports := map[int]string{}
+	for _, p := range []struct {
+		port int
+		name string
+	}{{c.RedisPort, "redis port"}, {c.MySQLPort, "mysql port"}, {c.KafkaPort, "kafka port"}, {c.KafkaControllerPort, "kafka controller port"}} {
+		if p.port <= 0 || p.port > 65535 {
+			return fmt.Errorf("stack: %s %d out of range", p.name, p.port)
+		}
+		if other, dup := ports[p.port]; dup {
+			return fmt.Errorf("stack: %s and %s are both %d", other, p.name, p.port)
+		}
+		ports[p.port] = p.name
+	}
+	if c.MySQLBufferPool == "" {
+		c.MySQLBufferPool = "1G"
+	}
+	if c.MySQLLogFileSize == "" {
+		c.MySQLLogFileSize = "512M"
+	}
+	if c.KafkaHeap == "" {
+		c.KafkaHeap = "512m"
+	}
+	if c.KafkaPartitions == 0 {
+		c.KafkaPartitions = 12
+	}
+	if c.CacheDir == "" {
+		c.CacheDir = os.Getenv("COUPON_STACK_CACHE")
+	}
+	if c.CacheDir == "" {
+		base, err := os.UserCacheDir()
+		if err != nil {
+			base = filepath.Join(os.TempDir(), "coupondrop-cache")
+		}
+		c.CacheDir = filepath.Join(base, "coupondrop")
+	}
+	if c.Out == nil {
+		c.Out = io.Discard
+	}
+	return nil
+}
+
+func known(name string) bool {
+	for _, s := range AllServices {
+		if s == name {
+			return true
+		}
+	}
+	return false
+}
+
+// Stack manages the services of one state folder. Its methods are safe for
+// concurrent use; across processes the state folder's lock serialises them.
+type Stack struct {
+	cfg    Config
+	logger *slog.Logger
+	mu     sync.Mutex
+	outMu  sync.Mutex
+	svcs   map[string]service
+}
+
+// New returns the stack of cfg; it starts nothing.
+func New(cfg Config, logger *slog.Logger) (*Stack, error) {
+	if err := cfg.defaults(); err != nil {
+		return nil, err
+	}
+	if logger == nil {
+		logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	s := &Stack{cfg: cfg, logger: logger, svcs: map[string]service{}}
+	s.svcs[Redis] = &redisService{s: s}
+	s.svcs[MySQL] = &mysqlService{s: s}
+	s.svcs[Kafka] = &kafkaService{s: s}
+	return s, nil
+}
+
+// Config returns the effective configuration.
+func (s *Stack) Config() Config { return s.cfg }
+
+// RedisAddr is host:port of Redis.
+func (s *Stack) RedisAddr() string { return fmt.Sprintf("127.0.0.1:%d", s.cfg.RedisPort) }
+
+// MySQLAddr is host:port of MariaDB.
+func (s *Stack) MySQLAddr() string { return fmt.Sprintf("127.0.0.1:%d", s.cfg.MySQLPort) }
+
+// MySQLDSN is a go-sql-driver DSN for database db (may be empty) as root.
+func (s *Stack) MySQLDSN(db string) string {
+	return fmt.Sprintf("root@tcp(%s)/%s?parseTime=true&loc=UTC&multiStatements=true", s.MySQLAddr(), db)
+}
+
+// KafkaBrokers is the bootstrap address list of Kafka.
+func (s *Stack) KafkaBrokers() []string {
+	return []string{fmt.Sprintf("127.0.0.1:%d", s.cfg.KafkaPort)}
+}
+
+func (s *Stack) printf(format string, args ...any) {
+	s.outMu.Lock()
+	defer s.outMu.Unlock()
+	fmt.Fprintf(s.cfg.Out, format+"\n", args...)
+}
+
+// service is one managed server.
+type service interface {
+	name() string
+	ports() []int
+	addr() string
+	logFile() string
+	// tools lists the executables the service needs.
+	tools() []tool
+	// prepare initialises the data folder and writes config files.
+	prepare(ctx context.Context) error
+	// command returns the argv of the server process.
+	command() ([]string, error)
+	// ready returns nil once the server answers.
+	ready(ctx context.Context) error
+	// stopTimeout bounds the wait after SIGTERM before SIGKILL.
+	stopTimeout() time.Duration
+	// startTimeout bounds the wait for ready after start.
+	startTimeout() time.Duration
+}
+
+func (s *Stack) service(name string) (service, error) {
+	svc, ok := s.svcs[name]
+	if !ok {
+		return nil, fmt.Errorf("unknown service %q (want %s)", name, strings.Join(AllServices, ", "))
+	}
+	return svc, nil
+}
+
+func (s *Stack) svcDir(name string) string { return filepath.Join(s.cfg.Dir, name) }
+func (s *Stack) pidFile(name string) string {
+	return filepath.Join(s.svcDir(name), name+".pid")
+}
+
+// lock takes the exclusive lock of the state folder, waiting for other
+// processes; the returned func releases it.
+func (s *Stack) lock(ctx context.Context) (func(), error) {
+	s.mu.Lock()
+	if err := os.MkdirAll(s.cfg.Dir, 0o755); err != nil {
+		s.mu.Unlock()
+		return nil, fmt.Errorf("create state dir: %w", err)
+	}
+	unlock, err := flock(ctx, filepath.Join(s.cfg.Dir, ".lock"), func() {
+		s.printf("waiting for another couponctl holding %s/.lock", s.cfg.Dir)
+	})
+	if err != nil {
+		s.mu.Unlock()
+		return nil, err
+	}
+	return func() { unlock(); s.mu.Unlock() }, nil
+}
+
+// flock takes an exclusive flock on path, polling so ctx can cancel the wait.
+func flock(ctx context.Context, path string, waiting func()) (func(), error) {
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("open lock %s: %w", path, err)
+	}
+	told := false
+	for {
+		err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
+		if err == nil {
+			return func() { _ = syscall.Flock(int(f.Fd()), syscall.LOCK_UN); _ = f.Close() }, nil
+		}
+		if !errors.Is(err, syscall.EWOULDBLOCK) {
+			_ = f.Close()
+			return nil, fmt.Errorf("lock %s: %w", path, err)
+		}
+		if !told && waiting != nil {
+			waiting()
+			told = true
+		}
+		select {
+		case <-ctx.Done():
+			_ = f.Close()
+			return nil, fmt.Errorf("waiting for lock %s: %w", path, ctx.Err())
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// Up starts every configured service that is not running and waits until
+// all answer. Services already running and answering are left alone.
+func (s *Stack) Up(ctx context.Context) error {
+	unlock, err := s.lock(ctx)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	if err := s.ensureTools(ctx, s.cfg.Services); err != nil {
+		return err
+	}
+	start := time.Now()
+	errs := make([]error, len(s.cfg.Services))
+	var wg sync.WaitGroup
+	for i, name := range s.cfg.Services {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = s.start(ctx, name)
+		}()
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	s.printf("stack up in %s (state %s)", time.Since(start).Round(10*time.Millisecond), s.cfg.Dir)
+	return nil
+}
+
+// Down stops every configured service this stack started (SIGTERM, then
+// SIGKILL after a bound) and waits until their processes are gone.
+func (s *Stack) Down(ctx context.Context) error {
+	unlock, err := s.lock(ctx)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	var errs []error
+	// Reverse start order: Kafka, MariaDB, Redis.
+	for i := len(s.cfg.Services) - 1; i >= 0; i-- {
+		errs = append(errs, s.stop(ctx, s.cfg.Services[i], false))
+	}
+	return errors.Join(errs...)
+}
+
+// Start starts one service (any of AllServices) and waits until it answers;
+// a no-op when it already runs.
+func (s *Stack) Start(ctx context.Context, name string) error {
+	unlock, err := s.lock(ctx)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	if err := s.ensureTools(ctx, []string{name}); err != nil {
+		return err
+	}
+	return s.start(ctx, name)
+}
+
+// Stop stops one service gracefully (SIGTERM, SIGKILL after a bound).
+func (s *Stack) Stop(ctx context.Context, name string) error {
+	unlock, err := s.lock(ctx)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	return s.stop(ctx, name, false)
+}
+
+// Kill stops one service with SIGKILL at once (a crash) and waits until its
+// process is gone. Its data folder stays, so Start brings it back.
+func (s *Stack) Kill(name string) error {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	unlock, err := s.lock(ctx)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	return s.stop(ctx, name, true)
+}
+
+// ServiceStatus describes one service.
+type ServiceStatus struct {
+	Name     string
+	Running  bool   // its recorded process is alive
+	Answers  bool   // it answered a probe
+	PID      int    // 0 when not running
+	RSSBytes int64  // resident memory of the process
+	Addr     string // host:port it listens on
+	LogFile  string
+	Err      error // probe error, when running but not answering
+}
+
+// Status reports every configured service; it does not take the lock.
+func (s *Stack) Status(ctx context.Context) []ServiceStatus {
+	out := make([]ServiceStatus, 0, len(s.cfg.Services))
+	for _, name := range s.cfg.Services {
+		svc := s.svcs[name]
+		st := ServiceStatus{Name: name, Addr: svc.addr(), LogFile: svc.logFile()}
+		if p, ok := readPID(s.pidFile(name)); ok && p.alive() {
+			st.Running, st.PID, st.RSSBytes = true, p.PID, p.rss()
+			pctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+			st.Err = svc.ready(pctx)
+			cancel()
+			st.Answers = st.Err == nil
+		}
+		out = append(out, st)
+	}
+	return out
+}
+
+// PIDs returns the pid of each running service (for tests and reports).
+func (s *Stack) PIDs() map[string]int {
+	m := map[string]int{}
+	for _, name := range AllServices {
+		if p, ok := readPID(s.pidFile(name)); ok && p.alive() {
+			m[name] = p.PID
+		}
+	}
+	return m
+}
+
+// start brings one service up; the caller holds the lock.
+func (s *Stack) start(ctx context.Context, name string) error {
+	svc, err := s.service(name)
+	if err != nil {
+		return err
+	}
+	if p, ok := readPID(s.pidFile(name)); ok && p.alive() {
+		// Ours and alive: wait until it answers (it may still be starting).
+		if err := s.waitReady(ctx, svc, p); err != nil {
+			return err
+		}
+		s.printf("%-5s already running on %s (pid %d, log %s)", name, svc.addr(), p.PID, svc.logFile())
+		return nil
+	}
+	_ = os.Remove(s.pidFile(name))
+	for _, port := range svc.ports() {
+		if err := portFree(port); err != nil {
+			return fmt.Errorf("%s: port %d on 127.0.0.1 is already in use by another process (%v); stop it or choose another port", name, port, err)
+		}
+	}
+	if err := os.MkdirAll(s.svcDir(name), 0o755); err != nil {
+		return fmt.Errorf("%s: %w", name, err)
+	}
+	t0 := time.Now()
+	if err := svc.prepare(ctx); err != nil {
+		return fmt.Errorf("%s: prepare: %w%s", name, err, tailNote(svc.logFile()))
+	}
+	argv, err := svc.command()
+	if err != nil {
+		return fmt.Errorf("%s: %w", name, err)
+	}
+	s.printf("%-5s starting on %s (log %s)", name, svc.addr(), svc.logFile())
+	p, err := spawn(argv, svc.logFile(), s.svcDir(name))
+	if err != nil {
+		return fmt.Errorf("%s: start: %w", name, err)
+	}
+	if err := writePID(s.pidFile(name), p); err != nil {
+		_ = p.signal(syscall.SIGKILL)
+		return fmt.Errorf("%s: %w", name, err)
+	}
+	if err := s.waitReady(ctx, svc, p); err != nil {
+		// Leave nothing half-started behind.
+		_ = s.stop(context.Background(), name, false)
+		return err
+	}
+	s.printf("%-5s ready on %s in %s (pid %d)", name, svc.addr(), time.Since(t0).Round(10*time.Millisecond), p.PID)
+	return nil
+}
+
+func (s *Stack) waitReady(ctx context.Context, svc service, p proc) error {
+	ctx, cancel := context.WithTimeout(ctx, svc.startTimeout())
+	defer cancel()
+	var last error
+	delay := 50 * time.Millisecond
+	for {
+		if !p.alive() {
+			return fmt.Errorf("%s exited during start-up%s", svc.name(), tailNote(svc.logFile()))
+		}
+		pctx, pcancel := context.WithTimeout(ctx, 5*time.Second)
+		last = svc.ready(pctx)
+		pcancel()
+		if last == nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%s did not answer on %s within %s: %v%s", svc.name(), svc.addr(), svc.startTimeout(), last, tailNote(svc.logFile()))
+		case <-time.After(delay):
+		}
+		if delay < 500*time.Millisecond {
+			delay *= 2
+		}
+	}
+}
+
+// stop stops one service; the caller holds the lock.
+func (s *Stack) stop(ctx context.Context, name string, kill bool) error {
+	svc, err := s.service(name)
+	if err != nil {
+		return err
+	}
+	p, ok := readPID(s.pidFile(name))
+	if !ok || !p.alive() {
+		_ = os.Remove(s.pidFile(name))
+		if !kill {
+			s.printf("%-5s not running", name)
+		}
+		return nil
+	}
+	t0 := time.Now()
+	if kill {
+		_ = p.signal(syscall.SIGKILL)
+	} else {
+		_ = p.signal(syscall.SIGTERM)
+	}
+	if !p.waitGone(ctx, svc.stopTimeout()) {
+		s.printf("%-5s did not stop within %s after SIGTERM: SIGKILL", name, svc.stopTimeout())
+		_ = p.signal(syscall.SIGKILL)
+		if !p.waitGone(context.Background(), 30*time.Second) {
+			return fmt.Errorf("%s: pid %d still alive after SIGKILL", name, p.PID)
+		}
+	}
+	_ = os.Remove(s.pidFile(name))
+	verb := "stopped"
+	if kill {
+		verb = "killed"
+	}
+	s.printf("%-5s %s (pid %d) in %s", name, verb, p.PID, time.Since(t0).Round(10*time.Millisecond))
+	return nil
+}
+
+// tailNote returns the last lines of a log file as an error suffix.
+func tailNote(path string) string {
+	t := Tail(path, 30)
+	if t == "" {
+		return ""
+	}
+	return fmt.Sprintf("\n--- last lines of %s ---\n%s", path, t)
+}
+
+// Tail returns the last n lines of a file ("" when unreadable).
+func Tail(path string, n int) string {
+	f, err := os.Open(path)
+	if err != nil {
+		return ""
+	}
+	defer f.Close()
+	const max = 64 << 10
+	st, err := f.Stat()
+	if err != nil {
+		return ""
+	}
+	off := st.Size() - max
+	if off < 0 {
+		off = 0
+	}
+	buf := make([]byte, st.Size()-off)
+	if _, err := f.ReadAt(buf, off); err != nil && !errors.Is(err, io.EOF) {
+		return ""
+	}
+	lines := strings.Split(strings.TrimRight(string(buf), "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+// sortedKeys is a small helper for deterministic output.
+func sortedKeys(m map[string]bool) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
