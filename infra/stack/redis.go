@@ -1,13 +1,14 @@
 package stack
 
 import (
+	"bufio"
 	"context"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
-
-	"github.com/redis/go-redis/v9"
 )
 
 // redisService runs Debian's redis-server with an append-only file
@@ -56,8 +57,29 @@ func (r *redisService) command() ([]string, error) {
 	return []string{mustLook("redis-server"), r.conf()}, nil
 }
 
+// ready sends a raw PING (a go-redis client would log every refused dial
+// while the server starts).
 func (r *redisService) ready(ctx context.Context) error {
-	c := redis.NewClient(&redis.Options{Addr: r.addr(), MaxRetries: -1, DialTimeout: time.Second, PoolSize: 1})
-	defer c.Close()
-	return c.Ping(ctx).Err()
+	var d net.Dialer
+	conn, err := d.DialContext(ctx, "tcp", r.addr())
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	deadline := time.Now().Add(3 * time.Second)
+	if dl, ok := ctx.Deadline(); ok && dl.Before(deadline) {
+		deadline = dl
+	}
+	_ = conn.SetDeadline(deadline)
+	if _, err := conn.Write([]byte("PING\r\n")); err != nil {
+		return err
+	}
+	line, err := bufio.NewReader(conn).ReadString('\n')
+	if err != nil {
+		return fmt.Errorf("read PING reply: %w", err)
+	}
+	if strings.TrimSpace(line) != "+PONG" {
+		return fmt.Errorf("PING answered %q", strings.TrimSpace(line))
+	}
+	return nil
 }
