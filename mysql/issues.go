@@ -1,0 +1,396 @@
+package mysql
+
+import (
+	"cmp"
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/coupondrop/coupon"
+	driver "github.com/go-sql-driver/mysql"
+)
+
+// Reasons a row of a batch is refused by InsertIssues; they name the
+// dead-letter reason the sinker records.
+const (
+	ReasonUnknownCoupon = "unknown_coupon" // no such coupon row
+	ReasonOverTotal     = "over_total"     // inserting it would push issued_quantity past total_quantity
+)
+
+// Tables names the two tables the guarded insert writes: the issued rows
+// (the coupon_issues layout) and the per-coupon counters (columns id,
+// total_quantity, issued_quantity, with a CHECK that issued_quantity never
+// exceeds total_quantity). The sinker writes LiveTables; replay writes a
+// shadow pair with the same code.
+type Tables struct {
+	Issues   string
+	Counters string
+}
+
+// LiveTables are the tables the application reads.
+var LiveTables = Tables{Issues: "coupon_issues", Counters: "coupons"}
+
+// Rejection is a row InsertIssues refused, and why (a Reason* constant).
+type Rejection struct {
+	Issue  coupon.Issue
+	Reason string
+}
+
+// InsertResult tells what one InsertIssues call did.
+type InsertResult struct {
+	Inserted   int64       // rows actually inserted (issued_quantity was raised by as much)
+	Duplicates int64       // rows already present (or repeated in the batch): changed nothing
+	Rejected   []Rejection // rows refused, in batch order of coupon then rank
+	// Retries counts transactions rolled back because the CHECK guard refused
+	// a coupon's update (the batch was then re-planned).
+	Retries int
+}
+
+// Statement limits. A statement stays well under max_allowed_packet (16 MiB
+// on MariaDB by default, 64 MiB on MySQL 8) and, when built with
+// placeholders, under the protocol's 65,535 placeholders (6 per row).
+const (
+	maxStmtBytes      = 4 << 20
+	maxRowsPerStmt    = 10_000 // 60,000 placeholders
+	maxGuardAttempts  = 8
+	existingChunkSize = 5_000
+)
+
+// usePlaceholders selects prepared statements with ? placeholders instead of
+// a VALUES literal built with strconv appends (ints and timestamps only, so
+// the literal is safe). The literal is the default: one round trip instead of
+// prepare/execute/close, and no per-argument encoding (see
+// BenchmarkInsertIssues). Tests and benchmarks flip it.
+var usePlaceholders = false
+
+// InsertIssues writes rows into the live tables; see InsertIssuesInto.
+func (db *DB) InsertIssues(ctx context.Context, rows []coupon.Issue) (InsertResult, error) {
+	return db.InsertIssuesInto(ctx, LiveTables, rows)
+}
+
+// InsertIssuesInto is the sinker's guarded, idempotent bulk insert, in one
+// transaction: every row is inserted unless its (coupon, user) is already
+// there (a redelivery changes nothing and raises no error), and each
+// coupon's issued_quantity is raised by the rows actually inserted. When the
+// CHECK constraint refuses a coupon's update (the rows would exceed its
+// total), the transaction is rolled back whole and re-planned: the coupon's
+// new rows beyond the remaining supply, by rank, are rejected with
+// ReasonOverTotal and the rest inserted. Rows of a coupon that does not exist
+// are rejected with ReasonUnknownCoupon. The batch is never half-written: on
+// an error nothing was committed and the call may be retried as is.
+//
+// The DSN must not set clientFoundRows=true (RowsAffected must count inserted
+// rows only).
+func (db *DB) InsertIssuesInto(ctx context.Context, t Tables, rows []coupon.Issue) (InsertResult, error) {
+	groups, dups := groupIssues(rows)
+	careful := map[int64]bool{} // coupons whose update the guard refused once
+	var res InsertResult
+	for attempt := 0; ; attempt++ {
+		r, refused, err := db.insertOnce(ctx, t, groups, careful)
+		if err == nil {
+			r.Duplicates += dups
+			r.Retries = attempt
+			return r, nil
+		}
+		if refused == 0 {
+			return res, err
+		}
+		if attempt+1 >= maxGuardAttempts {
+			return res, fmt.Errorf("bulk insert: coupon %d still refused by the guard after %d attempts: %w", refused, attempt+1, err)
+		}
+		careful[refused] = true
+	}
+}
+
+// couponGroup is one coupon's rows of a batch, sorted by rank, one per user.
+type couponGroup struct {
+	couponID int64
+	rows     []coupon.Issue
+}
+
+// groupIssues splits rows by coupon (ascending, the lock order), sorts each
+// coupon's rows by rank and keeps the first row of a user that appears more
+// than once; it returns the groups and how many repeats it dropped.
+func groupIssues(rows []coupon.Issue) ([]couponGroup, int64) {
+	sorted := slices.Clone(rows)
+	slices.SortStableFunc(sorted, func(a, b coupon.Issue) int {
+		if c := cmp.Compare(a.CouponID, b.CouponID); c != 0 {
+			return c
+		}
+		return cmp.Compare(a.Rank, b.Rank)
+	})
+	var groups []couponGroup
+	var dups int64
+	var seen map[int64]struct{}
+	for _, r := range sorted {
+		if len(groups) == 0 || groups[len(groups)-1].couponID != r.CouponID {
+			groups = append(groups, couponGroup{couponID: r.CouponID})
+			seen = map[int64]struct{}{}
+		}
+		if _, ok := seen[r.UserID]; ok {
+			dups++
+			continue
+		}
+		seen[r.UserID] = struct{}{}
+		g := &groups[len(groups)-1]
+		g.rows = append(g.rows, r)
+	}
+	return groups, dups
+}
+
+type counter struct{ total, issued int64 }
+
+// insertOnce runs one transaction. When the guard refuses a coupon's update
+// it rolls back and returns that coupon's ID with the error.
+func (db *DB) insertOnce(ctx context.Context, t Tables, groups []couponGroup, careful map[int64]bool) (res InsertResult, refused int64, err error) {
+	tx, err := db.BeginTx(ctx, nil)
+	if err != nil {
+		return res, 0, fmt.Errorf("bulk insert: begin: %w", err)
+	}
+	defer func() {
+		if err != nil {
+			_ = tx.Rollback()
+		}
+	}()
+
+	// Lock the batch's coupon rows in id order: writers following this
+	// protocol serialise per coupon and never deadlock on the counters.
+	counters, err := lockCounters(ctx, tx, t, groups)
+	if err != nil {
+		return res, 0, err
+	}
+	var buf []byte
+	for _, g := range groups {
+		c, ok := counters[g.couponID]
+		if !ok {
+			for _, r := range g.rows {
+				res.Rejected = append(res.Rejected, Rejection{Issue: r, Reason: ReasonUnknownCoupon})
+			}
+			continue
+		}
+		rows := g.rows
+		if careful[g.couponID] {
+			var surplus []coupon.Issue
+			var existing int64
+			rows, surplus, existing, err = planWithinTotal(ctx, tx, t, g, c)
+			if err != nil {
+				return res, 0, err
+			}
+			res.Duplicates += existing
+			for _, r := range surplus {
+				res.Rejected = append(res.Rejected, Rejection{Issue: r, Reason: ReasonOverTotal})
+			}
+		}
+		var inserted int64
+		for start := 0; start < len(rows); {
+			var n int
+			buf, n = buildInsert(buf[:0], t.Issues, rows[start:])
+			var r sql.Result
+			if usePlaceholders {
+				r, err = tx.ExecContext(ctx, string(buf), issueArgs(rows[start:start+n])...)
+			} else {
+				r, err = tx.ExecContext(ctx, string(buf))
+			}
+			if err != nil {
+				return res, 0, fmt.Errorf("bulk insert: insert %d rows of coupon %d: %w", n, g.couponID, err)
+			}
+			affected, err := r.RowsAffected()
+			if err != nil {
+				return res, 0, fmt.Errorf("bulk insert: rows affected: %w", err)
+			}
+			inserted += affected
+			start += n
+		}
+		res.Inserted += inserted
+		res.Duplicates += int64(len(rows)) - inserted
+		if inserted == 0 {
+			continue
+		}
+		// The guard: the CHECK constraint refuses an issued_quantity over
+		// the total, whatever the gate admitted.
+		if _, err = tx.ExecContext(ctx, "UPDATE "+t.Counters+" SET issued_quantity = issued_quantity + ? WHERE id = ?", inserted, g.couponID); err != nil {
+			if isCheckViolation(err) {
+				return res, g.couponID, fmt.Errorf("bulk insert: coupon %d: %d new rows exceed the total: %w", g.couponID, inserted, err)
+			}
+			return res, 0, fmt.Errorf("bulk insert: raise issued_quantity of coupon %d: %w", g.couponID, err)
+		}
+	}
+	if err = tx.Commit(); err != nil {
+		return res, 0, fmt.Errorf("bulk insert: commit: %w", err)
+	}
+	return res, 0, nil
+}
+
+// lockCounters reads and locks the counters of the batch's coupons.
+func lockCounters(ctx context.Context, tx *sql.Tx, t Tables, groups []couponGroup) (map[int64]counter, error) {
+	q := make([]byte, 0, 96+len(groups)*8)
+	q = append(q, "SELECT id, total_quantity, issued_quantity FROM "...)
+	q = append(q, t.Counters...)
+	q = append(q, " WHERE id IN ("...)
+	for i, g := range groups {
+		if i > 0 {
+			q = append(q, ',')
+		}
+		q = strconv.AppendInt(q, g.couponID, 10)
+	}
+	q = append(q, ") ORDER BY id FOR UPDATE"...)
+	rs, err := tx.QueryContext(ctx, string(q))
+	if err != nil {
+		return nil, fmt.Errorf("bulk insert: lock coupons: %w", err)
+	}
+	defer rs.Close()
+	out := make(map[int64]counter, len(groups))
+	for rs.Next() {
+		var id int64
+		var c counter
+		if err := rs.Scan(&id, &c.total, &c.issued); err != nil {
+			return nil, fmt.Errorf("bulk insert: lock coupons: %w", err)
+		}
+		out[id] = c
+	}
+	if err := rs.Err(); err != nil {
+		return nil, fmt.Errorf("bulk insert: lock coupons: %w", err)
+	}
+	return out, nil
+}
+
+// planWithinTotal splits a coupon's rows, under its counter's lock, into the
+// new rows that fit in the remaining supply (lowest ranks first) and the
+// surplus; rows already present are dropped and counted.
+func planWithinTotal(ctx context.Context, tx *sql.Tx, t Tables, g couponGroup, c counter) (fit, surplus []coupon.Issue, existing int64, err error) {
+	present := map[int64]struct{}{}
+	for start := 0; start < len(g.rows); start += existingChunkSize {
+		end := min(start+existingChunkSize, len(g.rows))
+		q := make([]byte, 0, 128+(end-start)*12)
+		q = append(q, "SELECT user_id FROM "...)
+		q = append(q, t.Issues...)
+		q = append(q, " WHERE coupon_id = "...)
+		q = strconv.AppendInt(q, g.couponID, 10)
+		q = append(q, " AND user_id IN ("...)
+		for i, r := range g.rows[start:end] {
+			if i > 0 {
+				q = append(q, ',')
+			}
+			q = strconv.AppendInt(q, r.UserID, 10)
+		}
+		q = append(q, ") LOCK IN SHARE MODE"...)
+		rs, err := tx.QueryContext(ctx, string(q))
+		if err != nil {
+			return nil, nil, 0, fmt.Errorf("bulk insert: find present rows of coupon %d: %w", g.couponID, err)
+		}
+		for rs.Next() {
+			var u int64
+			if err := rs.Scan(&u); err != nil {
+				rs.Close()
+				return nil, nil, 0, fmt.Errorf("bulk insert: find present rows of coupon %d: %w", g.couponID, err)
+			}
+			present[u] = struct{}{}
+		}
+		err = rs.Err()
+		rs.Close()
+		if err != nil {
+			return nil, nil, 0, fmt.Errorf("bulk insert: find present rows of coupon %d: %w", g.couponID, err)
+		}
+	}
+	room := max(c.total-c.issued, 0)
+	for _, r := range g.rows { // rank order
+		switch _, ok := present[r.UserID]; {
+		case ok:
+			existing++
+		case int64(len(fit)) < room:
+			fit = append(fit, r)
+		default:
+			surplus = append(surplus, r)
+		}
+	}
+	return fit, surplus, existing, nil
+}
+
+// buildInsert appends to b one INSERT of as many of rows as fit in the
+// statement limits and returns it with the number of rows it covers (>= 1).
+func buildInsert(b []byte, table string, rows []coupon.Issue) ([]byte, int) {
+	b = append(b, "INSERT INTO "...)
+	b = append(b, table...)
+	b = append(b, " (coupon_id,user_id,issue_rank,admitted_at,source_partition,source_offset) VALUES "...)
+	n := 0
+	for _, r := range rows {
+		if n == maxRowsPerStmt || (n > 0 && len(b) > maxStmtBytes-256) {
+			break
+		}
+		if n > 0 {
+			b = append(b, ',')
+		}
+		if usePlaceholders {
+			b = append(b, "(?,?,?,?,?,?)"...)
+		} else {
+			b = appendRow(b, r)
+		}
+		n++
+	}
+	b = append(b, " ON DUPLICATE KEY UPDATE coupon_id = coupon_id"...)
+	return b, n
+}
+
+// appendRow appends the VALUES tuple of r. Every field is an integer or a
+// timestamp formatted here, so nothing needs quoting or escaping.
+func appendRow(b []byte, r coupon.Issue) []byte {
+	b = append(b, '(')
+	b = strconv.AppendInt(b, r.CouponID, 10)
+	b = append(b, ',')
+	b = strconv.AppendInt(b, r.UserID, 10)
+	b = append(b, ',')
+	b = strconv.AppendInt(b, r.Rank, 10)
+	b = append(b, ',', '\'')
+	b = r.AdmittedAt.UTC().AppendFormat(b, "2006-01-02 15:04:05.000000")
+	b = append(b, '\'', ',')
+	b = strconv.AppendInt(b, int64(r.Partition), 10)
+	b = append(b, ',')
+	b = strconv.AppendInt(b, r.Offset, 10)
+	return append(b, ')')
+}
+
+func issueArgs(rows []coupon.Issue) []any {
+	args := make([]any, 0, len(rows)*6)
+	for _, r := range rows {
+		args = append(args, r.CouponID, r.UserID, r.Rank, r.AdmittedAt.UTC(), r.Partition, r.Offset)
+	}
+	return args
+}
+
+// ValidAdmittedAt reports whether t fits a DATETIME column (years 1000 to
+// 9999); the sinker treats other timestamps as poison.
+func ValidAdmittedAt(t time.Time) bool {
+	y := t.UTC().Year()
+	return y >= 1000 && y <= 9999
+}
+
+// isCheckViolation reports a CHECK constraint refusal: MariaDB's
+// ER_CONSTRAINT_FAILED (4025) or MySQL 8's ER_CHECK_CONSTRAINT_VIOLATED (3819).
+func isCheckViolation(err error) bool {
+	var me *driver.MySQLError
+	return errors.As(err, &me) && (me.Number == 4025 || me.Number == 3819)
+}
+
+// IsTransient reports whether err is a database error worth retrying as is:
+// a lost or refused connection, a deadlock, a lock wait timeout, a server
+// shutting down or read-only during a failover. The sinker retries every
+// error with backoff anyway; this only labels logs and metrics.
+func IsTransient(err error) bool {
+	if err == nil {
+		return false
+	}
+	var me *driver.MySQLError
+	if errors.As(err, &me) {
+		switch me.Number {
+		case 1213, 1205, 1040, 1053, 1290, 1927, 2006, 2013, 1158, 1159, 1160, 1161:
+			return true
+		}
+		return false
+	}
+	return !strings.Contains(err.Error(), "syntax")
+}

@@ -1,0 +1,220 @@
+package mysql_test
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/coupondrop/coupon"
+	"github.com/coupondrop/coupon/internal/testenv"
+	"github.com/coupondrop/coupon/mysql"
+)
+
+func mustOpenStore(tb testing.TB) *mysql.DB {
+	tb.Helper()
+	return &mysql.DB{DB: testenv.MustOpenDB(tb)}
+}
+
+// mustCreateCoupon inserts a coupon with the given total and issued count.
+func mustCreateCoupon(tb testing.TB, db *mysql.DB, total, issued int64) int64 {
+	tb.Helper()
+	r, err := db.ExecContext(context.Background(),
+		`INSERT INTO coupons (name, total_quantity, issued_quantity) VALUES (?, ?, ?)`, "issues-test", total, issued)
+	if err != nil {
+		tb.Fatalf("create coupon: %v", err)
+	}
+	id, _ := r.LastInsertId()
+	return id
+}
+
+func issues(couponID, firstUser, firstRank int64, n int) []coupon.Issue {
+	at := time.Date(2025, 11, 24, 21, 0, 0, 123456000, time.UTC)
+	out := make([]coupon.Issue, n)
+	for i := range out {
+		out[i] = coupon.Issue{CouponID: couponID, UserID: firstUser + int64(i), Rank: firstRank + int64(i),
+			AdmittedAt: at.Add(time.Duration(i) * time.Millisecond), Partition: 3, Offset: 1000 + int64(i)}
+	}
+	return out
+}
+
+type rowState struct{ user, rank int64 }
+
+func mustRows(tb testing.TB, db *mysql.DB, couponID int64) (rows []rowState, issued int64) {
+	tb.Helper()
+	ctx := context.Background()
+	rs, err := db.QueryContext(ctx, `SELECT user_id, issue_rank FROM coupon_issues WHERE coupon_id = ? ORDER BY issue_rank`, couponID)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer rs.Close()
+	for rs.Next() {
+		var r rowState
+		if err := rs.Scan(&r.user, &r.rank); err != nil {
+			tb.Fatal(err)
+		}
+		rows = append(rows, r)
+	}
+	if err := db.QueryRowContext(ctx, `SELECT issued_quantity FROM coupons WHERE id = ?`, couponID).Scan(&issued); err != nil {
+		tb.Fatal(err)
+	}
+	return rows, issued
+}
+
+func TestInsertIssues(t *testing.T) {
+	db := mustOpenStore(t)
+	ctx := context.Background()
+
+	t.Run("fresh rows then a redelivery changes nothing", func(t *testing.T) {
+		id := mustCreateCoupon(t, db, 100, 0)
+		batch := issues(id, 1, 1, 10)
+		res, err := db.InsertIssues(ctx, batch)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.Inserted != 10 || res.Duplicates != 0 || len(res.Rejected) != 0 {
+			t.Fatalf("first insert: %+v, want 10 inserted", res)
+		}
+		// RowsAffected counts only inserted rows (clientFoundRows=false):
+		// the whole batch again plus 5 new rows inserts exactly 5.
+		res, err = db.InsertIssues(ctx, append(batch, issues(id, 11, 11, 5)...))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.Inserted != 5 || res.Duplicates != 10 {
+			t.Fatalf("redelivery: %+v, want 5 inserted and 10 duplicates", res)
+		}
+		rows, issued := mustRows(t, db, id)
+		if len(rows) != 15 || issued != 15 {
+			t.Fatalf("got %d rows, issued_quantity %d; want 15 and 15", len(rows), issued)
+		}
+		for i, r := range rows {
+			if r.user != int64(i+1) || r.rank != int64(i+1) {
+				t.Fatalf("row %d = %+v", i, r)
+			}
+		}
+	})
+
+	t.Run("a user twice in one batch counts once", func(t *testing.T) {
+		id := mustCreateCoupon(t, db, 100, 0)
+		batch := issues(id, 1, 1, 3)
+		batch = append(batch, coupon.Issue{CouponID: id, UserID: 2, Rank: 9, AdmittedAt: time.Now(), Partition: 0, Offset: 9})
+		res, err := db.InsertIssues(ctx, batch)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.Inserted != 3 || res.Duplicates != 1 {
+			t.Fatalf("%+v, want 3 inserted, 1 duplicate", res)
+		}
+		rows, issued := mustRows(t, db, id)
+		if issued != 3 || !slices.Equal(rows, []rowState{{1, 1}, {2, 2}, {3, 3}}) {
+			t.Fatalf("rows %v issued %d", rows, issued)
+		}
+	})
+
+	t.Run("unknown coupon is rejected, the others inserted", func(t *testing.T) {
+		id := mustCreateCoupon(t, db, 100, 0)
+		unknown := testenv.RandomCouponID()
+		batch := append(issues(unknown, 1, 1, 4), issues(id, 1, 1, 4)...)
+		res, err := db.InsertIssues(ctx, batch)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.Inserted != 4 || len(res.Rejected) != 4 {
+			t.Fatalf("%+v, want 4 inserted and 4 rejected", res)
+		}
+		for _, r := range res.Rejected {
+			if r.Reason != mysql.ReasonUnknownCoupon || r.Issue.CouponID != unknown {
+				t.Fatalf("rejection %+v", r)
+			}
+		}
+		if _, issued := mustRows(t, db, id); issued != 4 {
+			t.Fatalf("issued %d, want 4", issued)
+		}
+	})
+
+	t.Run("the guard inserts up to the total, by rank, and rejects the rest", func(t *testing.T) {
+		id := mustCreateCoupon(t, db, 10, 0)
+		other := mustCreateCoupon(t, db, 100, 0)
+		if _, err := db.InsertIssues(ctx, issues(id, 1, 1, 4)); err != nil {
+			t.Fatal(err)
+		}
+		// Redelivered ranks 1..4, new ranks 5..15 for 10 slots: 6 fit.
+		// The batch arrives out of rank order; the other coupon is unaffected.
+		batch := issues(id, 1, 1, 15)
+		slices.Reverse(batch)
+		batch = append(batch, issues(other, 1, 1, 7)...)
+		res, err := db.InsertIssues(ctx, batch)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.Inserted != 6+7 || res.Duplicates != 4 || len(res.Rejected) != 5 || res.Retries != 1 {
+			t.Fatalf("%+v, want 13 inserted, 4 duplicates, 5 rejected after 1 retry", res)
+		}
+		for i, r := range res.Rejected {
+			if r.Reason != mysql.ReasonOverTotal || r.Issue.Rank != int64(11+i) {
+				t.Fatalf("rejection %d: %+v, want rank %d over_total", i, r, 11+i)
+			}
+		}
+		rows, issued := mustRows(t, db, id)
+		if issued != 10 || len(rows) != 10 || rows[9].rank != 10 {
+			t.Fatalf("rows %v issued %d, want ranks 1..10", rows, issued)
+		}
+		if rows, issued := mustRows(t, db, other); issued != 7 || len(rows) != 7 {
+			t.Fatalf("other coupon: %d rows, issued %d", len(rows), issued)
+		}
+		// A sold-out coupon rejects everything new and still skips redeliveries.
+		res, err = db.InsertIssues(ctx, issues(id, 1, 1, 12))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.Inserted != 0 || res.Duplicates != 10 || len(res.Rejected) != 2 {
+			t.Fatalf("sold out: %+v", res)
+		}
+	})
+
+	t.Run("large batch is chunked", func(t *testing.T) {
+		id := mustCreateCoupon(t, db, 100_000, 0)
+		res, err := db.InsertIssues(ctx, issues(id, 1, 1, 25_000))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.Inserted != 25_000 {
+			t.Fatalf("%+v", res)
+		}
+		if _, issued := mustRows(t, db, id); issued != 25_000 {
+			t.Fatalf("issued %d", issued)
+		}
+	})
+}
+
+// BenchmarkInsertIssues compares the VALUES literal built with strconv
+// appends against prepared statements with placeholders, 5,000-row batches.
+func BenchmarkInsertIssues(b *testing.B) {
+	db := mustOpenStore(b)
+	ctx := context.Background()
+	for _, mode := range []struct {
+		name         string
+		placeholders bool
+	}{{"literal", false}, {"placeholders", true}} {
+		b.Run(mode.name, func(b *testing.B) {
+			defer mysql.SetPlaceholders(mode.placeholders)()
+			id := mustCreateCoupon(b, db, 100_000_000, 0)
+			const batch = 5000
+			b.ResetTimer()
+			t0 := time.Now()
+			var rows int64
+			for i := 0; b.Loop(); i++ {
+				res, err := db.InsertIssues(ctx, issues(id, int64(i*batch+1), int64(i*batch+1), batch))
+				if err != nil {
+					b.Fatal(err)
+				}
+				rows += res.Inserted
+			}
+			rate := float64(rows) / time.Since(t0).Seconds()
+			b.ReportMetric(rate, "rows/s")
+			fmt.Printf("insert %-12s %9.0f rows/s\n", mode.name, rate)
+		})
+	}
+}
