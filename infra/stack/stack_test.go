@@ -230,4 +230,3 @@ func TestConfigErrors(t *testing.T) {
 		t.Fatal("unknown profile accepted")
 	}
 }
-
