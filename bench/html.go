@@ -1,0 +1,198 @@
+package bench
+
+import (
+	"fmt"
+	"html/template"
+	"io"
+	"math"
+	"strings"
+
+	"github.com/coupondrop/coupon"
+)
+
+// bar is one bar of a horizontal bar chart.
+type bar struct {
+	Label, Value string // Value is the printed figure
+	V            float64
+	Color        string
+}
+
+// group is a labelled set of bars drawn together.
+type group struct {
+	Label string
+	Bars  []bar
+}
+
+var strategyColor = map[coupon.Strategy]string{
+	coupon.StrategyDBLock:    "#d9822b",
+	coupon.StrategyRedisLock: "#c23030",
+	coupon.StrategyAsync:     "#2b6cb0",
+}
+
+const seedColor = "#a0aec0"
+
+// hbarChart draws groups of horizontal bars on a log10 axis as inline SVG.
+func hbarChart(title, unit string, groups []group) template.HTML {
+	const labelW, valueW, plotW, barH, gap, top, groupGap = 260, 90, 560, 18, 4, 40, 10
+	lo, hi := math.Inf(1), math.Inf(-1)
+	nBars := 0
+	for _, g := range groups {
+		for _, b := range g.Bars {
+			if b.V > 0 {
+				lo, hi = math.Min(lo, b.V), math.Max(hi, b.V)
+			}
+			nBars++
+		}
+	}
+	if math.IsInf(lo, 1) {
+		lo, hi = 1, 10
+	}
+	loE, hiE := math.Floor(math.Log10(lo)), math.Ceil(math.Log10(hi))
+	if hiE <= loE {
+		hiE = loE + 1
+	}
+	x := func(v float64) float64 {
+		if v <= 0 {
+			return 0
+		}
+		return math.Max(2, (math.Log10(v)-loE)/(hiE-loE)*plotW)
+	}
+	height := top + nBars*(barH+gap) + len(groups)*groupGap + 30
+	width := labelW + plotW + valueW
+	var sb strings.Builder
+	esc := template.HTMLEscapeString
+	fmt.Fprintf(&sb, `<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" viewBox="0 0 %d %d" role="img" aria-label="%s" font-family="system-ui,sans-serif" font-size="12">`,
+		width, height, width, height, esc(title))
+	fmt.Fprintf(&sb, `<text x="0" y="16" font-size="15" font-weight="600">%s</text>`, esc(title))
+	plotBottom := height - 24
+	for e := loE; e <= hiE; e++ {
+		gx := labelW + (e-loE)/(hiE-loE)*plotW
+		fmt.Fprintf(&sb, `<line x1="%.1f" y1="%d" x2="%.1f" y2="%d" stroke="#e2e8f0"/>`, gx, top-8, gx, plotBottom)
+		fmt.Fprintf(&sb, `<text x="%.1f" y="%d" text-anchor="middle" fill="#4a5568">%s</text>`, gx, plotBottom+14, esc(axisLabel(math.Pow(10, e))))
+	}
+	fmt.Fprintf(&sb, `<text x="%d" y="%d" text-anchor="end" fill="#4a5568">%s (log scale)</text>`, width, plotBottom+14, esc(unit))
+	y := top
+	for _, g := range groups {
+		if g.Label != "" {
+			fmt.Fprintf(&sb, `<text x="0" y="%d" font-weight="600">%s</text>`, y+barH-4, esc(g.Label))
+		}
+		for _, b := range g.Bars {
+			fmt.Fprintf(&sb, `<text x="%d" y="%d" text-anchor="end">%s</text>`, labelW-8, y+barH-5, esc(b.Label))
+			w := x(b.V)
+			fmt.Fprintf(&sb, `<rect x="%d" y="%d" width="%.1f" height="%d" fill="%s"/>`, labelW, y, w, barH, b.Color)
+			fmt.Fprintf(&sb, `<text x="%.1f" y="%d" fill="#1a202c">%s</text>`, float64(labelW)+w+6, y+barH-5, esc(b.Value))
+			y += barH + gap
+		}
+		y += groupGap
+	}
+	sb.WriteString(`</svg>`)
+	return template.HTML(sb.String())
+}
+
+func axisLabel(v float64) string {
+	switch {
+	case v >= 1e6:
+		return fmt.Sprintf("%gM", v/1e6)
+	case v >= 1e3:
+		return fmt.Sprintf("%gk", v/1e3)
+	}
+	return fmt.Sprintf("%g", v)
+}
+
+func (r *Report) throughputChart() template.HTML {
+	var bars []bar
+	for _, p := range r.Phases {
+		if p.Spec.InTable {
+			bars = append(bars, bar{Label: p.Spec.Name + " (" + p.Model + ")", V: p.Stats.AcceptedPerSec, Value: fmtRate(p.Stats.AcceptedPerSec), Color: strategyColor[p.Spec.Strategy]})
+		}
+	}
+	var seed []bar
+	for _, ref := range r.Seed {
+		if ref.ReqPerSec > 0 {
+			seed = append(seed, bar{Label: ref.Label, V: ref.ReqPerSec, Value: fmtRate(ref.ReqPerSec), Color: seedColor})
+		}
+	}
+	var sink []bar
+	for _, p := range r.Phases {
+		if p.Spec.InTable {
+			sink = append(sink, bar{Label: p.Spec.Name, V: p.Sink.RowsPerSec, Value: fmtRate(p.Sink.RowsPerSec), Color: strategyColor[p.Spec.Strategy]})
+		}
+	}
+	for _, ref := range r.Seed {
+		if ref.RowsPerSec > 0 {
+			sink = append(sink, bar{Label: ref.Label, V: ref.RowsPerSec, Value: fmtRate(ref.RowsPerSec), Color: seedColor})
+		}
+	}
+	return hbarChart("Accepted requests per second, and rows persisted per second", "per second",
+		[]group{{Label: "accepted req/s (this run)", Bars: bars}, {Label: "seed study req/s", Bars: seed}, {Label: "rows persisted/s", Bars: sink}})
+}
+
+func (r *Report) latencyChart() template.HTML {
+	var gs []group
+	for _, p := range r.Phases {
+		l := p.Stats.Latency
+		gs = append(gs, group{Label: p.Spec.Name + " (" + p.Model + ")", Bars: []bar{
+			{Label: "p50", V: l.P50, Value: fmtMs(l.P50) + " ms", Color: "#90cdf4"},
+			{Label: "p95", V: l.P95, Value: fmtMs(l.P95) + " ms", Color: "#4299e1"},
+			{Label: "p99", V: l.P99, Value: fmtMs(l.P99) + " ms", Color: "#2c5282"},
+		}})
+	}
+	return hbarChart("Latency percentiles per phase (from the scheduled send time)", "milliseconds", gs)
+}
+
+var reportTmpl = template.Must(template.New("report").Funcs(template.FuncMap{
+	"rate": fmtRate, "ms": fmtMs, "drain": fmtDrain, "check": check,
+	"pct":  func(f float64) string { return fmt.Sprintf("%.0f%%", f*100) },
+}).Parse(`<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>coupon bench {{.R.Started.Format "2006-01-02 15:04:05"}}</title>
+<style>
+body{font-family:system-ui,sans-serif;margin:24px;color:#1a202c;max-width:1100px}
+h1{font-size:22px}h2{font-size:17px;margin-top:28px}
+table{border-collapse:collapse;font-size:13px}th,td{border:1px solid #cbd5e0;padding:4px 8px;text-align:right}
+th{background:#edf2f7}td:first-child,th:first-child{text-align:left}
+tr.seed td{color:#718096;font-style:italic}.ok{color:#276749}.fail{color:#c53030;font-weight:700}
+.meta{color:#4a5568;font-size:13px}figure{margin:16px 0}
+</style></head><body>
+<h1>Coupon issuance strategies, side by side</h1>
+<p class="meta">{{.R.Started.Format "2006-01-02 15:04:05 MST"}} · {{.R.Duration.Round 1000000000}} · {{.R.Machine.Cores}} cores · {{.R.Machine.GoVersion}} · load {{.R.Machine.LoadAvg}}<br><code>{{.R.Command}}</code></p>
+{{if .OK}}<p class="ok">Every phase verified against MySQL: no over-issue, no duplicates, every accepted request has its row.</p>
+{{else}}<p class="fail">Verification FAILED: see the table.</p>{{end}}
+<h2>Comparison</h2>
+<table><tr><th>strategy</th><th>model</th><th>requests</th><th>dup share</th><th>supply</th><th>accepted req/s</th><th>p50 / p95 / p99 ms</th><th>errors</th><th>rows persisted/s</th><th>sink drain</th><th>over-issued</th><th>duplicates</th><th>accepted = rows</th></tr>
+{{range .R.Phases}}<tr><td>{{.Spec.Name}}</td><td>{{.Model}}</td><td>{{.Requests}}</td><td>{{pct .DupShare}}</td><td>{{.Verdict.Total}}</td><td>{{rate .Stats.AcceptedPerSec}}</td>
+<td>{{ms .Stats.Latency.P50}} / {{ms .Stats.Latency.P95}} / {{ms .Stats.Latency.P99}}</td><td>{{.Stats.Errors}}</td><td>{{rate .Sink.RowsPerSec}}</td><td>{{drain .}}</td>
+<td class="{{if .Verdict.OverIssued}}fail{{else}}ok{{end}}">{{check .Verdict.OverIssued}}</td><td class="{{if .Verdict.Duplicates}}fail{{else}}ok{{end}}">{{check .Verdict.Duplicates}}</td>
+<td class="{{if .Verdict.LostAccepted}}fail{{else}}ok{{end}}">{{.Verdict.Accepted}} / {{.Verdict.Rows}}</td></tr>
+{{end}}{{range .R.Seed}}<tr class="seed"><td>{{.Label}}</td><td>locust</td><td></td><td></td><td></td><td>{{rate .ReqPerSec}}</td><td></td><td></td><td>{{rate .RowsPerSec}}</td><td></td><td></td><td></td><td></td></tr>
+{{end}}</table>
+<p>{{range .Ratios}}{{.}}<br>{{end}}</p>
+{{with .R.Speed}}<h2>Async path speed</h2><ul>
+<li>max accepted (closed model, c={{.Concurrency}}, 202 only after the Kafka ack): <b>{{rate .MaxAccepted}} req/s</b></li>
+{{if .OpenRate}}<li>open model at {{rate .OpenRate}} req/s offered: {{rate .OpenAchieved}} req/s answered 2xx, p50 {{ms .OpenLatency.P50}} / p95 {{ms .OpenLatency.P95}} / <b>p99 {{ms .OpenLatency.P99}} ms</b>, {{.OpenErrors}} errors</li>{{end}}
+{{if .EvalshaPerSec}}<li>redis-benchmark EVALSHA of the admit script: {{rate .EvalshaPerSec}} ops/s (p99 {{ms .EvalshaP99}} ms); gateway / Redis ceiling = {{printf "%.2f" .Ratio}}</li>{{else}}<li>redis-benchmark: not measured ({{.RedisNote}})</li>{{end}}
+</ul>{{end}}
+<figure>{{.Throughput}}</figure>
+<figure>{{.Latency}}</figure>
+<h2>Verification</h2><ul>
+{{range .R.Phases}}<li>{{.Spec.Name}}: coupons {{.CouponIDs}}, supply {{.Verdict.Total}}, rows {{.Verdict.Rows}}, issued_quantity {{.Verdict.IssuedQuantity}}, 2xx answers {{.Verdict.Accepted}}, 409 {{.Stats.Already}}, 410 {{.Stats.SoldOut}}, 503 {{.Stats.Unavailable}}, other errors {{.OtherErrors}}
+{{range .Verdict.Problems}}<br><span class="fail">{{.}}</span>{{end}}</li>
+{{end}}</ul>
+{{range .R.Notes}}<p class="meta">{{.}}</p>{{end}}
+</body></html>
+`))
+
+// OtherErrors counts errors that are not 503 answers.
+func (p *PhaseResult) OtherErrors() int64 { return p.Stats.Errors - p.Stats.Unavailable }
+
+// WriteHTML writes the self-contained report page (inline CSS and SVG).
+func (r *Report) WriteHTML(w io.Writer) error {
+	var ratios []string
+	for _, s := range []coupon.Strategy{coupon.StrategyDBLock, coupon.StrategyRedisLock} {
+		if x := r.Ratio(s); x > 0 {
+			ratios = append(ratios, fmt.Sprintf("async / %s accepted req/s: %.1f× (the seed saw 33× between its queue and its direct RDBMS path)", s, x))
+		}
+	}
+	return reportTmpl.Execute(w, map[string]any{
+		"R": r, "OK": r.OK(), "Ratios": ratios, "Throughput": r.throughputChart(), "Latency": r.latencyChart(),
+	})
+}

@@ -1,0 +1,222 @@
+package bench
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/coupondrop/coupon"
+)
+
+// Reference is one figure of the seed study, printed beside ours.
+type Reference struct {
+	Label      string  `json:"label"`
+	ReqPerSec  float64 `json:"reqPerSec,omitempty"`
+	RowsPerSec float64 `json:"rowsPerSec,omitempty"`
+}
+
+// SeedReferences are the seed study's figures (locust, one laptop).
+var SeedReferences = []Reference{
+	{Label: "seed: direct RDBMS (db-lock)", ReqPerSec: 60},
+	{Label: "seed: Redisson lock (redis-lock)", ReqPerSec: 100},
+	{Label: "seed: Redis Lua gate + queue (async)", ReqPerSec: 2000},
+	{Label: "seed: batch consumer (sink)", RowsPerSec: 560},
+}
+
+// Speed holds the async path's speed figures (issue 3) beside the Redis
+// ceiling measured in the same run.
+type Speed struct {
+	// MaxAccepted is the async closed-model phase's accepted req/s (202
+	// only after the Kafka ack), at Concurrency.
+	MaxAccepted float64 `json:"maxAcceptedPerSec"`
+	Concurrency int     `json:"concurrency"`
+	// Open is the open-model phase: offered rate, achieved, latency.
+	OpenRate     float64 `json:"openRate"`
+	OpenAchieved float64 `json:"openAchievedPerSec"`
+	OpenLatency  Latency `json:"openLatency"`
+	OpenErrors   int64   `json:"openErrors"`
+	// EvalshaPerSec is redis-benchmark's EVALSHA rate of the admit script
+	// (0 when it could not run; RedisNote says why).
+	EvalshaPerSec float64 `json:"evalshaPerSec"`
+	EvalshaP99    float64 `json:"evalshaP99Ms"`
+	RedisNote     string  `json:"redisNote,omitempty"`
+}
+
+// Machine describes where the run happened.
+type Machine struct {
+	Cores     int    `json:"cores"`
+	GoVersion string `json:"goVersion"`
+	LoadAvg   string `json:"loadAvg"` // /proc/loadavg before and after
+	Host      string `json:"host"`
+}
+
+// Report is one bench run.
+type Report struct {
+	Started  time.Time      `json:"started"`
+	Duration time.Duration  `json:"durationNs"`
+	Command  string         `json:"command"`
+	Machine  Machine        `json:"machine"`
+	Phases   []*PhaseResult `json:"phases"`
+	Seed     []Reference    `json:"seed"`
+	Speed    *Speed         `json:"speed,omitempty"`
+	Notes    []string       `json:"notes,omitempty"`
+}
+
+// Phase returns the first table phase of the strategy, or nil.
+func (r *Report) Phase(s coupon.Strategy) *PhaseResult {
+	for _, p := range r.Phases {
+		if p.Spec.InTable && p.Spec.Strategy == s {
+			return p
+		}
+	}
+	return nil
+}
+
+// Ratio returns async's accepted req/s over the strategy's (0 if either is missing).
+func (r *Report) Ratio(s coupon.Strategy) float64 {
+	a, b := r.Phase(coupon.StrategyAsync), r.Phase(s)
+	if a == nil || b == nil || b.Stats.AcceptedPerSec == 0 {
+		return 0
+	}
+	return a.Stats.AcceptedPerSec / b.Stats.AcceptedPerSec
+}
+
+// OK reports that every phase passed verification.
+func (r *Report) OK() bool {
+	for _, p := range r.Phases {
+		if !p.Verdict.OK() || !p.Sink.Drained {
+			return false
+		}
+	}
+	return true
+}
+
+// SpeedRatio is async max accepted req/s over the Redis EVALSHA ceiling.
+func (s *Speed) Ratio() float64 {
+	if s == nil || s.EvalshaPerSec == 0 {
+		return 0
+	}
+	return s.MaxAccepted / s.EvalshaPerSec
+}
+
+func check(n int64) string {
+	if n == 0 {
+		return "0 ok"
+	}
+	return fmt.Sprintf("%d FAIL", n)
+}
+
+func fmtRate(f float64) string {
+	switch {
+	case f == 0:
+		return "-"
+	case f >= 100:
+		return fmt.Sprintf("%.0f", f)
+	default:
+		return fmt.Sprintf("%.1f", f)
+	}
+}
+
+func fmtMs(f float64) string {
+	switch {
+	case f >= 100:
+		return fmt.Sprintf("%.0f", f)
+	case f >= 10:
+		return fmt.Sprintf("%.1f", f)
+	default:
+		return fmt.Sprintf("%.2f", f)
+	}
+}
+
+func fmtDrain(p *PhaseResult) string {
+	switch {
+	case !p.Sink.Drained:
+		return "NOT DRAINED"
+	case p.Spec.Strategy != coupon.StrategyAsync:
+		return "0 (sync)"
+	}
+	return fmt.Sprintf("%.2f s", p.Sink.Drain.Seconds())
+}
+
+// WriteTable prints the comparison table, the seed's figures, the ratios
+// and the speed figures.
+func (r *Report) WriteTable(out io.Writer) {
+	w := tabwriter.NewWriter(out, 0, 4, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(w, "strategy\tmodel\taccepted req/s\tp50 / p95 / p99 ms\terrors\trows persisted/s\tsink drain\tover-issued\tduplicates\taccepted = rows\t")
+	for _, p := range r.Phases {
+		s := p.Stats
+		acc := fmt.Sprintf("%d = %d ok", p.Verdict.Accepted, p.Verdict.Rows)
+		if !p.Verdict.AcceptedMatchesRows() {
+			acc = fmt.Sprintf("%d != %d", p.Verdict.Accepted, p.Verdict.Rows)
+			if p.Verdict.LostAccepted > 0 {
+				acc += " FAIL"
+			}
+		}
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s / %s / %s\t%d\t%s\t%s\t%s\t%s\t%s\t\n", p.Spec.Name, p.Model, fmtRate(s.AcceptedPerSec),
+			fmtMs(s.Latency.P50), fmtMs(s.Latency.P95), fmtMs(s.Latency.P99), s.Errors, fmtRate(p.Sink.RowsPerSec),
+			fmtDrain(p), check(p.Verdict.OverIssued), check(p.Verdict.Duplicates), acc)
+	}
+	for _, ref := range r.Seed {
+		fmt.Fprintf(w, "%s\t\t%s\t\t\t%s\t\t\t\t\t\n", ref.Label, fmtRate(ref.ReqPerSec), fmtRate(ref.RowsPerSec))
+	}
+	_ = w.Flush()
+	fmt.Fprintln(out)
+	for _, s := range []coupon.Strategy{coupon.StrategyDBLock, coupon.StrategyRedisLock} {
+		if x := r.Ratio(s); x > 0 {
+			fmt.Fprintf(out, "async / %s accepted req/s: %.1fx   (seed: queue / direct RDBMS 33x)\n", s, x)
+		}
+	}
+	if sp := r.Speed; sp != nil {
+		fmt.Fprintln(out)
+		fmt.Fprintf(out, "async max accepted (closed c=%d, 202 after Kafka ack): %s req/s\n", sp.Concurrency, fmtRate(sp.MaxAccepted))
+		if sp.OpenRate > 0 {
+			fmt.Fprintf(out, "async open model %.0f req/s offered: %s req/s answered 2xx, p50 %s / p95 %s / p99 %s ms, %d errors\n",
+				sp.OpenRate, fmtRate(sp.OpenAchieved), fmtMs(sp.OpenLatency.P50), fmtMs(sp.OpenLatency.P95), fmtMs(sp.OpenLatency.P99), sp.OpenErrors)
+		}
+		if sp.EvalshaPerSec > 0 {
+			fmt.Fprintf(out, "redis-benchmark EVALSHA admit script: %s ops/s (p99 %s ms); gateway / Redis ceiling: %.2f\n",
+				fmtRate(sp.EvalshaPerSec), fmtMs(sp.EvalshaP99), sp.Ratio())
+		} else if sp.RedisNote != "" {
+			fmt.Fprintf(out, "redis-benchmark EVALSHA: not measured (%s)\n", sp.RedisNote)
+		}
+	}
+	for _, p := range r.Phases {
+		for _, pr := range p.Verdict.Problems {
+			fmt.Fprintf(out, "VERIFY FAILED %s: %s\n", p.Spec.Name, pr)
+		}
+		if n := p.Verdict.RowsNotAccepted; n > 0 {
+			fmt.Fprintf(out, "note %s: %d rows belong to requests not answered 2xx (unknown outcome to the client)\n", p.Spec.Name, n)
+		}
+	}
+	for _, n := range r.Notes {
+		fmt.Fprintf(out, "note: %s\n", n)
+	}
+}
+
+// WriteFiles writes report.json and report.html into dir and returns their paths.
+func (r *Report) WriteFiles(dir string) (jsonPath, htmlPath string, err error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", "", fmt.Errorf("results folder: %w", err)
+	}
+	jsonPath, htmlPath = filepath.Join(dir, "report.json"), filepath.Join(dir, "report.html")
+	b, err := json.MarshalIndent(r, "", "  ")
+	if err != nil {
+		return "", "", fmt.Errorf("encode report: %w", err)
+	}
+	if err := os.WriteFile(jsonPath, append(b, '\n'), 0o644); err != nil {
+		return "", "", fmt.Errorf("write report: %w", err)
+	}
+	var sb strings.Builder
+	if err := r.WriteHTML(&sb); err != nil {
+		return "", "", err
+	}
+	if err := os.WriteFile(htmlPath, []byte(sb.String()), 0o644); err != nil {
+		return "", "", fmt.Errorf("write report: %w", err)
+	}
+	return jsonPath, htmlPath, nil
+}

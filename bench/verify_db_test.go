@@ -1,0 +1,92 @@
+package bench
+
+import (
+	"context"
+	"database/sql"
+	"testing"
+	"time"
+
+	"github.com/coupondrop/coupon/infra"
+	"github.com/coupondrop/coupon/internal/testenv"
+	"github.com/go-sql-driver/mysql"
+)
+
+// mustPrivateDB creates a fresh migrated database coupon_test_<random>,
+// dropped at cleanup, so a test may break its constraints.
+func mustPrivateDB(t *testing.T) *sql.DB {
+	t.Helper()
+	shared := testenv.MustOpenDB(t) // skips under -short; creates nothing of ours
+	name := "coupon_test_" + testenv.RandomID()
+	ctx := context.Background()
+	if _, err := shared.ExecContext(ctx, "CREATE DATABASE `"+name+"`"); err != nil {
+		t.Fatalf("create private database: %v", err)
+	}
+	t.Cleanup(func() { _, _ = shared.ExecContext(context.Background(), "DROP DATABASE `"+name+"`") })
+	cfg, err := mysql.ParseDSN(testenv.MySQLDSN)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.DBName = name
+	db, err := sql.Open("mysql", cfg.FormatDSN())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = db.Close() })
+	if err := infra.Migrate(ctx, db, testenv.Logger(t)); err != nil {
+		t.Fatalf("migrate private database: %v", err)
+	}
+	return db
+}
+
+// A database that over-issued and holds duplicate rows (possible only with
+// the CHECK and the primary key dropped) must be reported as such.
+func TestCollectReportsOverIssueAndDuplicates(t *testing.T) {
+	db := mustPrivateDB(t)
+	ctx := context.Background()
+	for _, q := range []string{
+		"ALTER TABLE coupons DROP CONSTRAINT coupons_issued_within_total",
+		"ALTER TABLE coupon_issues DROP PRIMARY KEY",
+		"INSERT INTO coupons (id, name, total_quantity, issued_quantity) VALUES (1, 'over', 3, 5), (2, 'clean', 3, 2)",
+	} {
+		if _, err := db.ExecContext(ctx, q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	now := time.Now().UTC()
+	rows := []struct{ coupon, user, rank int64 }{
+		{1, 10, 1}, {1, 11, 2}, {1, 12, 3}, {1, 13, 4}, {1, 13, 4}, // 5 rows for 3: one duplicate user, one repeated rank
+		{2, 20, 1}, {2, 21, 2},
+	}
+	for i, r := range rows {
+		if _, err := db.ExecContext(ctx, `INSERT INTO coupon_issues (coupon_id, user_id, issue_rank, admitted_at, issued_at) VALUES (?, ?, ?, ?, ?)`,
+			r.coupon, r.user, r.rank, now, now.Add(time.Duration(i)*time.Millisecond)); err != nil {
+			t.Fatalf("insert row %+v: %v", r, err)
+		}
+	}
+	var states []DBState
+	for _, id := range []int64{1, 2} {
+		st, err := Collect(ctx, db, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		states = append(states, st)
+	}
+	if st := states[0]; st.Rows != 5 || st.DupGroups != 1 || st.RepeatedRanks != 1 || st.Total != 3 || st.IssuedQuantity != 5 || st.Users[13] != 2 {
+		t.Fatalf("coupon 1 state %+v", st)
+	}
+	if !states[0].LastIssued.After(states[0].FirstIssued) {
+		t.Fatalf("issued_at span not read: %v .. %v", states[0].FirstIssued, states[0].LastIssued)
+	}
+	accepted := map[Key]int{{1, 10}: 1, {1, 11}: 1, {1, 12}: 1, {1, 13}: 2, {2, 20}: 1, {2, 21}: 1}
+	v := Verify(states, accepted)
+	if v.OverIssued != 2 || v.DupRows != 1 || v.AcceptedTwice != 1 || v.Duplicates != 2 || v.RepeatedRanks != 1 || v.OK() {
+		t.Fatalf("verdict %+v: want over-issued 2, duplicates 2, repeated ranks 1, not OK", v)
+	}
+	if n, err := CountRows(ctx, db, []int64{1, 2}); err != nil || n != 7 {
+		t.Fatalf("CountRows = %d, %v", n, err)
+	}
+	// The clean coupon alone passes.
+	if v := Verify(states[1:], map[Key]int{{2, 20}: 1, {2, 21}: 1}); !v.OK() || v.OverIssued != 0 {
+		t.Fatalf("clean coupon: %+v", v)
+	}
+}
