@@ -60,12 +60,10 @@ migrate-test: up-test
 	$(COUPONCTL) migrate --mysql-dsn 'root@tcp(127.0.0.1:$(TEST_MYSQL_PORT))/coupon_test?multiStatements=true' \
 		--kafka-brokers 127.0.0.1:$(TEST_KAFKA_PORT)
 
-test: migrate-test ## every test against the test stack
-	@set -o pipefail; $(TEST_ENV) $(GO) test -count=1 -timeout $(TEST_TIMEOUT) $(TEST_FLAGS) $(PKG) 2>&1 | tee .state/test-output.txt; \
-	rc=$$?; echo; echo "go test summary:"; \
-	grep -E '^(ok|FAIL|---|panic)' .state/test-output.txt | grep -v '^--- PASS' | grep -v '^--- SKIP' | sed 's/^/  /'; \
-	echo "  $$(grep -c '^ok' .state/test-output.txt) package(s) ok, $$(grep -c '^FAIL' .state/test-output.txt) FAIL line(s)"; \
-	exit $$rc
+test: migrate-test ## every test against the test stack; prints a summary line
+	@echo "go test -count=1 -timeout $(TEST_TIMEOUT) $(TEST_FLAGS) $(PKG) (test stack on $(TEST_REDIS_PORT)/$(TEST_MYSQL_PORT)/$(TEST_KAFKA_PORT))"
+	@set -o pipefail; $(TEST_ENV) $(GO) test -json -count=1 -timeout $(TEST_TIMEOUT) $(TEST_FLAGS) $(PKG) \
+		| tee $(TEST_STATE)/go-test.json | $(GO) run ./internal/tools/testsum
 
 test-short: ## unit tests only (no stack)
 	$(GO) test -count=1 -short $(PKG)
