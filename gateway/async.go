@@ -1,0 +1,103 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"time"
+
+	"github.com/coupondrop/coupon"
+)
+
+// AsyncIssuer is the async strategy: admit in the gate, publish the
+// admission to Kafka, answer once the broker acknowledged it. The sinker
+// writes the row later.
+type AsyncIssuer struct {
+	gate           coupon.Gate
+	pub            coupon.Publisher
+	gateTimeout    time.Duration
+	publishTimeout time.Duration
+	metrics        *metrics
+	logger         *slog.Logger
+}
+
+var _ coupon.Issuer = (*AsyncIssuer)(nil)
+
+// NewAsyncIssuer returns the async issuer on gate and pub. Calls to the
+// gate and the publisher are bounded by gateTimeout and publishTimeout and
+// are not cancelled with the caller's context: a client that goes away must
+// not turn a certain outcome into an unknown one.
+func NewAsyncIssuer(gate coupon.Gate, pub coupon.Publisher, gateTimeout, publishTimeout time.Duration, logger *slog.Logger) *AsyncIssuer {
+	return &AsyncIssuer{gate: gate, pub: pub, gateTimeout: gateTimeout, publishTimeout: publishTimeout, logger: logger}
+}
+
+// Issue admits userID to c and publishes the admission. The returned Issue
+// has a zero IssuedAt: the row is not written yet.
+//
+// Failures: the gate's *Error (already_issued, sold_out, unavailable) as
+// is; a publish that certainly failed releases the slot and answers
+// unavailable "retry"; a publish whose outcome is unknown keeps the slot,
+// marks it pending for reconciliation and answers unavailable "check the
+// status first".
+func (a *AsyncIssuer) Issue(ctx context.Context, c *coupon.Coupon, userID int64, requestID string) (*coupon.Issue, error) {
+	base := context.WithoutCancel(ctx)
+
+	start := time.Now()
+	gctx, cancel := context.WithTimeout(base, a.gateTimeout)
+	rank, err := a.gate.Admit(gctx, c.ID, userID, c.TotalQuantity)
+	cancel()
+	a.metrics.observeRedis(start)
+	if err != nil {
+		var ce *coupon.Error
+		if errors.As(err, &ce) {
+			return nil, err
+		}
+		// The script may or may not have run: the reconciliation of the
+		// gate against the topic settles a slot taken this way.
+		return nil, joinCause(coupon.Errorf(coupon.EUNAVAILABLE,
+			"The admission gate did not answer; check GET /v1/coupons/%d/issues/%d before retrying.", c.ID, userID), err)
+	}
+
+	admittedAt := time.Now().UTC()
+	adm := coupon.Admission{CouponID: c.ID, UserID: userID, Rank: rank, AdmittedAt: admittedAt, RequestID: requestID}
+	start = time.Now()
+	pctx, cancel := context.WithTimeout(base, a.publishTimeout)
+	err = a.pub.Publish(pctx, adm)
+	cancel()
+	a.metrics.observePublish(start)
+	if err == nil {
+		return &coupon.Issue{CouponID: c.ID, UserID: userID, Rank: rank, AdmittedAt: admittedAt, Partition: -1, Offset: -1}, nil
+	}
+
+	log := a.logger.With("requestId", requestID, "couponId", c.ID, "userId", userID, "rank", rank)
+	if errors.Is(err, coupon.ErrPublishFailed) {
+		a.metrics.publishError("failed")
+		rctx, cancel := context.WithTimeout(base, a.gateTimeout)
+		defer cancel()
+		if rerr := a.gate.Release(rctx, c.ID, userID, rank); rerr != nil {
+			// The slot stays taken with no record behind it; marking it
+			// pending lets reconciliation find and return it.
+			log.Error("publish failed and the release failed too", "err", err, "releaseErr", rerr)
+			if merr := a.gate.MarkPending(rctx, c.ID, userID, rank); merr != nil {
+				log.Error("could not mark the unreleased admission pending", "err", merr)
+			}
+		} else {
+			log.Warn("publish failed; admission released", "err", err)
+		}
+		return nil, joinCause(coupon.Errorf(coupon.EUNAVAILABLE,
+			"The request could not be queued; please retry."), err)
+	}
+
+	// Unknown outcome (or an error the publisher did not classify): the
+	// record may be in the topic, so the slot must stay taken.
+	a.metrics.publishError("unknown")
+	mctx, cancel := context.WithTimeout(base, a.gateTimeout)
+	defer cancel()
+	if merr := a.gate.MarkPending(mctx, c.ID, userID, rank); merr != nil {
+		log.Error("publish outcome unknown and marking it pending failed", "err", err, "markErr", merr)
+	} else {
+		log.Warn("publish outcome unknown; admission marked pending", "err", err)
+	}
+	return nil, joinCause(coupon.Errorf(coupon.EUNAVAILABLE,
+		"The outcome of the request is unknown; check GET /v1/coupons/%d/issues/%d before retrying.", c.ID, userID), err)
+}

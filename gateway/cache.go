@@ -1,0 +1,83 @@
+package gateway
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/coupondrop/coupon"
+	"github.com/dgraph-io/ristretto/v2"
+	"golang.org/x/sync/singleflight"
+)
+
+// couponCache keeps coupon metadata (total, window, strategy) for a short
+// TTL. A miss loads from the store once however many requests wait for it;
+// an unknown coupon is remembered as such for a moment.
+type couponCache struct {
+	store       Store
+	cache       *ristretto.Cache[int64, cacheEntry]
+	group       singleflight.Group
+	ttl, negTTL time.Duration
+	loadTimeout time.Duration
+}
+
+// cacheEntry is a coupon, or nil for "no such coupon".
+type cacheEntry struct {
+	c *coupon.Coupon
+}
+
+func newCouponCache(store Store, cfg Config) (*couponCache, error) {
+	rc, err := ristretto.NewCache(&ristretto.Config[int64, cacheEntry]{
+		NumCounters: 10 * cfg.CacheMaxCoupons,
+		MaxCost:     cfg.CacheMaxCoupons,
+		BufferItems: 64,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("coupon cache: %w", err)
+	}
+	return &couponCache{store: store, cache: rc, ttl: cfg.CacheTTL, negTTL: cfg.NegativeCacheTTL, loadTimeout: cfg.StoreTimeout}, nil
+}
+
+// Get returns the coupon (shared: callers must not modify it) or an
+// ENOTFOUND error. Store failures are not cached.
+func (cc *couponCache) Get(ctx context.Context, id int64) (*coupon.Coupon, error) {
+	if e, ok := cc.cache.Get(id); ok {
+		return e.found(id)
+	}
+	v, err, _ := cc.group.Do(strconv.FormatInt(id, 10), func() (any, error) {
+		// Detached from the first caller: the others wait on this load too.
+		lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cc.loadTimeout)
+		defer cancel()
+		c, err := cc.store.FindCoupon(lctx, id)
+		switch {
+		case err == nil:
+			cc.put(c)
+		case coupon.ErrorCode(err) == coupon.ENOTFOUND:
+			cc.cache.SetWithTTL(id, cacheEntry{}, 1, cc.negTTL)
+			cc.cache.Wait()
+		default:
+			return nil, err
+		}
+		return cacheEntry{c: c}, nil
+	})
+	if err != nil {
+		return nil, joinCause(coupon.Errorf(coupon.EUNAVAILABLE, "Coupon %d could not be loaded; retry later.", id), err)
+	}
+	return v.(cacheEntry).found(id)
+}
+
+// put caches c (a coupon just created or loaded).
+func (cc *couponCache) put(c *coupon.Coupon) {
+	cc.cache.SetWithTTL(c.ID, cacheEntry{c: c}, 1, cc.ttl)
+	cc.cache.Wait()
+}
+
+func (e cacheEntry) found(id int64) (*coupon.Coupon, error) {
+	if e.c == nil {
+		return nil, coupon.Errorf(coupon.ENOTFOUND, "Coupon %d does not exist.", id)
+	}
+	return e.c, nil
+}
+
+func (cc *couponCache) Close() { cc.cache.Close() }

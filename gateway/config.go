@@ -1,0 +1,83 @@
+package gateway
+
+import (
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Config is the HTTP server's configuration. DefaultConfig gives working
+// values for everything but AdminToken.
+type Config struct {
+	Addr       string // listen address, host:port
+	AdminToken string // bearer token of the admin endpoints (secret)
+
+	BodyLimit       int           // largest request body accepted, bytes (413 above)
+	ReadTimeout     time.Duration // whole request read, per request
+	WriteTimeout    time.Duration // response write
+	IdleTimeout     time.Duration // keep-alive idle connections
+	ShutdownTimeout time.Duration // bound on draining in-flight requests at shutdown
+
+	IssueTimeout   time.Duration // budget of one baseline issue decision
+	GateTimeout    time.Duration // bound on one Redis gate call, independent of the client
+	PublishTimeout time.Duration // bound on one Kafka publish, independent of the client
+	StoreTimeout   time.Duration // bound on one MySQL call of a request
+
+	CacheTTL         time.Duration // coupon metadata kept in the local cache
+	NegativeCacheTTL time.Duration // "no such coupon" kept in the local cache
+	CacheMaxCoupons  int64         // local cache capacity, in coupons
+
+	ReadyCacheTTL time.Duration // /readyz reuses its last result this long
+	ReadyTimeout  time.Duration // bound on one round of readiness checks
+	RetryAfter    time.Duration // Retry-After of 503 and 429 answers
+}
+
+// DefaultConfig returns the defaults documented in the README.
+func DefaultConfig() Config {
+	return Config{
+		Addr:             "127.0.0.1:8080",
+		BodyLimit:        4 << 10,
+		ReadTimeout:      10 * time.Second,
+		WriteTimeout:     10 * time.Second,
+		IdleTimeout:      60 * time.Second,
+		ShutdownTimeout:  15 * time.Second,
+		IssueTimeout:     5 * time.Second,
+		GateTimeout:      time.Second,
+		PublishTimeout:   3 * time.Second,
+		StoreTimeout:     3 * time.Second,
+		CacheTTL:         2 * time.Second,
+		NegativeCacheTTL: time.Second,
+		CacheMaxCoupons:  100_000,
+		ReadyCacheTTL:    time.Second,
+		ReadyTimeout:     2 * time.Second,
+		RetryAfter:       time.Second,
+	}
+}
+
+// Validate reports every problem of the configuration at once.
+func (c Config) Validate() error {
+	var errs []error
+	check := func(bad bool, format string, args ...any) {
+		if bad {
+			errs = append(errs, fmt.Errorf(format, args...))
+		}
+	}
+	check(c.Addr == "", "http address is empty (COUPON_HTTP_ADDR, like 127.0.0.1:8080)")
+	check(c.AdminToken == "", "admin token is required (COUPON_ADMIN_TOKEN)")
+	check(c.AdminToken != "" && len(c.AdminToken) < 16, "admin token must be at least 16 characters (it has %d)", len(c.AdminToken))
+	check(c.BodyLimit < 256 || c.BodyLimit > 1<<20, "body limit must be from 256 bytes to 1 MiB (it is %d)", c.BodyLimit)
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+	}{
+		{"read timeout", c.ReadTimeout}, {"write timeout", c.WriteTimeout}, {"idle timeout", c.IdleTimeout},
+		{"shutdown timeout", c.ShutdownTimeout}, {"issue timeout", c.IssueTimeout}, {"gate timeout", c.GateTimeout},
+		{"publish timeout", c.PublishTimeout}, {"store timeout", c.StoreTimeout},
+		{"cache TTL", c.CacheTTL}, {"negative cache TTL", c.NegativeCacheTTL},
+		{"ready cache TTL", c.ReadyCacheTTL}, {"ready timeout", c.ReadyTimeout}, {"retry-after", c.RetryAfter},
+	} {
+		check(d.v <= 0, "%s must be positive (it is %s)", d.name, d.v)
+	}
+	check(c.CacheMaxCoupons < 1, "cache capacity must be at least 1 coupon (it is %d)", c.CacheMaxCoupons)
+	return errors.Join(errs...)
+}

@@ -1,0 +1,146 @@
+package gateway
+
+import (
+	"strings"
+	"testing"
+	"unicode/utf8"
+
+	"github.com/coupondrop/coupon"
+)
+
+func TestDecodeIssueRequest(t *testing.T) {
+	tests := []struct {
+		name    string
+		body    string
+		want    int64
+		wantMsg string // substring of the message; "" means success
+	}{
+		{"plain", `{"userId": 42}`, 42, ""},
+		{"max int64", `{"userId": 9223372036854775807}`, 9223372036854775807, ""},
+		{"unknown fields ignored", `{"userId": 7, "extra": [1, {"a": null}]}`, 7, ""},
+		{"surrounding whitespace", " \n{\"userId\":1}\t", 1, ""},
+		{"empty body", ``, 0, "body is empty"},
+		{"blank body", "  \n", 0, "body is empty"},
+		{"malformed JSON", `{"userId": 42`, 0, "not valid JSON"},
+		{"trailing garbage", `{"userId": 42} x`, 0, "not valid JSON"},
+		{"array", `[42]`, 0, "must be a JSON object"},
+		{"string body", `"42"`, 0, "must be a JSON object"},
+		{"null body", `null`, 0, "must be a JSON object"},
+		{"number body", `42`, 0, "must be a JSON object"},
+		{"missing userId", `{}`, 0, "userId is required"},
+		{"null userId", `{"userId": null}`, 0, "userId is required"},
+		{"float", `{"userId": 1.5}`, 0, "userId must be an integer"},
+		{"integral float", `{"userId": 1.0}`, 0, "userId must be an integer"},
+		{"exponent", `{"userId": 1e3}`, 0, "userId must be an integer"},
+		{"string", `{"userId": "42"}`, 0, "userId must be a JSON number, not a string"},
+		{"bool", `{"userId": true}`, 0, "userId must be an integer"},
+		{"object", `{"userId": {}}`, 0, "userId must be an integer"},
+		{"zero", `{"userId": 0}`, 0, "userId must be an integer from 1 to 9223372036854775807"},
+		{"negative", `{"userId": -5}`, 0, "userId must be an integer from 1"},
+		{"overflow", `{"userId": 9223372036854775808}`, 0, "userId must be an integer from 1"},
+		{"huge", `{"userId": 99999999999999999999999999999}`, 0, "userId must be an integer from 1"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := decodeIssueRequest([]byte(tt.body))
+			if tt.wantMsg == "" {
+				if err != nil || got != tt.want {
+					t.Fatalf("got %d, %v; want %d", got, err, tt.want)
+				}
+				return
+			}
+			if coupon.ErrorCode(err) != coupon.EINVALID || !strings.Contains(coupon.ErrorMessage(err), tt.wantMsg) {
+				t.Fatalf("got %d, code %q message %q; want invalid_request with %q", got, coupon.ErrorCode(err), coupon.ErrorMessage(err), tt.wantMsg)
+			}
+		})
+	}
+}
+
+func TestDecodeCreateRequest(t *testing.T) {
+	long := strings.Repeat("é", coupon.MaxNameLen+1)
+	tests := []struct {
+		name    string
+		body    string
+		wantMsg string
+	}{
+		{"minimal", `{"name": "a", "totalQuantity": 1}`, ""},
+		{"full", `{"name": "a", "totalQuantity": 100000000, "issueStartsAt": "2030-01-01T00:00:00Z", "issueEndsAt": "2030-01-02T00:00:00+09:00", "strategy": "db-lock"}`, ""},
+		{"max name", `{"name": "` + strings.Repeat("é", coupon.MaxNameLen) + `", "totalQuantity": 1}`, ""},
+		{"empty body", ``, "body is empty"},
+		{"malformed", `{"name": `, "not valid JSON"},
+		{"missing name", `{"totalQuantity": 1}`, "name is required"},
+		{"empty name", `{"name": "", "totalQuantity": 1}`, "name is required"},
+		{"blank name", `{"name": "   ", "totalQuantity": 1}`, "name must not be blank"},
+		{"long name", `{"name": "` + long + `", "totalQuantity": 1}`, "name must be at most 200"},
+		{"name not string", `{"name": 5, "totalQuantity": 1}`, "name must be a JSON string"},
+		{"missing total", `{"name": "a"}`, "totalQuantity is required"},
+		{"zero total", `{"name": "a", "totalQuantity": 0}`, "totalQuantity must be an integer from 1 to 100000000"},
+		{"total too big", `{"name": "a", "totalQuantity": 100000001}`, "totalQuantity must be an integer from 1 to 100000000"},
+		{"total float", `{"name": "a", "totalQuantity": 10.5}`, "totalQuantity must be an integer"},
+		{"total string", `{"name": "a", "totalQuantity": "10"}`, "totalQuantity must be a JSON number"},
+		{"bad start", `{"name": "a", "totalQuantity": 1, "issueStartsAt": "tomorrow"}`, "issueStartsAt must be an RFC 3339 time"},
+		{"empty start", `{"name": "a", "totalQuantity": 1, "issueStartsAt": ""}`, "issueStartsAt must be an RFC 3339 time"},
+		{"start not string", `{"name": "a", "totalQuantity": 1, "issueStartsAt": 17}`, "issueStartsAt must be a JSON string"},
+		{"bad end", `{"name": "a", "totalQuantity": 1, "issueEndsAt": "2030-13-01T00:00:00Z"}`, "issueEndsAt must be an RFC 3339 time"},
+		{"ancient end", `{"name": "a", "totalQuantity": 1, "issueEndsAt": "0001-01-01T00:00:00Z"}`, "issueEndsAt must be between the years"},
+		{"end before start", `{"name": "a", "totalQuantity": 1, "issueStartsAt": "2030-01-02T00:00:00Z", "issueEndsAt": "2030-01-01T00:00:00Z"}`, "issueEndsAt must not be before issueStartsAt"},
+		{"unknown strategy", `{"name": "a", "totalQuantity": 1, "strategy": "fast"}`, "strategy must be one of"},
+		{"strategy not string", `{"name": "a", "totalQuantity": 1, "strategy": 1}`, "strategy must be a JSON string"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := decodeCreateRequest([]byte(tt.body))
+			if tt.wantMsg == "" {
+				if err != nil || c.Name == "" || c.TotalQuantity < 1 || !c.Strategy.Valid() {
+					t.Fatalf("got %+v, %v", c, err)
+				}
+				return
+			}
+			if coupon.ErrorCode(err) != coupon.EINVALID || !strings.Contains(coupon.ErrorMessage(err), tt.wantMsg) {
+				t.Fatalf("got code %q message %q; want invalid_request with %q", coupon.ErrorCode(err), coupon.ErrorMessage(err), tt.wantMsg)
+			}
+		})
+	}
+}
+
+func TestParsePathID(t *testing.T) {
+	for _, tt := range []struct {
+		in string
+		ok bool
+	}{
+		{"1", true}, {"9223372036854775807", true}, {"0012", true},
+		{"", false}, {"0", false}, {"-1", false}, {"+1", false}, {"1.5", false}, {"abc", false},
+		{"9223372036854775808", false}, {"1e3", false}, {" 1", false}, {"１", false},
+	} {
+		_, err := parsePathID(tt.in, "couponId")
+		if (err == nil) != tt.ok {
+			t.Errorf("parsePathID(%q) = %v; want ok=%v", tt.in, err, tt.ok)
+		}
+		if err != nil && (coupon.ErrorCode(err) != coupon.EINVALID || !strings.Contains(coupon.ErrorMessage(err), "couponId")) {
+			t.Errorf("parsePathID(%q): %v does not name couponId", tt.in, err)
+		}
+	}
+}
+
+// FuzzDecodeIssueRequest: no input panics, every refusal is an
+// invalid_request naming the body or userId, every success is in range.
+func FuzzDecodeIssueRequest(f *testing.F) {
+	for _, s := range []string{`{"userId": 42}`, `{"userId": 1.5}`, `{"userId": "1"}`, `[]`, ``, `{"userId": -0}`,
+		`{"userId": 9223372036854775808}`, `{"userId":1,"userId":2}`, `{"USERID": 3}`, "{\"userId\": 1}\x00"} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		id, err := decodeIssueRequest(body)
+		if err == nil {
+			if id < 1 {
+				t.Fatalf("accepted userId %d from %q", id, body)
+			}
+			return
+		}
+		msg := coupon.ErrorMessage(err)
+		if coupon.ErrorCode(err) != coupon.EINVALID || !(strings.Contains(msg, "userId") || strings.Contains(msg, "body")) {
+			t.Fatalf("body %q: code %q message %q", body, coupon.ErrorCode(err), msg)
+		}
+		_ = utf8.ValidString(msg)
+	})
+}

@@ -1,0 +1,130 @@
+package gateway
+
+import (
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+)
+
+// metrics are the gateway's Prometheus series. A nil *metrics records
+// nothing.
+type metrics struct {
+	requests  *prometheus.CounterVec   // route, strategy, code
+	duration  *prometheus.HistogramVec // route
+	inflight  prometheus.Gauge
+	redis     prometheus.Histogram
+	publish   prometheus.Histogram
+	pubErrors *prometheus.CounterVec // kind
+
+	// Resolved children, so the hot path does not hash label values.
+	mu       sync.RWMutex
+	counters map[counterKey]prometheus.Counter
+	durs     map[string]prometheus.Observer
+}
+
+type counterKey struct {
+	route, strategy string
+	code            int
+}
+
+// latencyBuckets cover 100µs to 10s.
+var latencyBuckets = []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10}
+
+func newMetrics(reg prometheus.Registerer) (*metrics, error) {
+	m := &metrics{
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "coupon_gateway_requests_total",
+			Help: "HTTP requests by route pattern, coupon strategy (issue routes) and HTTP status code.",
+		}, []string{"route", "strategy", "code"}),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "coupon_gateway_request_duration_seconds",
+			Help:    "Whole-request latency by route pattern.",
+			Buckets: latencyBuckets,
+		}, []string{"route"}),
+		inflight: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "coupon_gateway_inflight_requests",
+			Help: "Requests being served.",
+		}),
+		redis: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "coupon_gateway_redis_duration_seconds",
+			Help:    "Latency of the admission script call.",
+			Buckets: latencyBuckets,
+		}),
+		publish: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "coupon_gateway_publish_duration_seconds",
+			Help:    "Latency of one Kafka publish until acknowledged (or failed).",
+			Buckets: latencyBuckets,
+		}),
+		pubErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "coupon_gateway_publish_errors_total",
+			Help: "Failed publishes by kind: failed (certainly not in the topic, slot released) or unknown (slot kept, pending).",
+		}, []string{"kind"}),
+		counters: map[counterKey]prometheus.Counter{},
+		durs:     map[string]prometheus.Observer{},
+	}
+	for _, c := range []prometheus.Collector{
+		m.requests, m.duration, m.inflight, m.redis, m.publish, m.pubErrors,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+	} {
+		if err := reg.Register(c); err != nil {
+			return nil, err
+		}
+	}
+	for _, kind := range []string{"failed", "unknown"} {
+		m.pubErrors.WithLabelValues(kind)
+	}
+	return m, nil
+}
+
+// request records one finished request.
+func (m *metrics) request(route, strategy string, code int, start time.Time) {
+	if m == nil {
+		return
+	}
+	k := counterKey{route, strategy, code}
+	m.mu.RLock()
+	c, okC := m.counters[k]
+	d, okD := m.durs[route]
+	m.mu.RUnlock()
+	if !okC || !okD {
+		m.mu.Lock()
+		if c, okC = m.counters[k]; !okC {
+			c = m.requests.WithLabelValues(route, strategy, strconv.Itoa(code))
+			m.counters[k] = c
+		}
+		if d, okD = m.durs[route]; !okD {
+			d = m.duration.WithLabelValues(route)
+			m.durs[route] = d
+		}
+		m.mu.Unlock()
+	}
+	c.Inc()
+	d.Observe(time.Since(start).Seconds())
+}
+
+func (m *metrics) inflightAdd(d float64) {
+	if m != nil {
+		m.inflight.Add(d)
+	}
+}
+
+func (m *metrics) observeRedis(start time.Time) {
+	if m != nil {
+		m.redis.Observe(time.Since(start).Seconds())
+	}
+}
+
+func (m *metrics) observePublish(start time.Time) {
+	if m != nil {
+		m.publish.Observe(time.Since(start).Seconds())
+	}
+}
+
+func (m *metrics) publishError(kind string) {
+	if m != nil {
+		m.pubErrors.WithLabelValues(kind).Inc()
+	}
+}

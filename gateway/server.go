@@ -1,0 +1,329 @@
+// Package gateway is the HTTP front of the coupon system (fiber): it checks
+// requests, reads coupon metadata through a local cache and decides issue
+// requests through each coupon's strategy (async: Redis gate + Kafka).
+package gateway
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"runtime/debug"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	"github.com/coupondrop/coupon"
+	"github.com/gofiber/fiber/v2"
+	"github.com/gofiber/fiber/v2/middleware/adaptor"
+	"github.com/gofiber/fiber/v2/utils"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// Store is the MySQL side the gateway reads and writes (package mysql).
+type Store interface {
+	// PingContext checks the database answers (readiness).
+	PingContext(ctx context.Context) error
+	// CreateCoupon inserts c and fills its ID and CreatedAt.
+	CreateCoupon(ctx context.Context, c *coupon.Coupon) error
+	// FindCoupon returns the coupon or an ENOTFOUND error.
+	FindCoupon(ctx context.Context, id int64) (*coupon.Coupon, error)
+	// IssuedCount returns how many issued rows the coupon has.
+	IssuedCount(ctx context.Context, couponID int64) (int64, error)
+	// FindIssue returns the user's issued row or an ENOTISSUED error.
+	FindIssue(ctx context.Context, couponID, userID int64) (*coupon.Issue, error)
+	// ListUserIssues returns the user's issued rows (bounded).
+	ListUserIssues(ctx context.Context, userID int64) ([]*coupon.Issue, error)
+}
+
+// Check is one readiness probe of a dependency; nil means reachable.
+type Check func(ctx context.Context) error
+
+// Deps are the gateway's collaborators. Store is required. Gate and
+// Publisher enable the async strategy; Issuers adds the others (baselines).
+type Deps struct {
+	Store     Store
+	Gate      coupon.Gate
+	Publisher coupon.Publisher
+	// Issuers decide issue requests per strategy. The async issuer is
+	// built from Gate and Publisher unless given here.
+	Issuers map[coupon.Strategy]coupon.Issuer
+	// Checks are probed by /readyz besides the store, by name ("redis",
+	// "kafka", ...).
+	Checks map[string]Check
+	// Registry receives the gateway's metrics and is served on /metrics;
+	// a fresh one is made when nil. Register dependency metrics on it too.
+	Registry *prometheus.Registry
+}
+
+// Server is the gateway HTTP server.
+type Server struct {
+	cfg        Config
+	app        *fiber.App
+	store      Store
+	gate       coupon.Gate
+	issuers    map[coupon.Strategy]coupon.Issuer
+	cache      *couponCache
+	metrics    *metrics
+	registry   *prometheus.Registry
+	ready      *readiness
+	logger     *slog.Logger
+	adminHash  [sha256.Size]byte
+	retryAfter string
+	draining   atomic.Bool
+	ridPrefix  string
+	ridSeq     atomic.Uint64
+}
+
+// Locals keys of request-scoped values.
+const (
+	localRequestID = "coupon.requestId"
+	localStrategy  = "coupon.strategy"
+)
+
+// New builds the server; it does not listen until Run or Serve.
+func New(cfg Config, deps Deps, logger *slog.Logger) (*Server, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("gateway config: %w", err)
+	}
+	if deps.Store == nil {
+		return nil, errors.New("gateway: a store is required")
+	}
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	reg := deps.Registry
+	if reg == nil {
+		reg = prometheus.NewRegistry()
+	}
+	m, err := newMetrics(reg)
+	if err != nil {
+		return nil, fmt.Errorf("gateway metrics: %w", err)
+	}
+	cache, err := newCouponCache(deps.Store, cfg)
+	if err != nil {
+		return nil, err
+	}
+	issuers := map[coupon.Strategy]coupon.Issuer{}
+	for st, is := range deps.Issuers {
+		if !st.Valid() || is == nil {
+			cache.Close()
+			return nil, fmt.Errorf("gateway: bad issuer for strategy %q", st)
+		}
+		issuers[st] = is
+	}
+	if _, ok := issuers[coupon.StrategyAsync]; !ok && deps.Gate != nil && deps.Publisher != nil {
+		ai := NewAsyncIssuer(deps.Gate, deps.Publisher, cfg.GateTimeout, cfg.PublishTimeout, logger)
+		ai.metrics = m
+		issuers[coupon.StrategyAsync] = ai
+	}
+	checks := map[string]Check{"mysql": deps.Store.PingContext}
+	for name, ch := range deps.Checks {
+		checks[name] = ch
+	}
+	s := &Server{
+		cfg:        cfg,
+		store:      deps.Store,
+		gate:       deps.Gate,
+		issuers:    issuers,
+		cache:      cache,
+		metrics:    m,
+		registry:   reg,
+		ready:      newReadiness(checks, cfg.ReadyCacheTTL, cfg.ReadyTimeout),
+		logger:     logger,
+		adminHash:  sha256.Sum256([]byte(cfg.AdminToken)),
+		retryAfter: retryAfterSeconds(cfg),
+		ridPrefix:  randomHex(4) + "-",
+	}
+	s.app = fiber.New(fiber.Config{
+		AppName:               "coupon-gateway",
+		BodyLimit:             cfg.BodyLimit,
+		ReadTimeout:           cfg.ReadTimeout,
+		WriteTimeout:          cfg.WriteTimeout,
+		IdleTimeout:           cfg.IdleTimeout,
+		DisableStartupMessage: true,
+		// Errors are written by the request middleware; this one only
+		// sees what fasthttp rejects before routing (body too large,
+		// headers too large, read timeouts).
+		ErrorHandler: func(c *fiber.Ctx, err error) error {
+			rid := s.newRequestID()
+			c.Locals(localRequestID, rid)
+			c.Set(fiber.HeaderXRequestID, rid)
+			status := s.writeError(c, err)
+			s.metrics.request("rejected", "", status, time.Now())
+			return nil
+		},
+	})
+	s.routes()
+	return s, nil
+}
+
+func (s *Server) routes() {
+	s.app.Use(s.middleware)
+	s.app.Get("/healthz", s.healthz)
+	s.app.Get("/readyz", s.readyz)
+	s.app.Get("/metrics", adaptor.HTTPHandler(promhttp.HandlerFor(s.registry, promhttp.HandlerOpts{Registry: s.registry})))
+	s.app.Post("/v1/coupons", s.createCoupon)
+	s.app.Get("/v1/coupons/:couponId", s.getCoupon)
+	s.app.Post("/v1/coupons/:couponId/issues", s.issue)
+	s.app.Get("/v1/coupons/:couponId/issues/:userId", s.issueStatus)
+	s.app.Get("/v1/users/:userId/coupons", s.userCoupons)
+}
+
+// Registry returns the registry served on /metrics.
+func (s *Server) Registry() *prometheus.Registry { return s.registry }
+
+// App returns the fiber app (for in-process tests with app.Test).
+func (s *Server) App() *fiber.App { return s.app }
+
+// Run listens on the configured address and serves until ctx is cancelled,
+// then shuts down gracefully (see Serve).
+func (s *Server) Run(ctx context.Context) error {
+	ln, err := net.Listen("tcp", s.cfg.Addr)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", s.cfg.Addr, err)
+	}
+	return s.Serve(ctx, ln)
+}
+
+// Serve serves on ln until ctx is cancelled, then stops accepting, answers
+// /readyz 503, lets requests in flight finish within the shutdown timeout
+// and returns. It closes ln.
+func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	s.logger.Info("gateway listening", "addr", ln.Addr().String())
+	errc := make(chan error, 1)
+	go func() { errc <- s.app.Listener(ln) }()
+	select {
+	case err := <-errc:
+		_ = ln.Close()
+		return fmt.Errorf("serve: %w", err)
+	case <-ctx.Done():
+	}
+	s.draining.Store(true)
+	s.logger.Info("gateway shutting down", "timeout", s.cfg.ShutdownTimeout)
+	sctx, cancel := context.WithTimeout(context.Background(), s.cfg.ShutdownTimeout)
+	defer cancel()
+	err := s.app.ShutdownWithContext(sctx)
+	_ = ln.Close() // in case Serve had not started when shutdown ran
+	select {
+	case <-errc:
+	case <-sctx.Done():
+	}
+	if err != nil {
+		return fmt.Errorf("shutdown: requests still in flight after %s: %w", s.cfg.ShutdownTimeout, err)
+	}
+	s.logger.Info("gateway stopped")
+	return nil
+}
+
+// Close releases the server's own resources (not its dependencies).
+func (s *Server) Close() error {
+	s.cache.Close()
+	return nil
+}
+
+// middleware wraps every routed request: request ID, in-flight gauge,
+// panic recovery, JSON errors, metrics, debug access log.
+func (s *Server) middleware(c *fiber.Ctx) error {
+	start := time.Now()
+	s.metrics.inflightAdd(1)
+	defer s.metrics.inflightAdd(-1)
+
+	rid := c.Get(fiber.HeaderXRequestID)
+	if validRequestID(rid) {
+		rid = utils.CopyString(rid)
+	} else {
+		rid = s.newRequestID()
+	}
+	c.Locals(localRequestID, rid)
+	c.Set(fiber.HeaderXRequestID, rid)
+
+	if err := s.next(c); err != nil {
+		s.writeError(c, err)
+	}
+	status := c.Response().StatusCode()
+	route := c.Route().Path
+	if route == "/" { // the middleware's own route: nothing matched
+		route = "unmatched"
+	}
+	strategy, _ := c.Locals(localStrategy).(string)
+	s.metrics.request(route, strategy, status, start)
+	if s.logger.Enabled(context.Background(), slog.LevelDebug) {
+		s.requestLogger(c).Debug("request", "method", c.Method(), "path", c.Path(), "status", status,
+			"duration", time.Since(start))
+	}
+	return nil
+}
+
+// next runs the handler chain, turning a panic into an internal error.
+func (s *Server) next(c *fiber.Ctx) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			s.requestLogger(c).Error("panic in handler", "panic", r, "stack", string(debug.Stack()))
+			c.Response().ResetBody()
+			err = fmt.Errorf("panic: %v", r)
+		}
+	}()
+	return c.Next()
+}
+
+// requestLogger returns the logger with the request's ID.
+func (s *Server) requestLogger(c *fiber.Ctx) *slog.Logger {
+	if rid, ok := c.Locals(localRequestID).(string); ok {
+		return s.logger.With("requestId", rid)
+	}
+	return s.logger
+}
+
+func requestID(c *fiber.Ctx) string {
+	rid, _ := c.Locals(localRequestID).(string)
+	return rid
+}
+
+// newRequestID returns a process-unique ID: a random prefix and a counter.
+func (s *Server) newRequestID() string {
+	return s.ridPrefix + strconv.FormatUint(s.ridSeq.Add(1), 36)
+}
+
+// validRequestID accepts a client's X-Request-ID of 1..128 visible ASCII characters.
+func validRequestID(s string) bool {
+	if len(s) == 0 || len(s) > 128 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] <= ' ' || s[i] > '~' {
+			return false
+		}
+	}
+	return true
+}
+
+// authorizeAdmin checks the admin bearer token in constant time (hashes
+// make the comparison independent of the token's length too).
+func (s *Server) authorizeAdmin(c *fiber.Ctx) error {
+	h := c.Get(fiber.HeaderAuthorization)
+	const prefix = "bearer "
+	if h == "" {
+		return coupon.Errorf(coupon.EUNAUTHORIZED, "This endpoint needs the admin token: send Authorization: Bearer <token>.")
+	}
+	if len(h) < len(prefix) || !utils.EqualFold(h[:len(prefix)], prefix) {
+		return coupon.Errorf(coupon.EUNAUTHORIZED, "The Authorization header must be Bearer <token>.")
+	}
+	got := sha256.Sum256([]byte(h[len(prefix):]))
+	if subtle.ConstantTimeCompare(got[:], s.adminHash[:]) != 1 {
+		return coupon.Errorf(coupon.EUNAUTHORIZED, "The admin token is wrong.")
+	}
+	return nil
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
