@@ -1,0 +1,395 @@
+// Package sinker consumes the admitted-request topic in batches and writes
+// them to MySQL with the guarded bulk insert, committing offsets only after
+// the transaction; poison records go to the dead-letter topic.
+package sinker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/coupondrop/coupon"
+	"github.com/coupondrop/coupon/internal/cli"
+	"github.com/coupondrop/coupon/mysql"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/segmentio/kafka-go"
+)
+
+// Dead-letter reasons, the value of a dead-lettered record's "reason" header.
+const (
+	ReasonUndecodable   = "undecodable"             // not a valid Admission record
+	ReasonUnknownCoupon = mysql.ReasonUnknownCoupon // no such coupon in MySQL
+	ReasonOverTotal     = mysql.ReasonOverTotal     // the database guard refused it: over the coupon's total
+)
+
+// Headers of a dead-lettered record; its key and value are the original's.
+const (
+	HeaderReason    = "reason"
+	HeaderError     = "error"
+	HeaderTopic     = "source-topic"
+	HeaderPartition = "source-partition"
+	HeaderOffset    = "source-offset"
+)
+
+// Sinker is one consumer-group member. Several processes share the
+// partitions; a rebalance's redeliveries insert nothing twice.
+type Sinker struct {
+	cfg     Config
+	log     *slog.Logger
+	db      *mysql.DB
+	reader  *kafka.Reader
+	dlq     *kafka.Writer
+	metrics *metrics
+}
+
+// New opens MySQL and prepares the Kafka reader (joining the group happens
+// on the first fetch in Run) and the dead-letter writer.
+func New(cfg Config, logger *slog.Logger) (*Sinker, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	db, err := mysql.Open(ctx, cfg.MySQLDSN, cfg.MySQLConns)
+	if err != nil {
+		return nil, fmt.Errorf("sinker: %w", err)
+	}
+	brokers := cli.List(cfg.Brokers)
+	kafkaLog := logger.With("component", "kafka")
+	reader := kafka.NewReader(kafka.ReaderConfig{
+		Brokers: brokers,
+		GroupID: cfg.GroupID,
+		Topic:   cfg.Topic,
+		// Room for the next batch while the current one is in MySQL, so
+		// the partition readers keep fetching during the transaction.
+		QueueCapacity:     2 * cfg.BatchSize,
+		MinBytes:          1,
+		MaxBytes:          cfg.MaxBytes,
+		MaxWait:           500 * time.Millisecond,
+		ReadBatchTimeout:  10 * time.Second,
+		CommitInterval:    0, // synchronous commits, only after the DB transaction
+		StartOffset:       kafka.FirstOffset,
+		HeartbeatInterval: cfg.SessionTimeout / 5,
+		SessionTimeout:    cfg.SessionTimeout,
+		RebalanceTimeout:  cfg.SessionTimeout,
+		ReadBackoffMin:    50 * time.Millisecond,
+		ReadBackoffMax:    2 * time.Second,
+		// WatchPartitionChanges lets the group pick up added partitions.
+		WatchPartitionChanges: true,
+		Logger: kafka.LoggerFunc(func(msg string, args ...any) {
+			kafkaLog.Debug(fmt.Sprintf(msg, args...))
+		}),
+		ErrorLogger: kafka.LoggerFunc(func(msg string, args ...any) {
+			kafkaLog.Warn(fmt.Sprintf(msg, args...))
+		}),
+	})
+	dlq := &kafka.Writer{
+		Addr:         kafka.TCP(brokers...),
+		Topic:        cfg.DLQTopic,
+		Balancer:     &kafka.Murmur2Balancer{},
+		RequiredAcks: kafka.RequireAll,
+		BatchTimeout: 5 * time.Millisecond,
+		BatchSize:    1000,
+		WriteTimeout: 10 * time.Second,
+		MaxAttempts:  3,
+	}
+	return &Sinker{cfg: cfg, log: logger, db: db, reader: reader, dlq: dlq, metrics: newMetrics()}, nil
+}
+
+// Close leaves the consumer group and closes the connections, in reverse
+// order of opening.
+func (s *Sinker) Close() error {
+	err := s.dlq.Close()
+	if e := s.reader.Close(); e != nil && err == nil {
+		err = e
+	}
+	if e := s.db.Close(); e != nil && err == nil {
+		err = e
+	}
+	return err
+}
+
+// Run consumes until ctx is cancelled. On cancellation it stops fetching,
+// settles the batch in flight (insert, dead letters, offset commit) within
+// ShutdownTimeout, and returns nil. It returns an error only when the
+// metrics listener cannot start or the reader fails for good.
+func (s *Sinker) Run(ctx context.Context) error {
+	if s.cfg.MetricsAddr != "" {
+		srv, err := s.serveMetrics()
+		if err != nil {
+			return err
+		}
+		defer func() {
+			sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			defer cancel()
+			_ = srv.Shutdown(sctx)
+		}()
+	}
+	// Settling a batch outlives ctx by at most ShutdownTimeout.
+	settleCtx, cancelSettle := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelSettle()
+	stop := context.AfterFunc(ctx, func() {
+		t := time.AfterFunc(s.cfg.ShutdownTimeout, cancelSettle)
+		context.AfterFunc(settleCtx, func() { t.Stop() })
+	})
+	defer stop()
+
+	s.log.Info("sinker started", "topic", s.cfg.Topic, "group", s.cfg.GroupID)
+	batch := make([]kafka.Message, 0, s.cfg.BatchSize)
+	for {
+		var err error
+		batch, err = s.fetchBatch(ctx, batch[:0])
+		if len(batch) > 0 {
+			if serr := s.settle(ctx, settleCtx, batch); serr != nil {
+				s.log.Warn("batch abandoned at shutdown; it will be redelivered", "records", len(batch), "err", serr)
+				return nil
+			}
+		}
+		if err != nil {
+			if ctx.Err() != nil {
+				s.log.Info("sinker stopping")
+				return nil
+			}
+			return fmt.Errorf("sinker: fetch: %w", err)
+		}
+	}
+}
+
+// fetchBatch appends records to batch until BatchSize or BatchWait after
+// the first record. An error comes with whatever was gathered before it.
+func (s *Sinker) fetchBatch(ctx context.Context, batch []kafka.Message) ([]kafka.Message, error) {
+	m, err := s.reader.FetchMessage(ctx)
+	if err != nil {
+		return batch, err
+	}
+	batch = append(batch, m)
+	wctx, cancel := context.WithTimeout(ctx, s.cfg.BatchWait)
+	defer cancel()
+	for len(batch) < s.cfg.BatchSize {
+		m, err := s.reader.FetchMessage(wctx)
+		if err != nil {
+			if wctx.Err() != nil && ctx.Err() == nil {
+				return batch, nil // the wait is over
+			}
+			return batch, err
+		}
+		batch = append(batch, m)
+	}
+	return batch, nil
+}
+
+// poison is a record headed for the dead-letter topic.
+type poison struct {
+	msg    kafka.Message
+	reason string
+	err    string
+}
+
+type position struct {
+	partition int
+	offset    int64
+}
+
+// settle writes one batch: the insert transaction (retried with backoff on
+// any error), then dead letters, then the offset commit. It returns an
+// error only when shutdown cut it short before the offsets were committed.
+func (s *Sinker) settle(ctx, settleCtx context.Context, batch []kafka.Message) error {
+	s.metrics.batchSize.Observe(float64(len(batch)))
+	rows := make([]coupon.Issue, 0, len(batch))
+	var bad []poison
+	for _, m := range batch {
+		a, err := coupon.UnmarshalAdmission(m.Value)
+		if err == nil && !mysql.ValidAdmittedAt(a.AdmittedAt) {
+			err = fmt.Errorf("decode admission: admittedAt %s out of range", a.AdmittedAt.Format(time.RFC3339))
+		}
+		if err != nil {
+			bad = append(bad, poison{msg: m, reason: ReasonUndecodable, err: err.Error()})
+			continue
+		}
+		rows = append(rows, coupon.Issue{
+			CouponID: a.CouponID, UserID: a.UserID, Rank: a.Rank, AdmittedAt: a.AdmittedAt,
+			Partition: int32(m.Partition), Offset: m.Offset,
+		})
+	}
+
+	var res mysql.InsertResult
+	if len(rows) > 0 {
+		err := retry(ctx, settleCtx, s.log, "insert batch", func() error {
+			t0 := time.Now()
+			var err error
+			res, err = s.db.InsertIssues(settleCtx, rows)
+			if err != nil {
+				kind := "other"
+				if mysql.IsTransient(err) {
+					kind = "transient"
+				}
+				s.metrics.dbErrors.WithLabelValues(kind).Inc()
+				return err
+			}
+			s.metrics.commitDuration.WithLabelValues("db").Observe(time.Since(t0).Seconds())
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		if len(res.Rejected) > 0 {
+			byPos := make(map[position]kafka.Message, len(batch))
+			for _, m := range batch {
+				byPos[position{m.Partition, m.Offset}] = m
+			}
+			for _, r := range res.Rejected {
+				m := byPos[position{int(r.Issue.Partition), r.Issue.Offset}]
+				bad = append(bad, poison{msg: m, reason: r.Reason,
+					err: fmt.Sprintf("coupon %d user %d rank %d: %s", r.Issue.CouponID, r.Issue.UserID, r.Issue.Rank, r.Reason)})
+			}
+		}
+	}
+	s.metrics.inserted.Add(float64(res.Inserted))
+	s.metrics.duplicates.Add(float64(res.Duplicates))
+
+	if len(bad) > 0 {
+		if err := s.deadLetter(ctx, settleCtx, bad); err != nil {
+			return err
+		}
+	}
+
+	// Commit the highest offset of each partition, never before the rows
+	// are committed in MySQL. A failed commit only means a redelivery.
+	last := map[int]kafka.Message{}
+	for _, m := range batch {
+		if l, ok := last[m.Partition]; !ok || m.Offset > l.Offset {
+			last[m.Partition] = m
+		}
+	}
+	commits := make([]kafka.Message, 0, len(last))
+	for p, m := range last {
+		commits = append(commits, m)
+		s.metrics.lag.WithLabelValues(strconv.Itoa(p)).Set(float64(max(m.HighWaterMark-m.Offset-1, 0)))
+	}
+	t0 := time.Now()
+	if err := s.reader.CommitMessages(settleCtx, commits...); err != nil {
+		s.metrics.commitErrors.Inc()
+		s.log.Warn("offset commit failed; the batch will be redelivered and skipped as duplicates", "err", err)
+	} else {
+		s.metrics.commitDuration.WithLabelValues("offsets").Observe(time.Since(t0).Seconds())
+	}
+	s.metrics.records.Add(float64(len(batch)))
+	s.log.Debug("batch settled", "records", len(batch), "inserted", res.Inserted,
+		"duplicates", res.Duplicates, "dead_lettered", len(bad))
+	return nil
+}
+
+// deadLetter writes poison records to the dead-letter topic with their
+// reason, retrying until the broker acknowledges: nothing is committed past
+// (and so dropped) before it is there.
+func (s *Sinker) deadLetter(ctx, settleCtx context.Context, bad []poison) error {
+	msgs := make([]kafka.Message, len(bad))
+	for i, p := range bad {
+		msgs[i] = kafka.Message{
+			Key:   p.msg.Key,
+			Value: p.msg.Value,
+			Headers: []kafka.Header{
+				{Key: HeaderReason, Value: []byte(p.reason)},
+				{Key: HeaderError, Value: []byte(p.err)},
+				{Key: HeaderTopic, Value: []byte(p.msg.Topic)},
+				{Key: HeaderPartition, Value: strconv.AppendInt(nil, int64(p.msg.Partition), 10)},
+				{Key: HeaderOffset, Value: strconv.AppendInt(nil, p.msg.Offset, 10)},
+			},
+		}
+	}
+	t0 := time.Now()
+	err := retry(ctx, settleCtx, s.log, "dead-letter write", func() error {
+		return s.dlq.WriteMessages(settleCtx, msgs...)
+	})
+	if err != nil {
+		return err
+	}
+	s.metrics.commitDuration.WithLabelValues("dlq").Observe(time.Since(t0).Seconds())
+	for _, p := range bad {
+		s.metrics.deadLettered.WithLabelValues(p.reason).Inc()
+		s.log.Warn("record dead-lettered", "reason", p.reason, "partition", p.msg.Partition,
+			"offset", p.msg.Offset, "key", string(p.msg.Key), "err", p.err)
+	}
+	return nil
+}
+
+// retry calls f until it succeeds, backing off from 100 ms to 5 s with
+// jitter. After ctx is cancelled (shutdown) it stops retrying; settleCtx
+// bounds the attempt in progress.
+func retry(ctx, settleCtx context.Context, log *slog.Logger, what string, f func() error) error {
+	delay := 100 * time.Millisecond
+	for attempt := 1; ; attempt++ {
+		err := f()
+		if err == nil {
+			return nil
+		}
+		if ctx.Err() != nil || settleCtx.Err() != nil {
+			return fmt.Errorf("%s: %w", what, err)
+		}
+		log.Error(what+" failed; retrying without committing offsets", "attempt", attempt, "retry_in", delay, "err", err)
+		t := time.NewTimer(delay + rand.N(delay/4+1))
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return fmt.Errorf("%s: %w", what, err)
+		}
+		delay = min(delay*2, 5*time.Second)
+	}
+}
+
+// serveMetrics starts the metrics and health listener.
+func (s *Sinker) serveMetrics() (*http.Server, error) {
+	ln, err := net.Listen("tcp", s.cfg.MetricsAddr)
+	if err != nil {
+		return nil, fmt.Errorf("sinker: metrics listener: %w", err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(s.metrics.reg, promhttp.HandlerOpts{}))
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write([]byte(`{"status":"ok"}` + "\n"))
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		if err := s.ready(r.Context()); err != nil {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			fmt.Fprintf(w, `{"status":"unavailable","error":%q}`+"\n", err.Error())
+			return
+		}
+		_, _ = w.Write([]byte(`{"status":"ok"}` + "\n"))
+	})
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			s.log.Error("metrics listener stopped", "err", err)
+		}
+	}()
+	s.log.Info("metrics listening", "addr", ln.Addr().String())
+	return srv, nil
+}
+
+// ready checks MySQL and one Kafka broker answer.
+func (s *Sinker) ready(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	if err := s.db.PingContext(ctx); err != nil {
+		return fmt.Errorf("mysql: %w", err)
+	}
+	var lastErr error
+	for _, b := range cli.List(s.cfg.Brokers) {
+		conn, err := (&kafka.Dialer{Timeout: 2 * time.Second}).DialContext(ctx, "tcp", b)
+		if err == nil {
+			_ = conn.Close()
+			return nil
+		}
+		lastErr = err
+	}
+	return fmt.Errorf("kafka: %w", lastErr)
+}

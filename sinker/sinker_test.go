@@ -1,0 +1,202 @@
+package sinker_test
+
+import (
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/coupondrop/coupon"
+	"github.com/coupondrop/coupon/internal/testenv"
+	"github.com/coupondrop/coupon/sinker"
+	"github.com/segmentio/kafka-go"
+)
+
+// TestPoisonAndGuard: an undecodable record, a record of an unknown coupon
+// and the admissions beyond a coupon's total land in the dead-letter topic
+// with their reason and original key/value; the records behind them in the
+// same partition are written, and the group commits past all of them.
+func TestPoisonAndGuard(t *testing.T) {
+	db := testenv.MustOpenDB(t)
+	const parts = 2
+	topic := testenv.MustCreateTopic(t, parts)
+	dlq := testenv.MustCreateTopic(t, 1)
+
+	small := mustCreateCoupon(t, db, 5)    // 8 admissions: 3 over the total
+	flowing := mustCreateCoupon(t, db, 50) // 10 admissions behind the poison
+	unknown := testenv.RandomCouponID()
+
+	garbage := kafka.Message{Key: coupon.EventKey(flowing), Value: []byte(`{"v":1,"couponId":"x"`)}
+	var msgs []kafka.Message
+	msgs = append(msgs, admissionMessages(t, admissions(small, 1000, 8))...)
+	msgs = append(msgs, garbage)
+	msgs = append(msgs, admissionMessages(t, admissions(unknown, 0, 1))...)
+	msgs = append(msgs, admissionMessages(t, admissions(flowing, 5000, 10))...)
+	mustProduce(t, topic, msgs)
+
+	cfg := testConfig(topic, dlq)
+	cfg.MetricsAddr = "127.0.0.1:" + strconv.Itoa(testenv.FreePort(t))
+	runSinker(t, cfg)
+	waitCommitted(t, topic, cfg.GroupID, parts, 60*time.Second)
+
+	if s := mustCouponState(t, db, flowing, 5000); s.rows != 10 || s.issued != 10 || s.badUsers != 0 {
+		t.Errorf("coupon behind the poison: %+v, want 10 rows", s)
+	}
+	if s := mustCouponState(t, db, small, 1000); s.rows != 5 || s.issued != 5 || s.maxRank != 5 || s.badUsers != 0 {
+		t.Errorf("guarded coupon: %+v, want ranks 1..5", s)
+	}
+
+	got := map[string][]string{} // reason -> "key value" or ranks
+	for _, m := range readAll(t, dlq, 0) {
+		reason := header(m, sinker.HeaderReason)
+		if header(m, sinker.HeaderTopic) != topic || header(m, sinker.HeaderOffset) == "" || header(m, sinker.HeaderError) == "" {
+			t.Errorf("dead letter %q lacks source headers: %v", m.Value, m.Headers)
+		}
+		if reason == sinker.ReasonOverTotal {
+			a, err := coupon.UnmarshalAdmission(m.Value)
+			if err != nil || a.CouponID != small {
+				t.Fatalf("over_total dead letter %q: %v", m.Value, err)
+			}
+			got[reason] = append(got[reason], strconv.FormatInt(a.Rank, 10))
+			continue
+		}
+		got[reason] = append(got[reason], string(m.Key)+" "+string(m.Value))
+	}
+	unknownMsg := admissionMessages(t, admissions(unknown, 0, 1))[0]
+	want := map[string][]string{
+		sinker.ReasonUndecodable:   {string(garbage.Key) + " " + string(garbage.Value)},
+		sinker.ReasonUnknownCoupon: {string(unknownMsg.Key) + " "},
+		sinker.ReasonOverTotal:     {"6", "7", "8"},
+	}
+	for reason, w := range want {
+		g := got[reason]
+		slices.Sort(g)
+		if reason == sinker.ReasonUnknownCoupon && len(g) == 1 {
+			g[0] = g[0][:len(string(unknownMsg.Key))+1] // the value carries a timestamp
+		}
+		if !slices.Equal(g, w) {
+			t.Errorf("dead letters %s = %q, want %q", reason, g, w)
+		}
+	}
+
+	code, body, err := httpGet("http://" + cfg.MetricsAddr + "/metrics")
+	if err != nil || code != 200 {
+		t.Fatalf("/metrics: %d %v", code, err)
+	}
+	for _, line := range []string{
+		`coupon_sinker_dead_lettered_total{reason="over_total"} 3`,
+		`coupon_sinker_dead_lettered_total{reason="undecodable"} 1`,
+		`coupon_sinker_dead_lettered_total{reason="unknown_coupon"} 1`,
+		`coupon_sinker_rows_inserted_total 15`,
+		`coupon_sinker_lag{partition=`,
+	} {
+		if !strings.Contains(body, line) {
+			t.Errorf("/metrics lacks %q", line)
+		}
+	}
+	for _, path := range []string{"/healthz", "/readyz"} {
+		if code, body, err := httpGet("http://" + cfg.MetricsAddr + path); err != nil || code != 200 {
+			t.Errorf("%s: %d %s %v", path, code, body, err)
+		}
+	}
+}
+
+// backlog is a pre-filled topic of n records over 4 coupons.
+type backlog struct {
+	topic, dlq string
+	parts      int
+	coupons    []int64
+	perCoupon  int
+	userBase   int64
+}
+
+func mustBacklog(t *testing.T, n int) backlog {
+	t.Helper()
+	db := testenv.MustOpenDB(t)
+	b := backlog{topic: testenv.MustCreateTopic(t, 4), dlq: testenv.MustCreateTopic(t, 1), parts: 4, perCoupon: n / 4, userBase: 1 << 32}
+	var msgs []kafka.Message
+	for range 4 {
+		id := mustCreateCoupon(t, db, int64(b.perCoupon))
+		b.coupons = append(b.coupons, id)
+	}
+	// Interleave the coupons like concurrent traffic.
+	per := make([][]kafka.Message, 4)
+	for i, id := range b.coupons {
+		per[i] = admissionMessages(t, admissions(id, b.userBase, b.perCoupon))
+	}
+	for j := range b.perCoupon {
+		for i := range per {
+			msgs = append(msgs, per[i][j])
+		}
+	}
+	mustProduce(t, b.topic, msgs)
+	return b
+}
+
+// mustExact checks every coupon holds exactly its admissions: each rank once,
+// the right user, issued_quantity equal to the row count.
+func (b backlog) mustExact(t *testing.T) {
+	t.Helper()
+	db := testenv.MustOpenDB(t)
+	for _, id := range b.coupons {
+		s := mustCouponState(t, db, id, b.userBase)
+		want := couponState{rows: int64(b.perCoupon), issued: int64(b.perCoupon), minRank: 1, maxRank: int64(b.perCoupon), distinct: int64(b.perCoupon)}
+		if s != want {
+			t.Errorf("coupon %d: %+v, want %+v", id, s, want)
+		}
+	}
+	if dl := mustEndOffsets(t, b.dlq, 1)[0]; dl != 0 {
+		t.Errorf("%d records dead-lettered, want none", dl)
+	}
+}
+
+func (b backlog) rows(t *testing.T) int64 {
+	db := testenv.MustOpenDB(t)
+	var n int64
+	q := `SELECT COUNT(*) FROM coupon_issues WHERE coupon_id IN (` + strings.Trim(strings.Join(strings.Fields(fmt.Sprint(b.coupons)), ","), "[]") + `)`
+	if err := db.QueryRow(q).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// TestKillAndRestart: kill -9 a sinker in the middle of a 200,000-record
+// backlog and start it again: exactly the right rows, none twice.
+func TestKillAndRestart(t *testing.T) {
+	const n = 200_000
+	b := mustBacklog(t, n)
+	group := "sinker-kill-" + testenv.RandomID()
+
+	first := startSinkerProc(t, b.topic, b.dlq, group)
+	testenv.Eventually(t, 2*time.Minute, func() error {
+		if got := b.rows(t); got < n/10 {
+			return fmt.Errorf("%d rows written so far", got)
+		}
+		return nil
+	})
+	first.kill9(t)
+	atKill := b.rows(t)
+	t.Logf("killed with %d of %d rows written", atKill, n)
+	if atKill >= n {
+		t.Fatalf("the backlog was done before the kill (%d rows): the test proves nothing", atKill)
+	}
+
+	startSinkerProc(t, b.topic, b.dlq, group)
+	waitCommitted(t, b.topic, group, b.parts, 3*time.Minute)
+	b.mustExact(t)
+}
+
+// TestTwoSinkers: two sinker processes share one backlog's partitions; the
+// result is the same exact set of rows.
+func TestTwoSinkers(t *testing.T) {
+	const n = 200_000
+	b := mustBacklog(t, n)
+	group := "sinker-two-" + testenv.RandomID()
+	p1 := startSinkerProc(t, b.topic, b.dlq, group, "COUPON_BATCH_SIZE=2000", "COUPON_LOG_LEVEL=debug")
+	p2 := startSinkerProc(t, b.topic, b.dlq, group, "COUPON_BATCH_SIZE=2000", "COUPON_LOG_LEVEL=debug")
+	waitCommitted(t, b.topic, group, b.parts, 3*time.Minute)
+	b.mustExact(t)
+	t.Logf("batches settled: first sinker %d, second %d", p1.batches(), p2.batches())
+}
