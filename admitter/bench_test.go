@@ -1,0 +1,125 @@
+package admitter_test
+
+import (
+	"context"
+	"fmt"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/coupondrop/coupon/admitter"
+	"github.com/coupondrop/coupon/internal/redisbench"
+	"github.com/coupondrop/coupon/internal/testenv"
+	"github.com/redis/go-redis/v9"
+)
+
+// BenchmarkAdmit compares one round trip per Admit with batched pipelines,
+// each admitting distinct users to one coupon from many goroutines, and
+// prints them beside redis-benchmark's rate for the same script. CPU per
+// admission (this process, and the Redis server) is printed too: on a
+// shared 2-core machine it is steadier than the rate.
+//
+//	go test ./admitter -run x -bench Admit -benchtime 3s
+func BenchmarkAdmit(b *testing.B) {
+	const goroutines = 128 // concurrent requests in flight, as in the gateway
+	variants := []struct {
+		name string
+		cfg  admitter.Config
+	}{
+		{"unbatched", admitter.Config{BatchMax: 1}},
+		{"batched", admitter.Config{}},
+	}
+	type figures struct{ rate, clientCPU, redisCPU float64 }
+	got := map[string]figures{}
+	for _, v := range variants {
+		b.Run(v.name, func(b *testing.B) {
+			client := redis.NewClient(&redis.Options{Addr: testenv.RedisAddr, PoolSize: goroutines, MaxRetries: -1})
+			defer client.Close()
+			g, err := admitter.NewFromClient(client, v.cfg, testenv.Logger(b))
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer g.Close()
+			id := testenv.RandomCouponID()
+			ctx := context.Background()
+			if err := g.Init(ctx, id); err != nil {
+				b.Fatal(err)
+			}
+			defer client.Del(ctx, admitter.UsersKey(id), admitter.SeqKey(id))
+			var user atomic.Int64
+			b.SetParallelism(max(1, goroutines/runtime.GOMAXPROCS(0)))
+			cpu0, rcpu0 := processCPU(), redisCPU(b, client)
+			b.ResetTimer()
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					if _, err := g.Admit(ctx, id, user.Add(1), 1<<40); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
+			b.StopTimer()
+			f := figures{
+				rate:      float64(b.N) / b.Elapsed().Seconds(),
+				clientCPU: (processCPU() - cpu0).Seconds() * 1e6 / float64(b.N),
+				redisCPU:  (redisCPU(b, client) - rcpu0).Seconds() * 1e6 / float64(b.N),
+			}
+			b.ReportMetric(f.rate, "admits/s")
+			b.ReportMetric(f.clientCPU, "client-cpu-µs/op")
+			b.ReportMetric(f.redisCPU, "redis-cpu-µs/op")
+			got[v.name] = f
+		})
+	}
+	if len(got) == 0 {
+		return
+	}
+	ctx := context.Background()
+	plain, err := redisbench.AdmitCeiling(ctx, redisbench.Options{Addr: testenv.RedisAddr})
+	if err != nil {
+		b.Fatal(err)
+	}
+	piped, err := redisbench.AdmitCeiling(ctx, redisbench.Options{Addr: testenv.RedisAddr, Pipeline: 16})
+	if err != nil {
+		b.Fatal(err)
+	}
+	base := got["unbatched"].rate
+	fmt.Printf("\nAdmit: %d goroutines, distinct users, one coupon (GOMAXPROCS %d)\n", goroutines, runtime.GOMAXPROCS(0))
+	fmt.Printf("  %-28s %10s %10s %12s %12s %16s\n", "", "admits/s", "vs unbat.", "client µs/op", "redis µs/op", "1/redis-cpu (/s)")
+	for _, v := range variants {
+		if f, ok := got[v.name]; ok {
+			fmt.Printf("  %-28s %10.0f %9.2fx %12.1f %12.1f %16.0f\n", v.name, f.rate, f.rate/base, f.clientCPU, f.redisCPU, 1e6/f.redisCPU)
+		}
+	}
+	fmt.Println("  Redis ceiling of the admission script (redis-benchmark EVALSHA, same script, random users):")
+	fmt.Printf("  %-28s %10.0f\n", "-c 50 --threads 2", plain.OpsPerSec)
+	fmt.Printf("  %-28s %10.0f\n", "-c 50 --threads 2 -P 16", piped.OpsPerSec)
+	fmt.Println("  (1/redis-cpu is the rate one fully busy Redis core would sustain at that cost per admission)")
+}
+
+// processCPU is this process' user+system CPU time so far.
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// redisCPU is the Redis server's main-thread user+system CPU time so far.
+func redisCPU(tb testing.TB, c redis.UniversalClient) time.Duration {
+	info, err := c.Info(context.Background(), "cpu").Result()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	var total float64
+	for _, line := range strings.Split(info, "\n") {
+		k, v, _ := strings.Cut(strings.TrimSpace(line), ":")
+		if k == "used_cpu_user" || k == "used_cpu_sys" {
+			f, _ := strconv.ParseFloat(v, 64)
+			total += f
+		}
+	}
+	return time.Duration(total * float64(time.Second))
+}

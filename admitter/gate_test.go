@@ -1,0 +1,336 @@
+package admitter
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/coupondrop/coupon"
+	"github.com/coupondrop/coupon/internal/testenv"
+	"github.com/coupondrop/coupon/lua"
+	"github.com/redis/go-redis/v9"
+)
+
+// variants are the two admission paths; every behaviour test runs on both.
+var variants = []struct {
+	name string
+	cfg  Config
+}{
+	{"unbatched", Config{BatchMax: 1}},
+	{"batched", Config{}},
+}
+
+// mustOpenGate returns a gate on the test Redis, closed at cleanup.
+func mustOpenGate(tb testing.TB, cfg Config) *Gate {
+	tb.Helper()
+	client := testenv.MustOpenRedis(tb)
+	g, err := NewFromClient(client, cfg, testenv.Logger(tb))
+	if err != nil {
+		tb.Fatalf("new gate: %v", err)
+	}
+	tb.Cleanup(func() { _ = g.Close() })
+	return g
+}
+
+// newCoupon returns a random coupon ID with an initialised gate state,
+// deleted at cleanup.
+func newCoupon(tb testing.TB, g *Gate) int64 {
+	tb.Helper()
+	id := testenv.RandomCouponID()
+	if err := g.Init(context.Background(), id); err != nil {
+		tb.Fatalf("init: %v", err)
+	}
+	tb.Cleanup(func() { dropCoupon(g.client, id) })
+	return id
+}
+
+func dropCoupon(c redis.UniversalClient, id int64) {
+	c.Del(context.Background(), UsersKey(id), SeqKey(id), PendingKey(id))
+}
+
+func TestAdmitOutcomes(t *testing.T) {
+	for _, v := range variants {
+		t.Run(v.name, func(t *testing.T) {
+			g := mustOpenGate(t, v.cfg)
+			ctx := context.Background()
+			id := newCoupon(t, g)
+			lost := testenv.RandomCouponID() // never initialised
+			steps := []struct {
+				name     string
+				coupon   int64
+				user     int64
+				wantRank int64
+				wantCode string
+			}{
+				{"first user gets rank 1", id, 10, 1, ""},
+				{"duplicate is already issued with its rank", id, 10, 1, coupon.EALREADY},
+				{"second user takes the last slot", id, 20, 2, ""},
+				{"third user finds it sold out", id, 30, 0, coupon.ESOLDOUT},
+				{"admitted user stays already issued when sold out", id, 20, 2, coupon.EALREADY},
+				{"lost gate state is unavailable", lost, 10, 0, coupon.EUNAVAILABLE},
+			}
+			for _, s := range steps {
+				rank, err := g.Admit(ctx, s.coupon, s.user, 2)
+				if got := coupon.ErrorCode(err); got != s.wantCode || rank != s.wantRank {
+					t.Fatalf("%s: got rank %d, code %q (%v); want rank %d, code %q", s.name, rank, got, err, s.wantRank, s.wantCode)
+				}
+			}
+			_, err := g.Admit(ctx, id, 10, 2)
+			if msg := coupon.ErrorMessage(err); !strings.Contains(msg, "User 10") || !strings.Contains(msg, fmt.Sprint(id)) {
+				t.Errorf("already-issued message %q should name user and coupon", msg)
+			}
+			_, err = g.Admit(ctx, lost, 10, 2)
+			if msg := coupon.ErrorMessage(err); !strings.Contains(msg, "couponctl rebuild-gate") {
+				t.Errorf("lost-state message %q should tell the operator what to run", msg)
+			}
+			if n, _ := g.client.Exists(ctx, UsersKey(lost), SeqKey(lost)).Result(); n != 0 {
+				t.Errorf("admit on a lost state wrote %d keys", n)
+			}
+		})
+	}
+}
+
+func TestAdmitConcurrent(t *testing.T) {
+	const supply, users = 1000, 5000
+	for _, v := range variants {
+		t.Run(v.name, func(t *testing.T) {
+			g := mustOpenGate(t, v.cfg)
+			id := newCoupon(t, g)
+			var mu sync.Mutex
+			byRank := map[int64]int64{}
+			byUser := map[int64]int64{}
+			codes := map[string]int{}
+			var wg sync.WaitGroup
+			start := make(chan struct{})
+			for u := int64(1); u <= users; u++ {
+				for range 2 {
+					wg.Go(func() {
+						<-start
+						rank, err := g.Admit(context.Background(), id, u, supply)
+						mu.Lock()
+						defer mu.Unlock()
+						codes[coupon.ErrorCode(err)]++
+						if err != nil {
+							return
+						}
+						if prev, dup := byUser[u]; dup {
+							t.Errorf("user %d admitted twice (ranks %d, %d)", u, prev, rank)
+						}
+						if other, dup := byRank[rank]; dup {
+							t.Errorf("rank %d given to users %d and %d", rank, other, u)
+						}
+						byUser[u], byRank[rank] = rank, u
+					})
+				}
+			}
+			close(start)
+			wg.Wait()
+			if len(byRank) != supply {
+				t.Fatalf("%d admissions, want %d (outcomes %v)", len(byRank), supply, codes)
+			}
+			for r := int64(1); r <= supply; r++ {
+				if _, ok := byRank[r]; !ok {
+					t.Errorf("rank %d missing", r)
+				}
+			}
+			if other := 2*users - supply - codes[coupon.EALREADY] - codes[coupon.ESOLDOUT]; other != 0 {
+				t.Errorf("%d answers neither admitted, already issued nor sold out: %v", other, codes)
+			}
+			if n, err := g.Admitted(context.Background(), id); err != nil || n != supply {
+				t.Errorf("Admitted = %d, %v; want %d", n, err, supply)
+			}
+		})
+	}
+}
+
+func TestReleaseFreesSlotNeverRank(t *testing.T) {
+	for _, v := range variants {
+		t.Run(v.name, func(t *testing.T) {
+			g := mustOpenGate(t, v.cfg)
+			ctx := context.Background()
+			id := newCoupon(t, g)
+			mustAdmit(t, g, id, 1, 1, 1)
+			if _, err := g.Admit(ctx, id, 2, 1); coupon.ErrorCode(err) != coupon.ESOLDOUT {
+				t.Fatalf("second user: %v, want sold out", err)
+			}
+			// A release naming another rank is a no-op: that admission is not ours.
+			if err := g.Release(ctx, id, 1, 7); err != nil {
+				t.Fatal(err)
+			}
+			if rank, ok, err := g.Rank(ctx, id, 1); err != nil || !ok || rank != 1 {
+				t.Fatalf("after a mismatched release: rank %d, %v, %v; want 1, true", rank, ok, err)
+			}
+			if err := g.Release(ctx, id, 1, 1); err != nil {
+				t.Fatal(err)
+			}
+			if _, ok, err := g.Rank(ctx, id, 1); err != nil || ok {
+				t.Fatalf("released user still admitted: %v, %v", ok, err)
+			}
+			mustAdmit(t, g, id, 2, 1, 2)                     // the slot is reusable, the rank is new
+			mustAdmit(t, g, id, 1, 2, 3)                     // and the released user may come back
+			if err := g.Release(ctx, id, 1, 1); err != nil { // a stale release of the old rank
+				t.Fatal(err)
+			}
+			if rank, ok, _ := g.Rank(ctx, id, 1); !ok || rank != 3 {
+				t.Fatalf("stale release removed the newer admission (rank %d, %v)", rank, ok)
+			}
+		})
+	}
+}
+
+func mustAdmit(tb testing.TB, g *Gate, id, user, total, wantRank int64) {
+	tb.Helper()
+	rank, err := g.Admit(context.Background(), id, user, total)
+	if err != nil || rank != wantRank {
+		tb.Fatalf("admit user %d: rank %d, %v; want rank %d", user, rank, err, wantRank)
+	}
+}
+
+func TestInitIsIdempotent(t *testing.T) {
+	g := mustOpenGate(t, Config{})
+	id := newCoupon(t, g)
+	mustAdmit(t, g, id, 1, 10, 1)
+	if err := g.Init(context.Background(), id); err != nil {
+		t.Fatal(err)
+	}
+	mustAdmit(t, g, id, 2, 10, 2) // the counter was not reset
+}
+
+func TestPendingAndLostState(t *testing.T) {
+	g := mustOpenGate(t, Config{})
+	ctx := context.Background()
+	id := newCoupon(t, g)
+	mustAdmit(t, g, id, 5, 10, 1)
+	if err := g.MarkPending(ctx, id, 5, 1); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := g.client.HGet(ctx, PendingKey(id), "5").Result(); got != "1" {
+		t.Fatalf("pending mark = %q, want rank 1", got)
+	}
+	if n, err := g.Admitted(ctx, id); err != nil || n != 1 {
+		t.Fatalf("Admitted = %d, %v; want 1 (a pending admission keeps its slot)", n, err)
+	}
+	if err := g.Release(ctx, id, 5, 1); err != nil {
+		t.Fatal(err)
+	}
+	if n, _ := g.client.HLen(ctx, PendingKey(id)).Result(); n != 0 {
+		t.Errorf("release left the pending mark")
+	}
+
+	// Losing the counter (e.g. Redis restarted without persistence) turns
+	// every read and admission into EUNAVAILABLE, not into wrong answers.
+	g.client.Del(ctx, SeqKey(id))
+	if _, err := g.Admitted(ctx, id); coupon.ErrorCode(err) != coupon.EUNAVAILABLE {
+		t.Errorf("Admitted on lost state: %v", err)
+	}
+	if _, _, err := g.Rank(ctx, id, 6); coupon.ErrorCode(err) != coupon.EUNAVAILABLE {
+		t.Errorf("Rank on lost state: %v", err)
+	}
+	if _, err := g.Admit(ctx, id, 6, 10); coupon.ErrorCode(err) != coupon.EUNAVAILABLE {
+		t.Errorf("Admit on lost state: %v", err)
+	}
+}
+
+func TestScriptCacheLost(t *testing.T) {
+	for _, v := range variants {
+		t.Run(v.name, func(t *testing.T) {
+			g := mustOpenGate(t, v.cfg)
+			// A variant of the script the server has never seen stands in
+			// for a flushed script cache: EVALSHA answers NOSCRIPT.
+			g.admit = redis.NewScript(lua.Admit + "\n-- " + testenv.RandomID())
+			id := newCoupon(t, g)
+			mustAdmit(t, g, id, 1, 10, 1)
+			mustAdmit(t, g, id, 2, 10, 2)
+		})
+	}
+}
+
+func TestRedisDown(t *testing.T) {
+	testenv.Integration(t)
+	addr := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
+	_, err := New(Config{Addrs: []string{addr}, DialTimeout: time.Second}, testenv.Logger(t))
+	if coupon.ErrorCode(err) != coupon.EUNAVAILABLE {
+		t.Fatalf("New against a closed port: %v, want unavailable", err)
+	}
+
+	// A gate whose Redis goes away answers unavailable, promptly.
+	client := redis.NewClient(&redis.Options{Addr: testenv.RedisAddr, MaxRetries: -1})
+	g, err := NewFromClient(client, Config{}, testenv.Logger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer g.Close()
+	id := newCoupon(t, mustOpenGate(t, Config{}))
+	_ = client.Close()
+	if _, err := g.Admit(context.Background(), id, 1, 10); coupon.ErrorCode(err) != coupon.EUNAVAILABLE {
+		t.Fatalf("admit on a closed client: %v, want unavailable", err)
+	}
+}
+
+func TestBatchedCancelWhileQueued(t *testing.T) {
+	g := mustOpenGate(t, Config{BatchPipelines: 1})
+	id := newCoupon(t, g)
+	g.batch.slots <- struct{}{} // occupy the only pipeline: calls queue up
+	ctx, cancel := context.WithCancel(context.Background())
+	errc := make(chan error, 1)
+	go func() {
+		_, err := g.Admit(ctx, id, 1, 10)
+		errc <- err
+	}()
+	testenv.Eventually(t, 5*time.Second, func() error {
+		if len(g.batch.reqs) != 0 {
+			return errors.New("call not yet taken by the batch loop")
+		}
+		return nil
+	})
+	cancel()
+	if err := <-errc; !errors.Is(err, context.Canceled) {
+		t.Fatalf("cancelled queued admit: %v, want context.Canceled", err)
+	}
+	<-g.batch.slots
+	mustAdmit(t, g, id, 2, 10, 1) // the abandoned call never ran: user 2 gets rank 1
+	if _, ok, _ := g.Rank(context.Background(), id, 1); ok {
+		t.Fatal("abandoned admission was executed")
+	}
+}
+
+func TestBatchedCloseDrains(t *testing.T) {
+	client := testenv.MustOpenRedis(t)
+	g, err := NewFromClient(client, Config{}, testenv.Logger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := newCoupon(t, g)
+	const n = 2000
+	ranks := make([]int64, n+1)
+	errs := make([]error, n+1)
+	var wg sync.WaitGroup
+	for u := 1; u <= n; u++ {
+		wg.Go(func() { ranks[u], errs[u] = g.Admit(context.Background(), id, int64(u), n) })
+	}
+	_ = g.Close() // concurrently with the calls
+	wg.Wait()
+	closed := 0
+	for u := 1; u <= n; u++ {
+		rank, ok, err := (&Gate{client: client}).Rank(context.Background(), id, int64(u))
+		if err != nil {
+			t.Fatal(err)
+		}
+		switch {
+		case errors.Is(errs[u], errClosed):
+			closed++
+			if ok {
+				t.Errorf("user %d: told the gate is closed, but admitted with rank %d", u, rank)
+			}
+		case errs[u] != nil:
+			t.Errorf("user %d: %v", u, errs[u])
+		case !ok || rank != ranks[u]:
+			t.Errorf("user %d: told rank %d, stored %d (%v)", u, ranks[u], rank, ok)
+		}
+	}
+	t.Logf("%d of %d calls came after Close", closed, n)
+}

@@ -1,0 +1,31 @@
+// Package lua embeds the Redis Lua scripts of the admission gate; the .lua
+// files beside this one are the source of truth, loaded once per client.
+package lua
+
+import _ "embed"
+
+// Admit admits a user to a coupon. KEYS: users hash, seq counter. ARGV:
+// userId, total. Returns {code, rank}: see the AdmitXxx codes.
+//
+//go:embed admit.lua
+var Admit string
+
+// Release undoes an admission only while it still has the given rank. KEYS:
+// users hash, pending hash. ARGV: userId, rank. Returns 1 if released, 0 if not.
+//
+//go:embed release.lua
+var Release string
+
+// Unlock releases a redis-lock baseline lock only while it holds the given
+// token. KEYS: lock key. ARGV: token. Returns 1 if released, 0 if not.
+//
+//go:embed unlock.lua
+var Unlock string
+
+// Result codes of the Admit script (first element of its reply).
+const (
+	AdmitOK      = 0 // admitted; second element is the new rank
+	AdmitAlready = 1 // already admitted; second element is the existing rank
+	AdmitSoldOut = 2 // the admitted set holds total users
+	AdmitLost    = 3 // the seq key is missing: the gate state was lost
+)
