@@ -31,7 +31,7 @@ type topicFlags struct {
 func (f *topicFlags) bind(fs *cli.FlagSet) {
 	fs.StringVar(&f.brokers, "kafka-brokers", "COUPON_KAFKA_BROKERS", "127.0.0.1:9092", "Kafka bootstrap brokers (comma list)")
 	fs.StringVar(&f.topic, "topic", "COUPON_TOPIC", coupon.DefaultTopic, "admitted-request topic")
-	fs.StringVar(&f.dlq, "dead-letter-topic", "COUPON_DEAD_LETTER_TOPIC", coupon.DefaultDeadLetterTopic, "dead-letter topic")
+	fs.StringVar(&f.dlq, "dead-letter-topic", "COUPON_DLQ_TOPIC", coupon.DefaultDeadLetterTopic, "dead-letter topic")
 	fs.IntVar(&f.partitions, "partitions", "COUPON_TOPIC_PARTITIONS", 12, "partitions of a new admitted-request topic")
 	fs.IntVar(&f.rf, "replication-factor", "COUPON_TOPIC_REPLICATION_FACTOR", 1, "replication factor of new topics")
 }

@@ -42,7 +42,7 @@ func runRun(ctx context.Context, args []string) error {
 	fs.StringVar(&httpAddr, "http-addr", "COUPON_HTTP_ADDR", "127.0.0.1:8080", "gateway listen address")
 	fs.StringVar(&metricsAddr, "metrics-addr", "COUPON_METRICS_ADDR", "127.0.0.1:9464", "sinker metrics listen address")
 	fs.StringVar(&topic, "topic", "COUPON_TOPIC", coupon.DefaultTopic, "admitted-request topic")
-	fs.StringVar(&dlq, "dead-letter-topic", "COUPON_DEAD_LETTER_TOPIC", coupon.DefaultDeadLetterTopic, "dead-letter topic")
+	fs.StringVar(&dlq, "dead-letter-topic", "COUPON_DLQ_TOPIC", coupon.DefaultDeadLetterTopic, "dead-letter topic")
 	fs.IntVar(&partitions, "partitions", "COUPON_TOPIC_PARTITIONS", 12, "partitions of a new admitted-request topic")
 	fs.IntVar(&rf, "replication-factor", "COUPON_TOPIC_REPLICATION_FACTOR", 1, "replication factor of new topics")
 	fs.DurationVar(&stopTimeout, "stop-timeout", "COUPON_STOP_TIMEOUT", 30*time.Second, "how long gateway and sinker get to exit after SIGTERM")
@@ -90,7 +90,7 @@ func runRun(ctx context.Context, args []string) error {
 		"COUPON_MYSQL_DSN="+dsn,
 		"COUPON_KAFKA_BROKERS="+brokers,
 		"COUPON_TOPIC="+topic,
-		"COUPON_DEAD_LETTER_TOPIC="+dlq,
+		"COUPON_DLQ_TOPIC="+dlq,
 		"COUPON_ADMIN_TOKEN="+token,
 		"COUPON_HTTP_ADDR="+httpAddr,
 		"COUPON_METRICS_ADDR="+metricsAddr,
