@@ -142,7 +142,7 @@ func (r *Report) latencyChart() template.HTML {
 
 var reportTmpl = template.Must(template.New("report").Funcs(template.FuncMap{
 	"rate": fmtRate, "ms": fmtMs, "drain": fmtDrain, "check": check,
-	"pct":  func(f float64) string { return fmt.Sprintf("%.0f%%", f*100) },
+	"pct": func(f float64) string { return fmt.Sprintf("%.0f%%", f*100) },
 }).Parse(`<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>coupon bench {{.R.Started.Format "2006-01-02 15:04:05"}}</title>
 <style>
