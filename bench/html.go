@@ -57,24 +57,31 @@ func hbarChart(title, unit string, groups []group) template.HTML {
 		}
 		return math.Max(2, (math.Log10(v)-loE)/(hiE-loE)*plotW)
 	}
-	height := top + nBars*(barH+gap) + len(groups)*groupGap + 30
+	labelled := 0
+	for _, g := range groups {
+		if g.Label != "" {
+			labelled++
+		}
+	}
+	height := top + nBars*(barH+gap) + labelled*(barH+gap) + len(groups)*groupGap + 44
 	width := labelW + plotW + valueW
 	var sb strings.Builder
 	esc := template.HTMLEscapeString
 	fmt.Fprintf(&sb, `<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" viewBox="0 0 %d %d" role="img" aria-label="%s" font-family="system-ui,sans-serif" font-size="12">`,
 		width, height, width, height, esc(title))
 	fmt.Fprintf(&sb, `<text x="0" y="16" font-size="15" font-weight="600">%s</text>`, esc(title))
-	plotBottom := height - 24
+	plotBottom := height - 38
 	for e := loE; e <= hiE; e++ {
 		gx := labelW + (e-loE)/(hiE-loE)*plotW
 		fmt.Fprintf(&sb, `<line x1="%.1f" y1="%d" x2="%.1f" y2="%d" stroke="#e2e8f0"/>`, gx, top-8, gx, plotBottom)
 		fmt.Fprintf(&sb, `<text x="%.1f" y="%d" text-anchor="middle" fill="#4a5568">%s</text>`, gx, plotBottom+14, esc(axisLabel(math.Pow(10, e))))
 	}
-	fmt.Fprintf(&sb, `<text x="%d" y="%d" text-anchor="end" fill="#4a5568">%s (log scale)</text>`, width, plotBottom+14, esc(unit))
+	fmt.Fprintf(&sb, `<text x="%.1f" y="%d" text-anchor="middle" fill="#4a5568">%s (log scale)</text>`, labelW+plotW/2.0, plotBottom+30, esc(unit))
 	y := top
 	for _, g := range groups {
 		if g.Label != "" {
 			fmt.Fprintf(&sb, `<text x="0" y="%d" font-weight="600">%s</text>`, y+barH-4, esc(g.Label))
+			y += barH + gap
 		}
 		for _, b := range g.Bars {
 			fmt.Fprintf(&sb, `<text x="%d" y="%d" text-anchor="end">%s</text>`, labelW-8, y+barH-5, esc(b.Label))
@@ -141,15 +148,20 @@ func (r *Report) latencyChart() template.HTML {
 }
 
 var reportTmpl = template.Must(template.New("report").Funcs(template.FuncMap{
-	"rate": fmtRate, "ms": fmtMs, "drain": fmtDrain, "check": check,
+	"rate": fmtRate, "ms": fmtMs, "rate0": func(f float64) string {
+		if f == 0 {
+			return ""
+		}
+		return fmtRate(f)
+	}, "drain": fmtDrain, "check": check,
 	"pct": func(f float64) string { return fmt.Sprintf("%.0f%%", f*100) },
 }).Parse(`<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>coupon bench {{.R.Started.Format "2006-01-02 15:04:05"}}</title>
 <style>
-body{font-family:system-ui,sans-serif;margin:24px;color:#1a202c;max-width:1100px}
+body{font-family:system-ui,sans-serif;margin:24px;color:#1a202c;max-width:1400px}
 h1{font-size:22px}h2{font-size:17px;margin-top:28px}
 table{border-collapse:collapse;font-size:13px}th,td{border:1px solid #cbd5e0;padding:4px 8px;text-align:right}
-th{background:#edf2f7}td:first-child,th:first-child{text-align:left}
+th{background:#edf2f7}td{white-space:nowrap}td:first-child,th:first-child{text-align:left}
 tr.seed td{color:#718096;font-style:italic}.ok{color:#276749}.fail{color:#c53030;font-weight:700}
 .meta{color:#4a5568;font-size:13px}figure{margin:16px 0}
 </style></head><body>
@@ -163,7 +175,7 @@ tr.seed td{color:#718096;font-style:italic}.ok{color:#276749}.fail{color:#c53030
 <td>{{ms .Stats.Latency.P50}} / {{ms .Stats.Latency.P95}} / {{ms .Stats.Latency.P99}}</td><td>{{.Stats.Errors}}</td><td>{{rate .Sink.RowsPerSec}}</td><td>{{drain .}}</td>
 <td class="{{if .Verdict.OverIssued}}fail{{else}}ok{{end}}">{{check .Verdict.OverIssued}}</td><td class="{{if .Verdict.Duplicates}}fail{{else}}ok{{end}}">{{check .Verdict.Duplicates}}</td>
 <td class="{{if .Verdict.LostAccepted}}fail{{else}}ok{{end}}">{{.Verdict.Accepted}} / {{.Verdict.Rows}}</td></tr>
-{{end}}{{range .R.Seed}}<tr class="seed"><td>{{.Label}}</td><td>locust</td><td></td><td></td><td></td><td>{{rate .ReqPerSec}}</td><td></td><td></td><td>{{rate .RowsPerSec}}</td><td></td><td></td><td></td><td></td></tr>
+{{end}}{{range .R.Seed}}<tr class="seed"><td>{{.Label}}</td><td>locust</td><td></td><td></td><td></td><td>{{rate0 .ReqPerSec}}</td><td></td><td></td><td>{{rate0 .RowsPerSec}}</td><td></td><td></td><td></td><td></td></tr>
 {{end}}</table>
 <p>{{range .Ratios}}{{.}}<br>{{end}}</p>
 {{with .R.Speed}}<h2>Async path speed</h2><ul>

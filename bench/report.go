@@ -115,11 +115,18 @@ func fmtRate(f float64) string {
 	switch {
 	case f == 0:
 		return "-"
-	case f >= 100:
+	case f >= 10:
 		return fmt.Sprintf("%.0f", f)
 	default:
 		return fmt.Sprintf("%.1f", f)
 	}
+}
+
+func blank0(f float64) string {
+	if f == 0 {
+		return ""
+	}
+	return fmtRate(f)
 }
 
 func fmtMs(f float64) string {
@@ -146,8 +153,17 @@ func fmtDrain(p *PhaseResult) string {
 // WriteTable prints the comparison table, the seed's figures, the ratios
 // and the speed figures.
 func (r *Report) WriteTable(out io.Writer) {
+	// Right-aligned columns; the first is padded so it reads left-aligned.
+	nameW := len("strategy")
+	for _, p := range r.Phases {
+		nameW = max(nameW, len(p.Spec.Name))
+	}
+	for _, ref := range r.Seed {
+		nameW = max(nameW, len(ref.Label))
+	}
+	name := func(s string) string { return fmt.Sprintf("%-*s", nameW, s) }
 	w := tabwriter.NewWriter(out, 0, 4, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(w, "strategy\tmodel\taccepted req/s\tp50 / p95 / p99 ms\terrors\trows persisted/s\tsink drain\tover-issued\tduplicates\taccepted = rows\t")
+	fmt.Fprintln(w, name("strategy")+"\tmodel\taccepted req/s\tp50 / p95 / p99 ms\terrors\trows persisted/s\tsink drain\tover-issued\tduplicates\taccepted = rows\t")
 	for _, p := range r.Phases {
 		s := p.Stats
 		acc := fmt.Sprintf("%d = %d ok", p.Verdict.Accepted, p.Verdict.Rows)
@@ -157,12 +173,12 @@ func (r *Report) WriteTable(out io.Writer) {
 				acc += " FAIL"
 			}
 		}
-		fmt.Fprintf(w, "%s\t%s\t%s\t%s / %s / %s\t%d\t%s\t%s\t%s\t%s\t%s\t\n", p.Spec.Name, p.Model, fmtRate(s.AcceptedPerSec),
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s / %s / %s\t%d\t%s\t%s\t%s\t%s\t%s\t\n", name(p.Spec.Name), p.Model, fmtRate(s.AcceptedPerSec),
 			fmtMs(s.Latency.P50), fmtMs(s.Latency.P95), fmtMs(s.Latency.P99), s.Errors, fmtRate(p.Sink.RowsPerSec),
 			fmtDrain(p), check(p.Verdict.OverIssued), check(p.Verdict.Duplicates), acc)
 	}
 	for _, ref := range r.Seed {
-		fmt.Fprintf(w, "%s\t\t%s\t\t\t%s\t\t\t\t\t\n", ref.Label, fmtRate(ref.ReqPerSec), fmtRate(ref.RowsPerSec))
+		fmt.Fprintf(w, "%s\t\t%s\t\t\t%s\t\t\t\t\t\n", name(ref.Label), blank0(ref.ReqPerSec), blank0(ref.RowsPerSec))
 	}
 	_ = w.Flush()
 	fmt.Fprintln(out)
