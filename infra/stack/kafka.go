@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strings"
 	"time"
 
 	"github.com/coupondrop/coupon/infra"
@@ -182,7 +183,25 @@ func (k *kafkaService) ready(ctx context.Context) error {
 	if len(md.Brokers) == 0 || md.Controller.ID < 0 {
 		return errors.New("no broker in metadata yet")
 	}
+	// The broker answering must be ours, not another stack's on this port.
+	if id := k.clusterID(); id != "" && md.ClusterID != id {
+		return fmt.Errorf("the broker on %s belongs to cluster %s, not this stack's %s", k.addr(), md.ClusterID, id)
+	}
 	return nil
+}
+
+// clusterID reads the cluster id this stack's storage was formatted with.
+func (k *kafkaService) clusterID() string {
+	b, err := os.ReadFile(filepath.Join(k.data(), "meta.properties"))
+	if err != nil {
+		return ""
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), "cluster.id="); ok {
+			return v
+		}
+	}
+	return ""
 }
 
 // clusterID returns a random KRaft cluster id (16 bytes, base64url).

@@ -115,9 +115,13 @@ func (m *mysqlService) ready(ctx context.Context) error {
 	}
 	db := sql.OpenDB(conn)
 	defer db.Close()
-	var one int
-	if err := db.QueryRowContext(ctx, "SELECT 1").Scan(&one); err != nil {
+	var datadir string
+	if err := db.QueryRowContext(ctx, "SELECT @@datadir").Scan(&datadir); err != nil {
 		return err
+	}
+	// The server answering must be ours, not another stack's on this port.
+	if filepath.Clean(datadir) != filepath.Clean(m.data()) {
+		return fmt.Errorf("the server on %s serves %s, not this stack's %s", m.addr(), datadir, m.data())
 	}
 	return nil
 }

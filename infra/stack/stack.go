@@ -287,6 +287,18 @@ func (s *Stack) Up(ctx context.Context) error {
 	if err := s.ensureTools(ctx, s.cfg.Services); err != nil {
 		return err
 	}
+	// Check every port before starting anything: a busy port fails the
+	// whole Up without leaving half a stack behind.
+	var busy []error
+	for _, name := range s.cfg.Services {
+		if p, ok := readPID(s.pidFile(name)); ok && p.alive() {
+			continue
+		}
+		busy = append(busy, s.portsFree(name))
+	}
+	if err := errors.Join(busy...); err != nil {
+		return err
+	}
 	start := time.Now()
 	errs := make([]error, len(s.cfg.Services))
 	var wg sync.WaitGroup
@@ -414,10 +426,8 @@ func (s *Stack) start(ctx context.Context, name string) error {
 		return nil
 	}
 	_ = os.Remove(s.pidFile(name))
-	for _, port := range svc.ports() {
-		if err := portFree(port); err != nil {
-			return fmt.Errorf("%s: port %d on 127.0.0.1 is already in use by another process (%v); stop it or choose another port", name, port, err)
-		}
+	if err := s.portsFree(name); err != nil {
+		return err
 	}
 	if err := os.MkdirAll(s.svcDir(name), 0o755); err != nil {
 		return fmt.Errorf("%s: %w", name, err)
@@ -445,6 +455,16 @@ func (s *Stack) start(ctx context.Context, name string) error {
 		return err
 	}
 	s.printf("%-5s ready on %s in %s (pid %d)", name, svc.addr(), time.Since(t0).Round(10*time.Millisecond), p.PID)
+	return nil
+}
+
+// portsFree returns an error naming the first busy port of a service.
+func (s *Stack) portsFree(name string) error {
+	for _, port := range s.svcs[name].ports() {
+		if err := portFree(port); err != nil {
+			return fmt.Errorf("%s: port %d on 127.0.0.1 is already in use by another process (%v); stop it or choose another port", name, port, err)
+		}
+	}
 	return nil
 }
 
