@@ -88,6 +88,9 @@ func (db *DB) InsertIssues(ctx context.Context, rows []coupon.Issue) (InsertResu
 // rows only).
 func (db *DB) InsertIssuesInto(ctx context.Context, t Tables, rows []coupon.Issue) (InsertResult, error) {
 	groups, dups := groupIssues(rows)
+	if len(groups) == 0 {
+		return InsertResult{}, nil
+	}
 	careful := map[int64]bool{} // coupons whose update the guard refused once
 	var res InsertResult
 	for attempt := 0; ; attempt++ {

@@ -311,10 +311,21 @@ func (s *Sinker) deadLetter(ctx, settleCtx context.Context, bad []poison) error 
 		return err
 	}
 	s.metrics.commitDuration.WithLabelValues("dlq").Observe(time.Since(t0).Seconds())
-	for _, p := range bad {
+	// Every record is logged, up to a bound per batch; the rest are summed.
+	const logged = 20
+	for i, p := range bad {
 		s.metrics.deadLettered.WithLabelValues(p.reason).Inc()
-		s.log.Warn("record dead-lettered", "reason", p.reason, "partition", p.msg.Partition,
-			"offset", p.msg.Offset, "key", string(p.msg.Key), "err", p.err)
+		if i < logged {
+			s.log.Warn("record dead-lettered", "reason", p.reason, "partition", p.msg.Partition,
+				"offset", p.msg.Offset, "key", string(p.msg.Key), "err", p.err)
+		}
+	}
+	if len(bad) > logged {
+		byReason := map[string]int{}
+		for _, p := range bad[logged:] {
+			byReason[p.reason]++
+		}
+		s.log.Warn("more records dead-lettered in this batch", "count", len(bad)-logged, "by_reason", byReason)
 	}
 	return nil
 }

@@ -1,0 +1,88 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"time"
+
+	"github.com/coupondrop/coupon"
+	"github.com/coupondrop/coupon/internal/cli"
+	"github.com/coupondrop/coupon/mysql"
+	"github.com/coupondrop/coupon/ops"
+	"github.com/redis/go-redis/v9"
+)
+
+// opsFlags are the connections of replay, rebuild-gate and reconcile.
+type opsFlags struct {
+	brokers, topic, group, dsn string
+	redisAddrs, redisPassword  string
+	verbose                    bool
+}
+
+func (f *opsFlags) bind(fs *cli.FlagSet, withRedis bool) {
+	fs.StringVar(&f.brokers, "kafka-brokers", "COUPON_KAFKA_BROKERS", "127.0.0.1:9092", "Kafka bootstrap brokers (comma list)")
+	fs.StringVar(&f.topic, "topic", "COUPON_TOPIC", coupon.DefaultTopic, "admitted-request topic")
+	fs.StringVar(&f.group, "group-id", "COUPON_GROUP_ID", "coupon-sinker", "the sinker's consumer group (read, never joined)")
+	fs.SecretVar(&f.dsn, "mysql-dsn", "COUPON_MYSQL_DSN", "root@tcp(127.0.0.1:3306)/coupon", "MySQL DSN (go-sql-driver format)")
+	if withRedis {
+		fs.StringVar(&f.redisAddrs, "redis-addrs", "COUPON_REDIS_ADDRS", "127.0.0.1:6379", "Redis address, or Redis Cluster seeds (comma list)")
+		fs.SecretVar(&f.redisPassword, "redis-password", "COUPON_REDIS_PASSWORD", "", "Redis password")
+	}
+	fs.BoolVar(&f.verbose, "verbose", "COUPON_VERBOSE", false, "log progress details to stderr")
+}
+
+func (f *opsFlags) logger() *slog.Logger {
+	level := slog.LevelWarn
+	if f.verbose {
+		level = slog.LevelDebug
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+}
+
+func (f *opsFlags) open(ctx context.Context) (*mysql.DB, *ops.Topic, error) {
+	brokers := cli.List(f.brokers)
+	if len(brokers) == 0 {
+		return nil, nil, errors.New("kafka-brokers (COUPON_KAFKA_BROKERS) is required")
+	}
+	if f.topic == "" {
+		return nil, nil, errors.New("topic (COUPON_TOPIC) is required")
+	}
+	octx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	db, err := mysql.Open(octx, f.dsn, 4)
+	if err != nil {
+		return nil, nil, err
+	}
+	return db, ops.NewTopic(brokers, f.topic), nil
+}
+
+func (f *opsFlags) openRedis(ctx context.Context) (redis.UniversalClient, error) {
+	addrs := cli.List(f.redisAddrs)
+	if len(addrs) == 0 {
+		return nil, errors.New("redis-addrs (COUPON_REDIS_ADDRS) is required")
+	}
+	rdb := redis.NewUniversalClient(&redis.UniversalOptions{Addrs: addrs, Password: f.redisPassword})
+	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if err := rdb.Ping(pctx).Err(); err != nil {
+		_ = rdb.Close()
+		return nil, fmt.Errorf("redis %s: %w", f.redisAddrs, err)
+	}
+	return rdb, nil
+}
+
+// couponsArg resolves --coupon N / --all into coupon IDs.
+func couponsArg(ctx context.Context, db *mysql.DB, id int, all bool) ([]int64, error) {
+	switch {
+	case id > 0 && all:
+		return nil, errors.New("give --coupon N or --all, not both")
+	case id > 0:
+		return []int64{int64(id)}, nil
+	case all:
+		return ops.AsyncCoupons(ctx, db)
+	}
+	return nil, errors.New("give --coupon N or --all")
+}

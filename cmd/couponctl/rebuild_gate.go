@@ -1,0 +1,47 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/coupondrop/coupon/internal/cli"
+	"github.com/coupondrop/coupon/ops"
+)
+
+func init() {
+	register("rebuild-gate", "restore lost gate state in Redis from MySQL and the topic", runRebuildGate)
+}
+
+func runRebuildGate(ctx context.Context, args []string) error {
+	fs := cli.New("rebuild-gate")
+	var f opsFlags
+	var id int
+	var all, force bool
+	var settle time.Duration
+	f.bind(fs, true)
+	fs.DurationVar(&settle, "settle", "COUPON_REBUILD_SETTLE", 3*time.Second, "wait for publishes in flight (the gateway's publish timeout) before the last topic read")
+	fs.FlagSet.IntVar(&id, "coupon", 0, "coupon ID to rebuild")
+	fs.FlagSet.BoolVar(&all, "all", false, "every async coupon whose state is lost")
+	fs.FlagSet.BoolVar(&force, "force", false, "rewrite a state that is present (only with the gateway stopped)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	db, topic, err := f.open(ctx)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	rdb, err := f.openRedis(ctx)
+	if err != nil {
+		return err
+	}
+	defer rdb.Close()
+	ids, err := couponsArg(ctx, db, id, all)
+	if err != nil {
+		return err
+	}
+	res, err := ops.RebuildGate(ctx, db, topic, rdb, ids, ops.RebuildOptions{Group: f.group, Force: force, Settle: settle}, f.logger())
+	fmt.Print(ops.FormatRebuilds(res))
+	return err
+}

@@ -1,0 +1,59 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/coupondrop/coupon/internal/cli"
+	"github.com/coupondrop/coupon/ops"
+)
+
+func init() {
+	register("reconcile", "compare gate, topic and MySQL per coupon; --fix releases unpublished admissions", runReconcile)
+}
+
+func runReconcile(ctx context.Context, args []string) error {
+	fs := cli.New("reconcile")
+	var f opsFlags
+	var id int
+	var all bool
+	var opts ops.ReconcileOptions
+	f.bind(fs, true)
+	fs.FlagSet.IntVar(&id, "coupon", 0, "coupon ID to reconcile")
+	fs.FlagSet.BoolVar(&all, "all", false, "every async coupon")
+	fs.FlagSet.BoolVar(&opts.Fix, "fix", false, "release unpublished admissions and clear settled pending marks")
+	fs.DurationVar(&opts.Wait, "wait", "COUPON_RECONCILE_WAIT", 2*time.Minute, "how long to wait for the sinker to catch up")
+	fs.DurationVar(&opts.Grace, "grace", "COUPON_RECONCILE_GRACE", 5*time.Second, "with --fix: wait this long for late publishes before releasing")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	opts.Group = f.group
+	db, topic, err := f.open(ctx)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	rdb, err := f.openRedis(ctx)
+	if err != nil {
+		return err
+	}
+	defer rdb.Close()
+	ids, err := couponsArg(ctx, db, id, all)
+	if err != nil {
+		return err
+	}
+	res, err := ops.Reconcile(ctx, db, topic, rdb, ids, opts, f.logger())
+	fmt.Print(ops.FormatReconcile(res, opts.Fix))
+	if err != nil {
+		return err
+	}
+	mismatches := 0
+	for _, r := range res {
+		mismatches += len(r.Mismatches)
+	}
+	if mismatches > 0 {
+		return fmt.Errorf("%d mismatches (listed above)", mismatches)
+	}
+	return nil
+}

@@ -1,0 +1,210 @@
+package ops_test
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/coupondrop/coupon"
+	"github.com/coupondrop/coupon/infra"
+	"github.com/coupondrop/coupon/internal/cli"
+	"github.com/coupondrop/coupon/internal/testenv"
+	"github.com/coupondrop/coupon/mysql"
+	"github.com/coupondrop/coupon/ops"
+	"github.com/coupondrop/coupon/sinker"
+	driver "github.com/go-sql-driver/mysql"
+	"github.com/segmentio/kafka-go"
+)
+
+// mustPrivateDB creates and migrates a database of its own on the test
+// MariaDB, dropped at cleanup: for tests that TRUNCATE or swap tables.
+func mustPrivateDB(tb testing.TB) (*mysql.DB, string) {
+	tb.Helper()
+	testenv.Integration(tb)
+	cfg, err := driver.ParseDSN(testenv.MySQLDSN)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	name := "coupon_test_" + testenv.RandomID()
+	admin := testenv.MustOpenDB(tb)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if _, err := admin.ExecContext(ctx, "CREATE DATABASE `"+name+"`"); err != nil {
+		tb.Fatalf("create private database: %v", err)
+	}
+	tb.Cleanup(func() {
+		if _, err := admin.ExecContext(context.Background(), "DROP DATABASE IF EXISTS `"+name+"`"); err != nil {
+			tb.Errorf("drop private database %s: %v", name, err)
+		}
+	})
+	cfg.DBName = name
+	dsn := cfg.FormatDSN()
+	db, err := mysql.Open(ctx, dsn, 8)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { _ = db.Close() })
+	if err := infra.Migrate(ctx, db.DB, testenv.Logger(tb)); err != nil {
+		tb.Fatalf("migrate private database: %v", err)
+	}
+	return db, dsn
+}
+
+func mustCreateCoupon(tb testing.TB, db *sql.DB, total int64) int64 {
+	tb.Helper()
+	r, err := db.ExecContext(context.Background(), `INSERT INTO coupons (name, total_quantity) VALUES (?, ?)`, "ops-test", total)
+	if err != nil {
+		tb.Fatalf("create coupon: %v", err)
+	}
+	id, _ := r.LastInsertId()
+	return id
+}
+
+func admissionMessage(tb testing.TB, couponID, userID, rank int64) kafka.Message {
+	tb.Helper()
+	v, err := coupon.MarshalAdmission(coupon.Admission{CouponID: couponID, UserID: userID, Rank: rank,
+		AdmittedAt: time.Now().UTC().Truncate(time.Microsecond)})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return kafka.Message{Key: coupon.EventKey(couponID), Value: v}
+}
+
+func newWriter(topic string) *kafka.Writer {
+	return &kafka.Writer{
+		Addr:         kafka.TCP(cli.List(testenv.KafkaBrokers)...),
+		Topic:        topic,
+		Balancer:     &kafka.Murmur2Balancer{},
+		RequiredAcks: kafka.RequireAll,
+		BatchSize:    5000,
+		BatchBytes:   1_000_000,
+		BatchTimeout: 2 * time.Millisecond,
+	}
+}
+
+func mustProduce(tb testing.TB, topic string, msgs []kafka.Message) {
+	tb.Helper()
+	w := newWriter(topic)
+	defer w.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	for start := 0; start < len(msgs); start += 50_000 {
+		if err := w.WriteMessages(ctx, msgs[start:min(start+50_000, len(msgs))]...); err != nil {
+			tb.Fatalf("produce: %v", err)
+		}
+	}
+}
+
+// startSinker runs an in-process sinker on dsn until cleanup and returns
+// its group.
+func startSinker(tb testing.TB, dsn, topic, dlq string) string {
+	tb.Helper()
+	cfg := sinker.Config{
+		Brokers: testenv.KafkaBrokers, Topic: topic, DLQTopic: dlq, GroupID: "ops-test-" + testenv.RandomID(),
+		MySQLDSN: dsn, MySQLConns: 4, BatchSize: 5000, BatchWait: 10 * time.Millisecond,
+		SessionTimeout: 6 * time.Second, ShutdownTimeout: 10 * time.Second, MaxBytes: 8 << 20,
+	}
+	s, err := sinker.New(cfg, testenv.Logger(tb))
+	if err != nil {
+		tb.Fatalf("sinker.New: %v", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx) }()
+	tb.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			tb.Errorf("sinker.Run: %v", err)
+		}
+		_ = s.Close()
+	})
+	return cfg.GroupID
+}
+
+// waitCaughtUp waits until group has committed the topic's end offsets.
+func waitCaughtUp(tb testing.TB, t *ops.Topic, group string) {
+	tb.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	n, err := t.Partitions(ctx)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	first, end, err := t.Offsets(ctx, n)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if err := t.WaitCaughtUp(ctx, group, first, end); err != nil {
+		tb.Fatal(err)
+	}
+}
+
+type issueRow struct{ coupon, user, rank int64 }
+
+func mustAllRows(tb testing.TB, db *mysql.DB) []issueRow {
+	tb.Helper()
+	rs, err := db.QueryContext(context.Background(), "SELECT coupon_id, user_id, issue_rank FROM coupon_issues ORDER BY coupon_id, user_id")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer rs.Close()
+	var out []issueRow
+	for rs.Next() {
+		var r issueRow
+		if err := rs.Scan(&r.coupon, &r.user, &r.rank); err != nil {
+			tb.Fatal(err)
+		}
+		out = append(out, r)
+	}
+	return out
+}
+
+func mustIssued(tb testing.TB, db *mysql.DB) map[int64]int64 {
+	tb.Helper()
+	rs, err := db.QueryContext(context.Background(), "SELECT id, issued_quantity FROM coupons")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer rs.Close()
+	out := map[int64]int64{}
+	for rs.Next() {
+		var id, n int64
+		if err := rs.Scan(&id, &n); err != nil {
+			tb.Fatal(err)
+		}
+		out[id] = n
+	}
+	return out
+}
+
+func diffRows(a, b []issueRow) string {
+	if slices.Equal(a, b) {
+		return ""
+	}
+	am := map[issueRow]bool{}
+	for _, r := range a {
+		am[r] = true
+	}
+	bm := map[issueRow]bool{}
+	for _, r := range b {
+		bm[r] = true
+	}
+	var s string
+	n := 0
+	for _, r := range a {
+		if !bm[r] && n < 5 {
+			s += fmt.Sprintf(" missing %v;", r)
+			n++
+		}
+	}
+	for _, r := range b {
+		if !am[r] && n < 10 {
+			s += fmt.Sprintf(" extra %v;", r)
+			n++
+		}
+	}
+	return fmt.Sprintf("%d rows vs %d:%s", len(a), len(b), s)
+}

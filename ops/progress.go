@@ -1,0 +1,103 @@
+package ops
+
+import (
+	"fmt"
+	"io"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// progress draws a one-line bar on w (stderr) while long work runs:
+//
+//	replay [==========>         ]  52%  520000/1000000 records  104k/s  eta 4s
+type progress struct {
+	w     io.Writer
+	label string
+	total int64
+	done  atomic.Int64
+	start time.Time
+	stop  chan struct{}
+	wg    sync.WaitGroup
+}
+
+// startProgress starts redrawing every 200 ms; nil w draws nothing.
+func startProgress(w io.Writer, label string, total int64) *progress {
+	p := &progress{w: w, label: label, total: total, start: time.Now(), stop: make(chan struct{})}
+	if w == nil {
+		return p
+	}
+	p.wg.Add(1)
+	go func() {
+		defer p.wg.Done()
+		t := time.NewTicker(200 * time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-t.C:
+				p.draw(false)
+			case <-p.stop:
+				p.draw(true)
+				return
+			}
+		}
+	}()
+	return p
+}
+
+func (p *progress) add(n int64) { p.done.Add(n) }
+
+// finish draws the final state and ends the line.
+func (p *progress) finish() {
+	select {
+	case <-p.stop:
+		return
+	default:
+	}
+	close(p.stop)
+	p.wg.Wait()
+}
+
+func (p *progress) draw(final bool) {
+	const width = 30
+	done := p.done.Load()
+	frac := 1.0
+	if p.total > 0 {
+		frac = min(float64(done)/float64(p.total), 1)
+	}
+	n := int(frac * width)
+	bar := strings.Repeat("=", n)
+	if n < width {
+		bar += ">" + strings.Repeat(" ", width-n-1)
+	}
+	el := time.Since(p.start).Seconds()
+	rate := 0.0
+	if el > 0 {
+		rate = float64(done) / el
+	}
+	eta := "-"
+	if rate > 0 && done < p.total {
+		eta = time.Duration(float64(p.total-done) / rate * float64(time.Second)).Round(time.Second).String()
+	}
+	word, end := "eta", "\r"
+	if final {
+		word, end = "took", "\n"
+		eta = time.Duration(el * float64(time.Second)).Round(time.Millisecond).String()
+	}
+	fmt.Fprintf(p.w, "\r%s [%s] %3.0f%%  %d/%d records  %s/s  %s %s\033[K%s",
+		p.label, bar, frac*100, done, p.total, human(rate), word, eta, end)
+}
+
+// human formats a rate like 104k or 1.2M.
+func human(v float64) string {
+	switch {
+	case v >= 1e6:
+		return fmt.Sprintf("%.1fM", v/1e6)
+	case v >= 1e4:
+		return fmt.Sprintf("%.0fk", v/1e3)
+	case v >= 1e3:
+		return fmt.Sprintf("%.1fk", v/1e3)
+	}
+	return fmt.Sprintf("%.0f", v)
+}

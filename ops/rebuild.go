@@ -1,0 +1,227 @@
+package ops
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/coupondrop/coupon"
+	"github.com/coupondrop/coupon/admitter"
+	"github.com/coupondrop/coupon/mysql"
+	"github.com/redis/go-redis/v9"
+	"github.com/segmentio/kafka-go"
+)
+
+// GateRebuild tells what RebuildGate did for one coupon.
+type GateRebuild struct {
+	CouponID  int64
+	Rebuilt   bool   // the state was written
+	Skipped   string // why not, when not
+	Users     int    // admitted users restored
+	FromMySQL int    // of which issued rows
+	FromTopic int    // of which records the sinker had not written yet
+	Seq       int64  // the rank counter restored
+}
+
+// RebuildOptions tune RebuildGate.
+type RebuildOptions struct {
+	// Group is the sinker's consumer group: the topic is read from its
+	// committed offsets (everything before is in MySQL). Empty reads the
+	// coupons' partitions from their first offsets.
+	Group string
+	// Force rewrites a state that is present (dangerous while the gateway
+	// admits for the coupon); by default only lost states are rebuilt.
+	Force bool
+	// Settle is waited before the last read of the topic's tail, so that
+	// publishes in flight when the state was lost (bounded by the gateway's
+	// publish timeout) have landed or failed.
+	Settle time.Duration
+}
+
+// AsyncCoupons returns the IDs of every coupon of the async strategy.
+func AsyncCoupons(ctx context.Context, db *mysql.DB) ([]int64, error) {
+	rs, err := db.QueryContext(ctx, "SELECT id FROM coupons WHERE strategy = ? ORDER BY id", string(coupon.StrategyAsync))
+	if err != nil {
+		return nil, fmt.Errorf("list coupons: %w", err)
+	}
+	defer rs.Close()
+	var ids []int64
+	for rs.Next() {
+		var id int64
+		if err := rs.Scan(&id); err != nil {
+			return nil, fmt.Errorf("list coupons: %w", err)
+		}
+		ids = append(ids, id)
+	}
+	return ids, rs.Err()
+}
+
+// topicAdmissions collects, per wanted coupon, the admitted users (userId
+// -> rank) found in a range of the topic.
+type topicAdmissions map[int64]map[int64]int64
+
+// readAdmissions reads [from[p], to[p]) of the given partitions and adds
+// the records of wanted coupons to into. Undecodable records are skipped:
+// they never became rows or admissions.
+func readAdmissions(ctx context.Context, t *Topic, partitions []int, from, to []int64, into topicAdmissions) error {
+	for _, p := range partitions {
+		err := t.Read(ctx, p, from[p], to[p], func(m kafka.Message) error {
+			a, err := coupon.UnmarshalAdmission(m.Value)
+			if err != nil {
+				return nil
+			}
+			users, ok := into[a.CouponID]
+			if !ok {
+				return nil
+			}
+			if r, dup := users[a.UserID]; !dup || a.Rank < r {
+				users[a.UserID] = a.Rank
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// issuedRows returns a coupon's issued rows, userId -> rank.
+func issuedRows(ctx context.Context, db *mysql.DB, couponID int64) (map[int64]int64, error) {
+	rs, err := db.QueryContext(ctx, "SELECT user_id, issue_rank FROM coupon_issues WHERE coupon_id = ?", couponID)
+	if err != nil {
+		return nil, fmt.Errorf("issued rows of coupon %d: %w", couponID, err)
+	}
+	defer rs.Close()
+	out := map[int64]int64{}
+	for rs.Next() {
+		var u, r int64
+		if err := rs.Scan(&u, &r); err != nil {
+			return nil, fmt.Errorf("issued rows of coupon %d: %w", couponID, err)
+		}
+		out[u] = r
+	}
+	return out, rs.Err()
+}
+
+// RebuildGate restores the gate state of the given coupons exactly: the
+// admitted users and their ranks from MySQL's rows plus the records the
+// sinker has not written yet (the topic from the group's committed offsets
+// to the end), and the rank counter at the highest rank seen. The state is
+// written with admitter.RestoreState (one MULTI/EXEC, seq last). While a
+// coupon's state is missing the gateway refuses it (503), so no admission
+// races the rebuild; records published just before the loss are caught by
+// reading the topic's tail once more right before writing.
+func RebuildGate(ctx context.Context, db *mysql.DB, t *Topic, rdb redis.UniversalClient, couponIDs []int64, opts RebuildOptions, logger *slog.Logger) ([]GateRebuild, error) {
+	out := make([]GateRebuild, 0, len(couponIDs))
+	var todo []int64
+	for _, id := range couponIDs {
+		n, err := rdb.Exists(ctx, admitter.SeqKey(id)).Result()
+		if err != nil {
+			return out, fmt.Errorf("rebuild gate: %w", err)
+		}
+		if n > 0 && !opts.Force {
+			out = append(out, GateRebuild{CouponID: id, Skipped: "state present (use --force to rewrite it)"})
+			continue
+		}
+		todo = append(todo, id)
+	}
+	if len(todo) == 0 {
+		return out, nil
+	}
+
+	n, err := t.Partitions(ctx)
+	if err != nil {
+		return out, fmt.Errorf("rebuild gate: %w", err)
+	}
+	// Committed offsets before MySQL: every record before them is in MySQL
+	// (or was dead-lettered) by the time MySQL is read.
+	first, end, err := t.Offsets(ctx, n)
+	if err != nil {
+		return out, fmt.Errorf("rebuild gate: %w", err)
+	}
+	from := slices.Clone(first)
+	if opts.Group != "" {
+		committed, err := t.Committed(ctx, opts.Group, n)
+		if err != nil {
+			return out, fmt.Errorf("rebuild gate: %w", err)
+		}
+		for p := range from {
+			from[p] = max(committed[p], first[p])
+		}
+	}
+	var parts []int
+	fromMySQL := map[int64]map[int64]int64{}
+	tail := topicAdmissions{}
+	for _, id := range todo {
+		rows, err := issuedRows(ctx, db, id)
+		if err != nil {
+			return out, fmt.Errorf("rebuild gate: %w", err)
+		}
+		fromMySQL[id] = rows
+		tail[id] = map[int64]int64{}
+		if p := PartitionOf(id, n); !slices.Contains(parts, p) {
+			parts = append(parts, p)
+		}
+	}
+	slices.Sort(parts)
+	if err := readAdmissions(ctx, t, parts, from, end, tail); err != nil {
+		return out, fmt.Errorf("rebuild gate: read topic: %w", err)
+	}
+	// Once more, after the settle time: what was published meanwhile.
+	if opts.Settle > 0 {
+		select {
+		case <-time.After(opts.Settle):
+		case <-ctx.Done():
+			return out, ctx.Err()
+		}
+	}
+	_, end2, err := t.Offsets(ctx, n)
+	if err != nil {
+		return out, fmt.Errorf("rebuild gate: %w", err)
+	}
+	if err := readAdmissions(ctx, t, parts, end, end2, tail); err != nil {
+		return out, fmt.Errorf("rebuild gate: read topic: %w", err)
+	}
+
+	for _, id := range todo {
+		users := make(map[int64]int64, len(fromMySQL[id])+len(tail[id]))
+		r := GateRebuild{CouponID: id}
+		for u, rank := range fromMySQL[id] {
+			users[u] = rank
+			r.Seq = max(r.Seq, rank)
+		}
+		r.FromMySQL = len(users)
+		for u, rank := range tail[id] {
+			r.Seq = max(r.Seq, rank)
+			if _, ok := users[u]; !ok {
+				users[u] = rank
+				r.FromTopic++
+			}
+		}
+		r.Users = len(users)
+		ok, err := admitter.RestoreState(ctx, rdb, id, users, r.Seq, !opts.Force)
+		if err != nil {
+			return out, fmt.Errorf("rebuild gate: %w", err)
+		}
+		if r.Rebuilt = ok; !ok {
+			r.Skipped = "state appeared meanwhile (another rebuild or init); left as is"
+		}
+		logger.Info("gate rebuilt", "coupon", id, "written", ok, "users", r.Users, "from_mysql", r.FromMySQL, "from_topic", r.FromTopic, "seq", r.Seq)
+		out = append(out, r)
+	}
+	return out, nil
+}
+
+// FormatRebuilds renders RebuildGate's results as a table.
+func FormatRebuilds(rs []GateRebuild) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%-10s %-8s %10s %10s %10s %10s  %s\n", "coupon", "rebuilt", "users", "mysql", "topic", "seq", "note")
+	for _, r := range rs {
+		fmt.Fprintf(&b, "%-10d %-8t %10d %10d %10d %10d  %s\n", r.CouponID, r.Rebuilt, r.Users, r.FromMySQL, r.FromTopic, r.Seq, r.Skipped)
+	}
+	return b.String()
+}

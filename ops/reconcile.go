@@ -1,0 +1,313 @@
+package ops
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"maps"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/coupondrop/coupon/admitter"
+	"github.com/coupondrop/coupon/lua"
+	"github.com/coupondrop/coupon/mysql"
+	"github.com/redis/go-redis/v9"
+)
+
+// ReconcileOptions tune Reconcile.
+type ReconcileOptions struct {
+	Group string        // the sinker's consumer group, waited on
+	Wait  time.Duration // how long to wait for the sinker to catch up; default 2m
+	Fix   bool          // release unpublished admissions, clear settled pending marks
+	// Grace is waited before releasing, after which the topic's new tail
+	// is read once more: a publish whose outcome was unknown may still land.
+	Grace time.Duration
+}
+
+// Admission is one user's slot of a coupon.
+type Admission struct{ UserID, Rank int64 }
+
+// CouponReconcile is the comparison of one coupon's gate, topic and MySQL.
+type CouponReconcile struct {
+	CouponID       int64
+	Total          int64
+	IssuedQuantity int64
+	GateLost       bool // seq missing: run rebuild-gate
+	Gate           int  // admitted users in the gate
+	Pending        int  // pending marks
+	Topic          int  // distinct users in the topic
+	Rows           int  // rows in MySQL
+
+	// Unpublished are admitted (and marked pending) but neither in the
+	// topic nor in MySQL: the gateway's unknown-outcome publishes that never
+	// landed. --fix releases their slots.
+	Unpublished []Admission
+	Released    int // slots released by --fix
+	// SettledPending are pending marks whose record did land; --fix clears them.
+	SettledPending []Admission
+	Cleared        int
+	// Mismatches are everything else that disagrees: each is a bug or a
+	// fault to look at.
+	Mismatches []string
+}
+
+// Reconcile waits until the sinker group has caught up with the topic's end
+// offsets, then compares, per coupon, the gate (admitted users, pending
+// marks), the topic (every record of the coupon's partition) and MySQL
+// (rows, issued_quantity). See CouponReconcile for what it reports.
+func Reconcile(ctx context.Context, db *mysql.DB, t *Topic, rdb redis.UniversalClient, couponIDs []int64, opts ReconcileOptions, logger *slog.Logger) ([]CouponReconcile, error) {
+	if opts.Wait <= 0 {
+		opts.Wait = 2 * time.Minute
+	}
+	n, err := t.Partitions(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("reconcile: %w", err)
+	}
+	first, end, err := t.Offsets(ctx, n)
+	if err != nil {
+		return nil, fmt.Errorf("reconcile: %w", err)
+	}
+	if opts.Group != "" {
+		wctx, cancel := context.WithTimeout(ctx, opts.Wait)
+		err := t.WaitCaughtUp(wctx, opts.Group, first, end)
+		cancel()
+		if err != nil {
+			return nil, fmt.Errorf("reconcile: the sinker has not caught up: %w", err)
+		}
+	}
+
+	topic := topicAdmissions{}
+	var parts []int
+	for _, id := range couponIDs {
+		topic[id] = map[int64]int64{}
+		if p := PartitionOf(id, n); !slices.Contains(parts, p) {
+			parts = append(parts, p)
+		}
+	}
+	slices.Sort(parts)
+	if err := readAdmissions(ctx, t, parts, first, end, topic); err != nil {
+		return nil, fmt.Errorf("reconcile: read topic: %w", err)
+	}
+
+	out := make([]CouponReconcile, 0, len(couponIDs))
+	for _, id := range couponIDs {
+		r, err := reconcileCoupon(ctx, db, rdb, id, topic[id])
+		if err != nil {
+			return out, fmt.Errorf("reconcile: coupon %d: %w", id, err)
+		}
+		out = append(out, r)
+	}
+	if !opts.Fix {
+		return out, nil
+	}
+
+	// Before releasing, give late publishes a chance and look again.
+	unpublished := 0
+	for _, r := range out {
+		unpublished += len(r.Unpublished)
+	}
+	if unpublished > 0 {
+		if opts.Grace > 0 {
+			select {
+			case <-time.After(opts.Grace):
+			case <-ctx.Done():
+				return out, ctx.Err()
+			}
+		}
+		_, end2, err := t.Offsets(ctx, n)
+		if err != nil {
+			return out, fmt.Errorf("reconcile: %w", err)
+		}
+		late := topicAdmissions{}
+		for _, id := range couponIDs {
+			late[id] = map[int64]int64{}
+		}
+		if err := readAdmissions(ctx, t, parts, end, end2, late); err != nil {
+			return out, fmt.Errorf("reconcile: read topic: %w", err)
+		}
+		for i := range out {
+			r := &out[i]
+			kept := r.Unpublished[:0]
+			for _, a := range r.Unpublished {
+				if _, landed := late[r.CouponID][a.UserID]; landed {
+					r.SettledPending = append(r.SettledPending, a)
+					continue
+				}
+				kept = append(kept, a)
+			}
+			r.Unpublished = kept
+		}
+	}
+	release := redis.NewScript(lua.Release)
+	for i := range out {
+		r := &out[i]
+		for _, a := range r.Unpublished {
+			res, err := release.Run(ctx, rdb, []string{admitter.UsersKey(r.CouponID), admitter.PendingKey(r.CouponID)},
+				a.UserID, a.Rank).Int64()
+			if err != nil {
+				return out, fmt.Errorf("reconcile: release coupon %d user %d: %w", r.CouponID, a.UserID, err)
+			}
+			if res == 1 {
+				r.Released++
+				logger.Info("released unpublished admission", "coupon", r.CouponID, "user", a.UserID, "rank", a.Rank)
+			}
+		}
+		for _, a := range r.SettledPending {
+			if err := rdb.HDel(ctx, admitter.PendingKey(r.CouponID), strconv.FormatInt(a.UserID, 10)).Err(); err != nil {
+				return out, fmt.Errorf("reconcile: clear pending mark of coupon %d user %d: %w", r.CouponID, a.UserID, err)
+			}
+			r.Cleared++
+		}
+	}
+	return out, nil
+}
+
+func reconcileCoupon(ctx context.Context, db *mysql.DB, rdb redis.UniversalClient, id int64, topic map[int64]int64) (CouponReconcile, error) {
+	r := CouponReconcile{CouponID: id, Topic: len(topic)}
+	if err := db.QueryRowContext(ctx, "SELECT total_quantity, issued_quantity FROM coupons WHERE id = ?", id).
+		Scan(&r.Total, &r.IssuedQuantity); err != nil {
+		return r, fmt.Errorf("read coupon: %w", err)
+	}
+	rows, err := issuedRows(ctx, db, id)
+	if err != nil {
+		return r, err
+	}
+	r.Rows = len(rows)
+	seq, err := rdb.Exists(ctx, admitter.SeqKey(id)).Result()
+	if err != nil {
+		return r, fmt.Errorf("gate: %w", err)
+	}
+	gate, err := hashInts(ctx, rdb, admitter.UsersKey(id))
+	if err != nil {
+		return r, err
+	}
+	pending, err := hashInts(ctx, rdb, admitter.PendingKey(id))
+	if err != nil {
+		return r, err
+	}
+	r.Gate, r.Pending, r.GateLost = len(gate), len(pending), seq == 0
+	bad := func(format string, args ...any) { r.Mismatches = append(r.Mismatches, fmt.Sprintf(format, args...)) }
+
+	if int64(r.Rows) != r.IssuedQuantity {
+		bad("issued_quantity is %d but %d rows exist", r.IssuedQuantity, r.Rows)
+	}
+	if int64(r.Rows) > r.Total {
+		bad("%d rows exceed the total %d", r.Rows, r.Total)
+	}
+	// Rows and the topic: the sinker has caught up, so every record is a
+	// row unless it was dead-lettered.
+	for _, u := range sortedKeys(topic) {
+		if _, ok := rows[u]; !ok {
+			bad("user %d (rank %d) is in the topic but has no row: dead-lettered? (see the dead-letter topic)", u, topic[u])
+		}
+	}
+	for _, u := range sortedKeys(rows) {
+		if tr, ok := topic[u]; ok && tr != rows[u] {
+			bad("user %d has rank %d in MySQL but %d in the topic", u, rows[u], tr)
+		}
+	}
+	if r.GateLost {
+		if r.Gate > 0 || r.Pending > 0 || r.Rows > 0 || r.Topic > 0 {
+			bad("gate state lost (seq missing): run couponctl rebuild-gate --coupon %d", id)
+		}
+		return r, nil
+	}
+	if int64(r.Gate) > r.Total {
+		bad("the gate admitted %d users, more than the total %d", r.Gate, r.Total)
+	}
+	for _, u := range sortedKeys(gate) {
+		rank := gate[u]
+		if rr, ok := rows[u]; ok {
+			if rr != rank {
+				bad("user %d has rank %d in the gate but %d in MySQL", u, rank, rr)
+			}
+			continue
+		}
+		if _, ok := topic[u]; ok {
+			continue // reported above
+		}
+		if pr, ok := pending[u]; ok && pr == rank {
+			r.Unpublished = append(r.Unpublished, Admission{UserID: u, Rank: rank})
+			continue
+		}
+		bad("user %d (rank %d) is admitted in the gate but neither in the topic, in MySQL nor pending", u, rank)
+	}
+	for _, u := range sortedKeys(rows) {
+		if _, ok := gate[u]; !ok {
+			bad("user %d has a row but is not admitted in the gate (the gate would admit the user again)", u)
+		}
+	}
+	for _, u := range sortedKeys(pending) {
+		_, inRows := rows[u]
+		_, inTopic := topic[u]
+		gr, inGate := gate[u]
+		switch {
+		case inRows || inTopic:
+			r.SettledPending = append(r.SettledPending, Admission{UserID: u, Rank: pending[u]})
+		case !inGate || gr != pending[u]:
+			// A stale mark: the slot is gone or re-taken with another rank.
+			r.SettledPending = append(r.SettledPending, Admission{UserID: u, Rank: pending[u]})
+		}
+	}
+	return r, nil
+}
+
+func hashInts(ctx context.Context, rdb redis.UniversalClient, key string) (map[int64]int64, error) {
+	m, err := rdb.HGetAll(ctx, key).Result()
+	if err != nil {
+		return nil, fmt.Errorf("gate %s: %w", key, err)
+	}
+	out := make(map[int64]int64, len(m))
+	for k, v := range m {
+		u, err1 := strconv.ParseInt(k, 10, 64)
+		r, err2 := strconv.ParseInt(v, 10, 64)
+		if err1 != nil || err2 != nil {
+			return nil, fmt.Errorf("gate %s: bad entry %q=%q", key, k, v)
+		}
+		out[u] = r
+	}
+	return out, nil
+}
+
+func sortedKeys(m map[int64]int64) []int64 {
+	return slices.Sorted(maps.Keys(m))
+}
+
+// FormatReconcile renders the report; mismatches are listed after the table.
+func FormatReconcile(rs []CouponReconcile, fix bool) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%-10s %9s %9s %9s %9s %9s %9s %11s %9s  %s\n",
+		"coupon", "total", "issued", "rows", "gate", "pending", "topic", "unpublished", "mismatch", "action")
+	for _, r := range rs {
+		action := ""
+		switch {
+		case fix && (r.Released > 0 || r.Cleared > 0):
+			action = fmt.Sprintf("released %d, cleared %d pending", r.Released, r.Cleared)
+		case !fix && (len(r.Unpublished) > 0 || len(r.SettledPending) > 0):
+			action = "run with --fix"
+		}
+		gate := strconv.Itoa(r.Gate)
+		if r.GateLost {
+			gate = "LOST"
+		}
+		fmt.Fprintf(&b, "%-10d %9d %9d %9d %9s %9d %9d %11d %9d  %s\n", r.CouponID, r.Total, r.IssuedQuantity, r.Rows,
+			gate, r.Pending, r.Topic, len(r.Unpublished), len(r.Mismatches), action)
+	}
+	for _, r := range rs {
+		for i, a := range r.Unpublished {
+			if i == 20 {
+				fmt.Fprintf(&b, "coupon %d: ... and %d more unpublished\n", r.CouponID, len(r.Unpublished)-20)
+				break
+			}
+			fmt.Fprintf(&b, "coupon %d: user %d (rank %d) admitted but never published\n", r.CouponID, a.UserID, a.Rank)
+		}
+	}
+	for _, r := range rs {
+		for _, m := range r.Mismatches {
+			fmt.Fprintf(&b, "MISMATCH coupon %d: %s\n", r.CouponID, m)
+		}
+	}
+	return b.String()
+}

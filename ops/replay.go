@@ -1,0 +1,359 @@
+package ops
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/coupondrop/coupon"
+	"github.com/coupondrop/coupon/mysql"
+	"github.com/segmentio/kafka-go"
+	"golang.org/x/sync/errgroup"
+)
+
+// Tables of a replay: the shadow pair it loads, and the previous issued
+// table it keeps after the swap (until the next replay, or --drop-old).
+const (
+	ShadowIssuesTable   = "coupon_issues_shadow"
+	ShadowCountersTable = "coupon_counters_shadow"
+	OldIssuesTable      = "coupon_issues_old"
+)
+
+// ReplayOptions tune a replay.
+type ReplayOptions struct {
+	BatchSize int       // rows per insert transaction; default 10,000
+	Parallel  int       // partitions loaded at once; default 2
+	DropOld   bool      // drop the previous table after the swap
+	Progress  io.Writer // progress bar (stderr); nil draws none
+}
+
+// ReplaySummary is what a replay did.
+type ReplaySummary struct {
+	Partitions   int
+	Records      int64            // records read, from the first offsets to the end offsets seen at start
+	Inserted     int64            // rows loaded into the shadow table
+	Duplicates   int64            // records whose (coupon, user) was already loaded
+	Refused      map[string]int64 // records not loaded, by dead-letter reason
+	CarriedOver  int64            // rows kept from the previous table that the replayed range does not cover
+	CarryRefused []mysql.Rejection
+	Coupons      int64         // coupons whose issued_quantity was recomputed
+	Load         time.Duration // reading the topic and loading the shadow table
+	Swap         time.Duration // the maintenance step
+	OldTable     string        // where the previous rows are, "" when dropped
+}
+
+// RowsPerSecond is the load rate: records replayed per second.
+func (s ReplaySummary) RowsPerSecond() float64 {
+	if s.Load <= 0 {
+		return 0
+	}
+	return float64(s.Records) / s.Load.Seconds()
+}
+
+// Replay rebuilds coupon_issues and every coupon's issued_quantity from the
+// topic, reading each partition from its first offset to the end offset seen
+// at start, without a consumer group (the sinker's offsets are untouched).
+// It loads a shadow table with the sinker's guarded insert (against shadow
+// counters, so the same records are refused), then in one maintenance step
+// swaps it in with an atomic RENAME, carries over the rows of the previous
+// table the replayed range does not cover (rows of the synchronous
+// baselines, rows the running sinker wrote past the end offsets, rows of
+// records lost to retention), and recomputes issued_quantity under the
+// coupons' row locks, which the sinker takes first in every transaction.
+func Replay(ctx context.Context, db *mysql.DB, t *Topic, opts ReplayOptions, logger *slog.Logger) (ReplaySummary, error) {
+	if opts.BatchSize <= 0 {
+		opts.BatchSize = 10_000
+	}
+	if opts.Parallel <= 0 {
+		opts.Parallel = 2
+	}
+	sum := ReplaySummary{Refused: map[string]int64{}}
+	n, err := t.Partitions(ctx)
+	if err != nil {
+		return sum, fmt.Errorf("replay: %w", err)
+	}
+	first, end, err := t.Offsets(ctx, n)
+	if err != nil {
+		return sum, fmt.Errorf("replay: %w", err)
+	}
+	sum.Partitions = n
+	var total int64
+	for p := range n {
+		total += end[p] - first[p]
+	}
+	logger.Info("replay: range", "topic", t.Name, "partitions", n, "records", total, "first", first, "end", end)
+
+	// The counters snapshot comes after the end offsets: every coupon of a
+	// replayed record existed by then.
+	for _, q := range []string{
+		"DROP TABLE IF EXISTS " + ShadowIssuesTable + ", " + ShadowCountersTable,
+		"CREATE TABLE " + ShadowIssuesTable + " LIKE " + mysql.LiveTables.Issues,
+		"CREATE TABLE " + ShadowCountersTable + ` (
+			id BIGINT NOT NULL PRIMARY KEY,
+			total_quantity BIGINT NOT NULL,
+			issued_quantity BIGINT NOT NULL DEFAULT 0,
+			CONSTRAINT coupon_counters_shadow_within_total CHECK (issued_quantity >= 0 AND issued_quantity <= total_quantity)
+		) ENGINE=InnoDB`,
+		"INSERT INTO " + ShadowCountersTable + " (id, total_quantity) SELECT id, total_quantity FROM coupons",
+	} {
+		if _, err := db.ExecContext(ctx, q); err != nil {
+			return sum, fmt.Errorf("replay: prepare shadow tables: %w", err)
+		}
+	}
+	shadow := mysql.Tables{Issues: ShadowIssuesTable, Counters: ShadowCountersTable}
+
+	t0 := time.Now()
+	bar := startProgress(opts.Progress, "replay", total)
+	var mu sync.Mutex
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(opts.Parallel)
+	for p := range n {
+		if end[p] <= first[p] {
+			continue
+		}
+		g.Go(func() error {
+			r, err := loadPartition(gctx, db, t, shadow, p, first[p], end[p], opts.BatchSize, bar)
+			mu.Lock()
+			defer mu.Unlock()
+			sum.Records += r.Records
+			sum.Inserted += r.Inserted
+			sum.Duplicates += r.Duplicates
+			for k, v := range r.Refused {
+				sum.Refused[k] += v
+			}
+			return err
+		})
+	}
+	err = g.Wait()
+	bar.finish()
+	sum.Load = time.Since(t0)
+	if err != nil {
+		return sum, fmt.Errorf("replay: load: %w (the live tables are untouched)", err)
+	}
+	// Keep the issue times of rows that survive the rebuild.
+	if _, err := db.ExecContext(ctx, "UPDATE "+ShadowIssuesTable+" s JOIN "+mysql.LiveTables.Issues+
+		" o ON o.coupon_id = s.coupon_id AND o.user_id = s.user_id SET s.issued_at = o.issued_at"); err != nil {
+		return sum, fmt.Errorf("replay: copy issue times: %w (the live tables are untouched)", err)
+	}
+
+	t1 := time.Now()
+	if err := swapIn(ctx, db, first, end, &sum); err != nil {
+		return sum, err
+	}
+	sum.OldTable = OldIssuesTable
+	if opts.DropOld {
+		if _, err := db.ExecContext(ctx, "DROP TABLE IF EXISTS "+OldIssuesTable); err != nil {
+			return sum, fmt.Errorf("replay: drop %s: %w", OldIssuesTable, err)
+		}
+		sum.OldTable = ""
+	}
+	sum.Swap = time.Since(t1)
+	return sum, nil
+}
+
+type loadResult struct {
+	Records, Inserted, Duplicates int64
+	Refused                       map[string]int64
+}
+
+// loadPartition reads one partition's range and inserts it batch after
+// batch, in offset order (so the guard refuses what the sinker refused),
+// reading the next batch while the previous one is in MySQL.
+func loadPartition(ctx context.Context, db *mysql.DB, t *Topic, shadow mysql.Tables, p int, from, to int64, batchSize int, bar *progress) (loadResult, error) {
+	res := loadResult{Refused: map[string]int64{}}
+	type batch struct {
+		rows    []coupon.Issue
+		records int64
+	}
+	ch := make(chan batch, 2)
+	g, gctx := errgroup.WithContext(ctx)
+	var undecodable int64
+	g.Go(func() error {
+		defer close(ch)
+		cur := batch{rows: make([]coupon.Issue, 0, batchSize)}
+		send := func() error {
+			select {
+			case ch <- cur:
+			case <-gctx.Done():
+				return gctx.Err()
+			}
+			cur = batch{rows: make([]coupon.Issue, 0, batchSize)}
+			return nil
+		}
+		err := t.Read(gctx, p, from, to, func(m kafka.Message) error {
+			cur.records++
+			if a, err := coupon.UnmarshalAdmission(m.Value); err == nil && mysql.ValidAdmittedAt(a.AdmittedAt) {
+				cur.rows = append(cur.rows, coupon.Issue{CouponID: a.CouponID, UserID: a.UserID, Rank: a.Rank,
+					AdmittedAt: a.AdmittedAt, Partition: int32(m.Partition), Offset: m.Offset})
+			} else {
+				undecodable++
+			}
+			if cur.records == int64(batchSize) {
+				return send()
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		if cur.records > 0 {
+			return send()
+		}
+		return nil
+	})
+	g.Go(func() error {
+		for b := range ch {
+			r, err := db.InsertIssuesInto(gctx, shadow, b.rows)
+			if err != nil {
+				return fmt.Errorf("partition %d: %w", p, err)
+			}
+			res.Records += b.records
+			res.Inserted += r.Inserted
+			res.Duplicates += r.Duplicates
+			for _, rej := range r.Rejected {
+				res.Refused[rej.Reason]++
+			}
+			bar.add(b.records)
+		}
+		return nil
+	})
+	err := g.Wait()
+	if undecodable > 0 {
+		res.Refused["undecodable"] += undecodable
+	}
+	return res, err
+}
+
+// swapIn is the maintenance step: atomic rename, issued_quantity recomputed
+// under the coupons' locks, then the carry-over of uncovered old rows.
+func swapIn(ctx context.Context, db *mysql.DB, first, end []int64, sum *ReplaySummary) error {
+	for _, q := range []string{
+		"DROP TABLE IF EXISTS " + OldIssuesTable,
+		// One statement: atomic. It waits for the sinker's transaction in
+		// flight; the sinker's next one writes the new table.
+		"RENAME TABLE " + mysql.LiveTables.Issues + " TO " + OldIssuesTable + ", " + ShadowIssuesTable + " TO " + mysql.LiveTables.Issues,
+	} {
+		if _, err := db.ExecContext(ctx, q); err != nil {
+			return fmt.Errorf("replay: swap: %w", err)
+		}
+	}
+	n, err := recomputeIssued(ctx, db)
+	if err != nil {
+		return fmt.Errorf("replay: swapped in, but %w; rerun replay or fix issued_quantity by hand", err)
+	}
+	sum.Coupons = n
+
+	// Carry over, through the guarded insert, the old rows whose source
+	// lies outside the replayed range.
+	covered := make([]string, 0, len(end))
+	for p := range end {
+		covered = append(covered, fmt.Sprintf("(source_partition = %d AND source_offset >= %d AND source_offset < %d)", p, first[p], end[p]))
+	}
+	where := "TRUE"
+	if len(covered) > 0 {
+		where = "NOT (" + strings.Join(covered, " OR ") + ")"
+	}
+	var lastCoupon, lastUser int64 = -1 << 62, -1 << 62
+	for {
+		rs, err := db.QueryContext(ctx, `SELECT coupon_id, user_id, issue_rank, admitted_at, source_partition, source_offset FROM `+
+			OldIssuesTable+` WHERE (coupon_id > ? OR (coupon_id = ? AND user_id > ?)) AND `+where+
+			` ORDER BY coupon_id, user_id LIMIT 5000`, lastCoupon, lastCoupon, lastUser)
+		if err != nil {
+			return fmt.Errorf("replay: carry over: %w", err)
+		}
+		var rows []coupon.Issue
+		for rs.Next() {
+			var r coupon.Issue
+			if err := rs.Scan(&r.CouponID, &r.UserID, &r.Rank, &r.AdmittedAt, &r.Partition, &r.Offset); err != nil {
+				rs.Close()
+				return fmt.Errorf("replay: carry over: %w", err)
+			}
+			rows = append(rows, r)
+		}
+		err = rs.Err()
+		rs.Close()
+		if err != nil {
+			return fmt.Errorf("replay: carry over: %w", err)
+		}
+		if len(rows) == 0 {
+			break
+		}
+		res, err := db.InsertIssues(ctx, rows)
+		if err != nil {
+			return fmt.Errorf("replay: carry over: %w", err)
+		}
+		sum.CarriedOver += res.Inserted
+		sum.CarryRefused = append(sum.CarryRefused, res.Rejected...)
+		last := rows[len(rows)-1]
+		lastCoupon, lastUser = last.CouponID, last.UserID
+	}
+	if _, err := db.ExecContext(ctx, "DROP TABLE IF EXISTS "+ShadowCountersTable); err != nil {
+		return fmt.Errorf("replay: drop %s: %w", ShadowCountersTable, err)
+	}
+	return nil
+}
+
+// recomputeIssued sets every coupon's issued_quantity to its row count,
+// holding all coupon rows locked (FOR UPDATE) so no sinker transaction is
+// between its insert and its counter update while counting.
+func recomputeIssued(ctx context.Context, db *mysql.DB) (int64, error) {
+	tx, err := db.BeginTx(ctx, nil)
+	if err != nil {
+		return 0, fmt.Errorf("recompute issued_quantity: %w", err)
+	}
+	defer func() { _ = tx.Rollback() }()
+	rs, err := tx.QueryContext(ctx, "SELECT id FROM coupons ORDER BY id FOR UPDATE")
+	if err != nil {
+		return 0, fmt.Errorf("recompute issued_quantity: lock coupons: %w", err)
+	}
+	var n int64
+	for rs.Next() {
+		n++
+	}
+	err = rs.Err()
+	rs.Close()
+	if err != nil {
+		return 0, fmt.Errorf("recompute issued_quantity: lock coupons: %w", err)
+	}
+	if _, err := tx.ExecContext(ctx, `UPDATE coupons c LEFT JOIN (SELECT coupon_id, COUNT(*) AS n FROM `+mysql.LiveTables.Issues+
+		` GROUP BY coupon_id) x ON x.coupon_id = c.id SET c.issued_quantity = COALESCE(x.n, 0)`); err != nil {
+		return 0, fmt.Errorf("recompute issued_quantity: %w", err)
+	}
+	if err := tx.Commit(); err != nil {
+		return 0, fmt.Errorf("recompute issued_quantity: commit: %w", err)
+	}
+	return n, nil
+}
+
+// String renders the summary for the operator.
+func (s ReplaySummary) String() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "replayed %d records from %d partitions in %s (%.0f records/s); swap took %s\n",
+		s.Records, s.Partitions, s.Load.Round(time.Millisecond), s.RowsPerSecond(), s.Swap.Round(time.Millisecond))
+	line := func(label string, v int64, note string) { fmt.Fprintf(&b, "  %-26s %9d%s\n", label+":", v, note) }
+	line("rows loaded", s.Inserted, "")
+	line("duplicate records", s.Duplicates, "")
+	for _, k := range []string{"undecodable", mysql.ReasonUnknownCoupon, mysql.ReasonOverTotal} {
+		line("refused "+k, s.Refused[k], "")
+	}
+	line("rows carried over", s.CarriedOver, " (from the previous table, outside the replayed range)")
+	if len(s.CarryRefused) > 0 {
+		fmt.Fprintf(&b, "  CARRY-OVER REFUSED:  %d rows of the previous table were not kept:\n", len(s.CarryRefused))
+		for i, r := range s.CarryRefused {
+			if i == 20 {
+				fmt.Fprintf(&b, "    ... and %d more (they are still in %s)\n", len(s.CarryRefused)-20, OldIssuesTable)
+				break
+			}
+			fmt.Fprintf(&b, "    coupon %d user %d rank %d: %s\n", r.Issue.CouponID, r.Issue.UserID, r.Issue.Rank, r.Reason)
+		}
+	}
+	line("coupons recounted", s.Coupons, "")
+	if s.OldTable != "" {
+		fmt.Fprintf(&b, "  previous rows kept in %s (dropped by the next replay, or now with --drop-old)\n", s.OldTable)
+	}
+	return b.String()
+}

@@ -1,0 +1,206 @@
+// Package ops holds the operator procedures behind couponctl: replaying the
+// admitted-request topic into MySQL, rebuilding a coupon's gate state in
+// Redis, and reconciling gate, topic and MySQL.
+package ops
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/coupondrop/coupon"
+	"github.com/segmentio/kafka-go"
+)
+
+// Topic reads the admitted-request topic by partition and offset, without
+// joining a consumer group: it never moves the sinker group's offsets.
+type Topic struct {
+	Name    string
+	brokers []string
+	client  *kafka.Client
+	dialer  *kafka.Dialer
+}
+
+// NewTopic returns a reader of topic on the given brokers.
+func NewTopic(brokers []string, name string) *Topic {
+	return &Topic{
+		Name:    name,
+		brokers: brokers,
+		client:  &kafka.Client{Addr: kafka.TCP(brokers...), Timeout: 15 * time.Second},
+		dialer:  &kafka.Dialer{Timeout: 10 * time.Second, DualStack: true},
+	}
+}
+
+// Partitions returns the topic's partition count.
+func (t *Topic) Partitions(ctx context.Context) (int, error) {
+	md, err := t.client.Metadata(ctx, &kafka.MetadataRequest{Topics: []string{t.Name}})
+	if err != nil {
+		return 0, fmt.Errorf("topic %s metadata: %w", t.Name, err)
+	}
+	if len(md.Topics) != 1 {
+		return 0, fmt.Errorf("topic %s metadata: %d topics in the answer", t.Name, len(md.Topics))
+	}
+	if err := md.Topics[0].Error; err != nil {
+		return 0, fmt.Errorf("topic %s: %w", t.Name, err)
+	}
+	return len(md.Topics[0].Partitions), nil
+}
+
+// Offsets returns each partition's first and end offsets (end = the offset
+// the next record will get).
+func (t *Topic) Offsets(ctx context.Context, partitions int) (first, end []int64, err error) {
+	reqs := make([]kafka.OffsetRequest, 0, 2*partitions)
+	for p := range partitions {
+		reqs = append(reqs, kafka.FirstOffsetOf(p), kafka.LastOffsetOf(p))
+	}
+	res, err := t.client.ListOffsets(ctx, &kafka.ListOffsetsRequest{Topics: map[string][]kafka.OffsetRequest{t.Name: reqs}})
+	if err != nil {
+		return nil, nil, fmt.Errorf("topic %s offsets: %w", t.Name, err)
+	}
+	first, end = make([]int64, partitions), make([]int64, partitions)
+	seen := 0
+	for _, p := range res.Topics[t.Name] {
+		if p.Error != nil {
+			return nil, nil, fmt.Errorf("topic %s partition %d offsets: %w", t.Name, p.Partition, p.Error)
+		}
+		if p.Partition < 0 || p.Partition >= partitions {
+			continue
+		}
+		first[p.Partition], end[p.Partition] = p.FirstOffset, p.LastOffset
+		seen++
+	}
+	if seen != partitions {
+		return nil, nil, fmt.Errorf("topic %s offsets: %d of %d partitions answered", t.Name, seen, partitions)
+	}
+	return first, end, nil
+}
+
+// Committed returns the group's committed offset of each partition, -1
+// where it has committed none.
+func (t *Topic) Committed(ctx context.Context, group string, partitions int) ([]int64, error) {
+	ps := make([]int, partitions)
+	for p := range ps {
+		ps[p] = p
+	}
+	res, err := t.client.OffsetFetch(ctx, &kafka.OffsetFetchRequest{GroupID: group, Topics: map[string][]int{t.Name: ps}})
+	if err != nil {
+		return nil, fmt.Errorf("group %s offsets: %w", group, err)
+	}
+	if res.Error != nil {
+		return nil, fmt.Errorf("group %s offsets: %w", group, res.Error)
+	}
+	out := make([]int64, partitions)
+	for p := range out {
+		out[p] = -1
+	}
+	for _, p := range res.Topics[t.Name] {
+		if p.Error != nil {
+			return nil, fmt.Errorf("group %s partition %d offset: %w", group, p.Partition, p.Error)
+		}
+		if p.Partition >= 0 && p.Partition < partitions {
+			out[p.Partition] = p.CommittedOffset
+		}
+	}
+	return out, nil
+}
+
+// WaitCaughtUp waits until the group has committed every partition up to
+// end (a partition with nothing to read needs no commit), polling.
+func (t *Topic) WaitCaughtUp(ctx context.Context, group string, first, end []int64) error {
+	for {
+		committed, err := t.Committed(ctx, group, len(end))
+		if err != nil {
+			return err
+		}
+		behind := int64(0)
+		for p := range end {
+			if end[p] > first[p] && committed[p] < end[p] {
+				behind += end[p] - max(committed[p], first[p])
+			}
+		}
+		if behind == 0 {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("group %s is still %d records behind: %w", group, behind, ctx.Err())
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
+}
+
+// PartitionOf returns the partition of a coupon's records: the gateway's
+// Murmur2 hash of the key EventKey(couponID), like Java clients.
+func PartitionOf(couponID int64, partitions int) int {
+	ps := make([]int, partitions)
+	for p := range ps {
+		ps[p] = p
+	}
+	return (&kafka.Murmur2Balancer{}).Balance(kafka.Message{Key: coupon.EventKey(couponID)}, ps...)
+}
+
+// errStop ends a Read early without error.
+var errStop = errors.New("stop reading")
+
+// Read calls fn for each record of partition with from <= offset < to, in
+// offset order, reading directly from the partition leader.
+func (t *Topic) Read(ctx context.Context, partition int, from, to int64, fn func(kafka.Message) error) error {
+	if from >= to {
+		return nil
+	}
+	var conn *kafka.Conn
+	var err error
+	for _, b := range t.brokers {
+		if conn, err = t.dialer.DialLeader(ctx, "tcp", b, t.Name, partition); err == nil {
+			break
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("read %s/%d: dial leader: %w", t.Name, partition, err)
+	}
+	defer conn.Close()
+	stop := context.AfterFunc(ctx, func() { _ = conn.SetDeadline(time.Now()) })
+	defer stop()
+	if _, err := conn.Seek(from, kafka.SeekAbsolute); err != nil {
+		return fmt.Errorf("read %s/%d: seek %d: %w", t.Name, partition, from, err)
+	}
+	next := from
+	for next < to {
+		_ = conn.SetReadDeadline(time.Now().Add(15 * time.Second))
+		batch := conn.ReadBatchWith(kafka.ReadBatchConfig{MinBytes: 1, MaxBytes: 16 << 20, MaxWait: 2 * time.Second})
+		var ferr error
+		for {
+			m, err := batch.ReadMessage()
+			if err != nil {
+				break
+			}
+			if m.Offset >= to {
+				ferr = errStop
+				break
+			}
+			next = m.Offset + 1
+			if ferr = fn(m); ferr != nil {
+				break
+			}
+		}
+		err := batch.Close()
+		if ferr == errStop {
+			return nil
+		}
+		if ferr != nil {
+			return ferr
+		}
+		if err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			return fmt.Errorf("read %s/%d at offset %d: %w", t.Name, partition, next, err)
+		}
+		// Offsets may skip (compaction, transaction markers).
+		if o := batch.Offset(); o > next {
+			next = o
+		}
+	}
+	return nil
+}
