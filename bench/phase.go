@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strings"
+	"sync"
 	"time"
 
 	"github.com/coupondrop/coupon"
@@ -48,6 +50,46 @@ func (t Target) CreateCoupon(ctx context.Context, name string, total int64, stra
 	return out.ID, nil
 }
 
+// WarmUp issues one async request on a fresh coupon and waits until its row
+// is in MySQL: the gateway's connections, the sinker's consumer-group join
+// and partition assignment are then done before anything is measured.
+func (t Target) WarmUp(ctx context.Context, within time.Duration) error {
+	id, err := t.CreateCoupon(ctx, "bench warm-up", 1, coupon.StrategyAsync)
+	if err != nil {
+		return fmt.Errorf("warm-up: %w", err)
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, fmt.Sprintf("%s/v1/coupons/%d/issues", t.BaseURL, id), strings.NewReader(`{"userId":1}`))
+	if err != nil {
+		return fmt.Errorf("warm-up: %w", err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return fmt.Errorf("warm-up issue: %w", err)
+	}
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 4<<10))
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusAccepted {
+		return fmt.Errorf("warm-up issue: %s: %s", resp.Status, bytes.TrimSpace(b))
+	}
+	deadline := time.Now().Add(within)
+	for {
+		n, err := CountRows(ctx, t.DB, []int64{id})
+		if err != nil {
+			return fmt.Errorf("warm-up: %w", err)
+		}
+		if n == 1 {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("warm-up: the sinker wrote no row within %s", within)
+		}
+		if err := pause(ctx, 50*time.Millisecond); err != nil {
+			return err
+		}
+	}
+}
+
 // PhaseSpec is one measured phase: fresh coupons of one strategy, a load.
 type PhaseSpec struct {
 	Name     string          `json:"name"`
@@ -74,9 +116,14 @@ func (p PhaseSpec) Model() string {
 // Sink describes how the accepted requests reached MySQL.
 type Sink struct {
 	Rows int64 `json:"rows"`
-	// RowsPerSec is rows over the span of their issued_at timestamps (the
-	// writer's active window, read from MySQL).
+	// RowsPerSec is the accepted requests over the time from the phase
+	// start until MySQL held a row for each: how fast accepted requests
+	// became rows, end to end (for the baselines, the accepted rate).
 	RowsPerSec float64 `json:"rowsPerSec"`
+	// WriterRowsPerSec is rows over the span of their issued_at timestamps
+	// (the writer's active window on the database's clock; 0 when every
+	// row went in one transaction).
+	WriterRowsPerSec float64 `json:"writerRowsPerSec"`
 	// Drain is the time from the last answer until MySQL held a row for
 	// every accepted request (0 for the synchronous baselines).
 	Drain   time.Duration `json:"drainNs"`
@@ -109,39 +156,93 @@ func RunPhase(ctx context.Context, t Target, spec PhaseSpec, say func(format str
 	}
 	l := spec.Load
 	l.BaseURL, l.Strategy, l.Coupons = t.BaseURL, spec.Strategy, res.CouponIDs
+	// Count the phase's rows in MySQL while the load runs and after, until
+	// every accepted request has its row: when that happened gives the
+	// persisted rate and the drain time, on the client's clock.
+	type poll struct {
+		at   time.Time
+		rows int64
+	}
+	var (
+		mu      sync.Mutex
+		polls   []poll
+		pollErr error
+	)
+	pollCtx, stopPolling := context.WithCancel(ctx)
+	polled := make(chan struct{})
+	go func() {
+		defer close(polled)
+		for {
+			n, err := CountRows(pollCtx, t.DB, res.CouponIDs)
+			mu.Lock()
+			if err != nil && pollCtx.Err() == nil {
+				pollErr = err
+			}
+			if err == nil {
+				polls = append(polls, poll{time.Now(), n})
+			}
+			mu.Unlock()
+			if pause(pollCtx, 25*time.Millisecond) != nil {
+				return
+			}
+		}
+	}()
 	r, err := Run(ctx, l)
 	if err != nil {
+		stopPolling()
+		<-polled
 		return nil, fmt.Errorf("phase %s: %w", spec.Name, err)
 	}
 	loadEnd := r.Start.Add(r.Elapsed)
 	res.Stats = Summarize(r)
 
-	// Wait until MySQL holds a row for every accepted request (at once for
-	// the baselines, after the sink caught up for async).
 	timeout := spec.DrainTimeout
 	if timeout <= 0 {
 		timeout = time.Minute
 	}
 	deadline := time.Now().Add(timeout)
-	for {
-		n, err := CountRows(ctx, t.DB, res.CouponIDs)
-		if err != nil {
-			return nil, fmt.Errorf("phase %s: %w", spec.Name, err)
-		}
-		if n >= res.Stats.Accepted {
-			res.Sink.Drained = true
-			res.Sink.Drain = max(0, time.Since(loadEnd))
-			if spec.Strategy != coupon.StrategyAsync {
-				res.Sink.Drain = 0 // rows are committed before the answer
+	var drainedAt time.Time
+	for drainedAt.IsZero() {
+		mu.Lock()
+		for _, p := range polls {
+			if p.rows >= res.Stats.Accepted {
+				drainedAt = p.at
+				break
 			}
+		}
+		n, perr := int64(-1), pollErr
+		if len(polls) > 0 {
+			n = polls[len(polls)-1].rows
+		}
+		mu.Unlock()
+		if perr != nil {
+			stopPolling()
+			<-polled
+			return nil, fmt.Errorf("phase %s: %w", spec.Name, perr)
+		}
+		if !drainedAt.IsZero() {
 			break
 		}
 		if time.Now().After(deadline) {
 			say("  sink did not drain within %s: %d of %d accepted rows in MySQL", timeout, n, res.Stats.Accepted)
 			break
 		}
-		if err := pause(ctx, 20*time.Millisecond); err != nil {
+		if err := pause(ctx, 10*time.Millisecond); err != nil {
+			stopPolling()
+			<-polled
 			return nil, err
+		}
+	}
+	stopPolling()
+	<-polled
+	if !drainedAt.IsZero() {
+		res.Sink.Drained = true
+		if spec.Strategy == coupon.StrategyAsync {
+			res.Sink.Drain = max(0, drainedAt.Sub(loadEnd))
+			res.Sink.RowsPerSec = perSec(res.Stats.Accepted, drainedAt.Sub(r.Start))
+		} else {
+			// Rows are committed before the answer: persisted as accepted.
+			res.Sink.RowsPerSec = res.Stats.AcceptedPerSec
 		}
 	}
 
@@ -163,7 +264,7 @@ func RunPhase(ctx context.Context, t Target, spec PhaseSpec, say func(format str
 		}
 	}
 	if span := last.Sub(first); span > 0 {
-		res.Sink.RowsPerSec = float64(res.Sink.Rows) / span.Seconds()
+		res.Sink.WriterRowsPerSec = float64(res.Sink.Rows) / span.Seconds()
 	}
 	res.Verdict = Verify(res.DB, res.Stats.AcceptedUsers)
 	return res, nil

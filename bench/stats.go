@@ -57,9 +57,47 @@ type Stats struct {
 	OfferedPerSec  float64 `json:"offeredPerSec,omitempty"` // open model's arrival rate
 	Latency        Latency `json:"latency"`                 // every answer
 	AcceptedLat    Latency `json:"acceptedLatency"`         // 2xx answers only
+	// Timeline buckets the requests by scheduled second: how the phase went.
+	Timeline []Second `json:"timeline"`
 	// AcceptedUsers counts 2xx answers per (coupon, user): the input of the
 	// "no user accepted twice" check.
 	AcceptedUsers map[Key]int `json:"-"`
+}
+
+// Second is one second of a phase, by scheduled send time.
+type Second struct {
+	At       int     `json:"at"` // seconds since the phase start
+	Sent     int     `json:"sent"`
+	Accepted int     `json:"accepted"`
+	Errors   int     `json:"errors"`
+	P50      float64 `json:"p50"`
+	P99      float64 `json:"p99"`
+}
+
+// timeline buckets samples by the second they were scheduled in.
+func timeline(samples []Sample) []Second {
+	var lat [][]time.Duration
+	var out []Second
+	for _, s := range samples {
+		i := int(s.Scheduled / time.Second)
+		for len(out) <= i {
+			out = append(out, Second{At: len(out)})
+			lat = append(lat, nil)
+		}
+		out[i].Sent++
+		lat[i] = append(lat[i], s.Latency)
+		switch {
+		case s.Accepted():
+			out[i].Accepted++
+		case s.Status != http.StatusConflict && s.Status != http.StatusGone:
+			out[i].Errors++
+		}
+	}
+	for i := range out {
+		l := Percentiles(lat[i])
+		out[i].P50, out[i].P99 = l.P50, l.P99
+	}
+	return out
 }
 
 // Key is one (coupon, user) pair.
@@ -91,6 +129,7 @@ func Summarize(r *Result) Stats {
 		}
 	}
 	st.Latency, st.AcceptedLat = Percentiles(all), Percentiles(acc)
+	st.Timeline = timeline(r.Samples)
 	st.AcceptedPerSec = perSec(st.Accepted, st.AcceptWindow)
 	st.AnsweredPerSec = perSec(st.Sent, st.Elapsed)
 	return st

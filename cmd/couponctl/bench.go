@@ -163,9 +163,9 @@ func runBench(ctx context.Context, args []string) error {
 		return fmt.Errorf("results folder: %w", err)
 	}
 	specs := f.phases()
-	steps := &benchStep{total: len(specs) + 2, started: started}
+	steps := &benchStep{total: len(specs) + 3, started: started}
 	if f.url == "" {
-		steps.total += 3
+		steps.total += 4
 	}
 	report := &bench.Report{Started: started, Command: "couponctl bench " + strings.Join(args, " "), Seed: bench.SeedReferences,
 		Machine: bench.Machine{Cores: runtime.NumCPU(), GoVersion: runtime.Version(), LoadAvg: loadAvg()}}
@@ -202,6 +202,10 @@ func runBench(ctx context.Context, args []string) error {
 	}
 	defer db.Close()
 	target.DB = db
+	steps.next("warm up: one async issue until its row is in MySQL")
+	if err := target.WarmUp(ctx, time.Minute); err != nil {
+		return err
+	}
 
 	for _, spec := range specs {
 		steps.next("phase %s: %s, %d requests, supply %d x %d coupon(s), %d%% duplicates",
