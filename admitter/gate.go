@@ -4,11 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
+	"net"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/coupondrop/coupon"
@@ -310,17 +313,19 @@ func (g *Gate) wrap(err error, format string, args ...any) error {
 var errUnavailable = &coupon.Error{Code: coupon.EUNAVAILABLE, Message: "The admission service is unavailable; please retry."}
 
 func unavailable(err error) bool {
-	var rerr redis.Error
+	var nerr net.Error
 	switch {
 	case errors.Is(err, context.Canceled):
 		return false // the caller went away; not Redis' fault
-	case errors.As(err, &rerr):
-		return redis.IsLoadingError(err) || redis.IsReadOnlyError(err) || redis.IsClusterDownError(err) ||
-			redis.IsTryAgainError(err) || redis.IsMasterDownError(err) || redis.IsMaxClientsError(err) ||
-			redis.IsOOMError(err) || redis.IsNoReplicasError(err) || redis.HasErrorPrefix(err, "BUSY")
+	case errors.Is(err, context.DeadlineExceeded), errors.As(err, &nerr),
+		errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF),
+		errors.Is(err, syscall.ECONNREFUSED), errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.EPIPE),
+		errors.Is(err, redis.ErrClosed), errors.Is(err, redis.ErrPoolTimeout), errors.Is(err, redis.ErrPoolExhausted):
+		return true // unreachable, too slow, or this client is shutting down
 	}
-	// Network errors, timeouts, a closed or exhausted pool.
-	return true
+	return redis.IsLoadingError(err) || redis.IsReadOnlyError(err) || redis.IsClusterDownError(err) ||
+		redis.IsTryAgainError(err) || redis.IsMasterDownError(err) || redis.IsMaxClientsError(err) ||
+		redis.IsOOMError(err) || redis.IsNoReplicasError(err) || redis.HasErrorPrefix(err, "BUSY")
 }
 
 // batcher runs concurrent Admit calls as pipelines of EVALSHA: a loop takes

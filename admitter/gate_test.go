@@ -4,8 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"net"
+	"os"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -333,4 +337,43 @@ func TestBatchedCloseDrains(t *testing.T) {
 		}
 	}
 	t.Logf("%d of %d calls came after Close", closed, n)
+}
+
+func TestUnavailable(t *testing.T) {
+	client := testenv.MustOpenRedis(t)
+	// reply returns the error go-redis makes of a real server error reply.
+	reply := func(msg string) error {
+		return client.Eval(context.Background(), "return redis.error_reply(ARGV[1])", nil, msg).Err()
+	}
+	tests := []struct {
+		name string
+		err  error
+		want bool
+	}{
+		{"connection refused", &net.OpError{Op: "dial", Net: "tcp", Err: syscall.ECONNREFUSED}, true},
+		{"read timeout", &net.OpError{Op: "read", Net: "tcp", Err: os.ErrDeadlineExceeded}, true},
+		{"connection closed", io.EOF, true},
+		{"client closed", redis.ErrClosed, true},
+		{"pool timeout", redis.ErrPoolTimeout, true},
+		{"caller deadline", context.DeadlineExceeded, true},
+		{"caller cancelled", context.Canceled, false},
+		{"loading the dataset", reply("LOADING Redis is loading the dataset in memory"), true},
+		{"out of memory", reply("OOM command not allowed when used memory > 'maxmemory'."), true},
+		{"busy script", reply("BUSY Redis is busy running a script."), true},
+		{"cluster down", reply("CLUSTERDOWN The cluster is down"), true},
+		{"read-only replica", reply("READONLY You can't write against a read only replica."), true},
+		{"script error", reply("ERR user_script:1: something broke"), false},
+		{"wrong type", reply("WRONGTYPE Operation against a key holding the wrong kind of value"), false},
+		{"bad reply shape", errors.New("admit script: unexpected reply [1]"), false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if tt.err == nil {
+				t.Fatal("no error to classify")
+			}
+			if got := unavailable(tt.err); got != tt.want {
+				t.Errorf("unavailable(%v) = %v, want %v", tt.err, got, tt.want)
+			}
+		})
+	}
 }
