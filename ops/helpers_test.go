@@ -208,3 +208,7 @@ func diffRows(a, b []issueRow) string {
 	}
 	return fmt.Sprintf("%d rows vs %d:%s", len(a), len(b), s)
 }
+
+func admissionMessageKV(couponID int64, value []byte) kafka.Message {
+	return kafka.Message{Key: coupon.EventKey(couponID), Value: value}
+}

@@ -1,0 +1,353 @@
+package ops_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/coupondrop/coupon"
+	"github.com/coupondrop/coupon/admitter"
+	"github.com/coupondrop/coupon/internal/cli"
+	"github.com/coupondrop/coupon/internal/testenv"
+	"github.com/coupondrop/coupon/mysql"
+	"github.com/coupondrop/coupon/ops"
+	"github.com/redis/go-redis/v9"
+	"github.com/segmentio/kafka-go"
+)
+
+// TestRebuildGateAfterFlushall: traffic (the gate's Admit, then a publish
+// acknowledged by Kafka) runs against a private Redis; FLUSHALL wipes the
+// gate state mid-traffic; the coupon then answers unavailable (503), never
+// starting again from zero; rebuild-gate restores it from MySQL and the
+// topic, traffic resumes, and in the end exactly the supply is issued: every
+// accepted user has a row with the rank it was told, nobody twice.
+func TestRebuildGateAfterFlushall(t *testing.T) {
+	st := testenv.MustStartPrivate(t, "redis")
+	rdb := redis.NewUniversalClient(&redis.UniversalOptions{Addrs: []string{st.RedisAddr()}})
+	t.Cleanup(func() { _ = rdb.Close() })
+	gate, err := admitter.NewFromClient(rdb, admitter.Config{}, testenv.Logger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer gate.Close()
+
+	sdb := testenv.MustOpenDB(t)
+	db := &mysql.DB{DB: sdb}
+	topicName := testenv.MustCreateTopic(t, 4)
+	dlq := testenv.MustCreateTopic(t, 1)
+	topic := ops.NewTopic(cli.List(testenv.KafkaBrokers), topicName)
+	const total = 3000
+	id := mustCreateCoupon(t, sdb, total)
+	ctx := context.Background()
+	if err := gate.Init(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	group := startSinker(t, testenv.MySQLDSN, topicName, dlq)
+	w := newWriter(topicName)
+	defer w.Close()
+
+	var (
+		mu          sync.Mutex
+		accepted    = map[int64]int64{} // user -> rank answered "accepted"
+		unavailable atomic.Int64
+		inflight    atomic.Int64 // admitted, publish not yet acknowledged
+		soldOut     atomic.Int64
+	)
+	const users, workers = 3 * total, 16
+	next := atomic.Int64{}
+	var wg sync.WaitGroup
+	errs := make(chan error, workers)
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				u := next.Add(1)
+				if u > users {
+					return
+				}
+				for { // one user retries until it gets an answer other than 503
+					rank, err := gate.Admit(ctx, id, u, total)
+					switch coupon.ErrorCode(err) {
+					case "":
+						inflight.Add(1)
+						a := coupon.Admission{CouponID: id, UserID: u, Rank: rank, AdmittedAt: time.Now().UTC()}
+						v, _ := coupon.MarshalAdmission(a)
+						err := w.WriteMessages(ctx, admissionMessageKV(id, v))
+						inflight.Add(-1)
+						if err != nil {
+							errs <- fmt.Errorf("publish user %d: %w", u, err)
+							return
+						}
+						mu.Lock()
+						accepted[u] = rank
+						mu.Unlock()
+					case coupon.ESOLDOUT:
+						soldOut.Add(1)
+					case coupon.EUNAVAILABLE:
+						unavailable.Add(1)
+						time.Sleep(2 * time.Millisecond) // client retry pacing, not synchronisation
+						continue
+					default:
+						errs <- fmt.Errorf("admit user %d: %w", u, err)
+						return
+					}
+					break
+				}
+			}
+		}()
+	}
+
+	// Wipe Redis mid-traffic.
+	testenv.Eventually(t, time.Minute, func() error {
+		mu.Lock()
+		n := len(accepted)
+		mu.Unlock()
+		if n < total/3 {
+			return fmt.Errorf("%d accepted so far", n)
+		}
+		return nil
+	})
+	if err := rdb.FlushAll(ctx).Err(); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	atFlush := len(accepted)
+	mu.Unlock()
+	// The coupon refuses with 503 instead of starting from zero.
+	testenv.Eventually(t, 10*time.Second, func() error {
+		if unavailable.Load() == 0 {
+			return errors.New("no unavailable answer yet")
+		}
+		return nil
+	})
+	if _, err := gate.Admit(ctx, id, users+1, total); coupon.ErrorCode(err) != coupon.EUNAVAILABLE {
+		t.Fatalf("admit after FLUSHALL: %v, want %s", err, coupon.EUNAVAILABLE)
+	}
+	// Publishes admitted before the wipe finish (in production: the
+	// gateway's publish timeout, rebuild-gate's --settle).
+	testenv.Eventually(t, 10*time.Second, func() error {
+		if n := inflight.Load(); n != 0 {
+			return fmt.Errorf("%d publishes in flight", n)
+		}
+		return nil
+	})
+	res, err := ops.RebuildGate(ctx, db, topic, rdb, []int64{id}, ops.RebuildOptions{Group: group}, testenv.Logger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("accepted at FLUSHALL: %d, unavailable answers: %d\n%s", atFlush, unavailable.Load(), ops.FormatRebuilds(res))
+	if len(res) != 1 || !res[0].Rebuilt || res[0].Users < atFlush {
+		t.Fatalf("rebuild: %+v", res)
+	}
+	// A second rebuild leaves the live state alone.
+	if res, err := ops.RebuildGate(ctx, db, topic, rdb, []int64{id}, ops.RebuildOptions{Group: group}, testenv.Logger(t)); err != nil || res[0].Rebuilt {
+		t.Fatalf("second rebuild: %+v %v", res, err)
+	}
+
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	if len(accepted) != total {
+		t.Fatalf("%d users accepted, want exactly %d", len(accepted), total)
+	}
+	waitCaughtUp(t, topic, group)
+	rows, err := db.QueryContext(ctx, "SELECT user_id, issue_rank FROM coupon_issues WHERE coupon_id = ?", id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	got := map[int64]int64{}
+	ranks := map[int64]bool{}
+	for rows.Next() {
+		var u, r int64
+		if err := rows.Scan(&u, &r); err != nil {
+			t.Fatal(err)
+		}
+		got[u] = r
+		if ranks[r] {
+			t.Errorf("rank %d issued twice", r)
+		}
+		ranks[r] = true
+	}
+	if len(got) != total {
+		t.Errorf("%d rows, want %d", len(got), total)
+	}
+	for u, r := range accepted {
+		if got[u] != r {
+			t.Errorf("accepted user %d (rank %d) has row rank %d", u, r, got[u])
+		}
+	}
+	var issued int64
+	if err := sdb.QueryRow("SELECT issued_quantity FROM coupons WHERE id = ?", id).Scan(&issued); err != nil || issued != total {
+		t.Errorf("issued_quantity %d (%v), want %d", issued, err, total)
+	}
+	if n, err := gate.Admitted(ctx, id); err != nil || n != total {
+		t.Errorf("gate admitted %d (%v), want %d", n, err, total)
+	}
+}
+
+// TestReconcile: an admission whose publish never landed (pending, not in
+// the topic) is reported and, with --fix, released; a pending mark whose
+// record did land is cleared; an admission in the gate that is neither
+// published nor pending is a loud mismatch.
+func TestReconcile(t *testing.T) {
+	rdb := testenv.MustOpenRedis(t)
+	gate, err := admitter.NewFromClient(rdb, admitter.Config{}, testenv.Logger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer gate.Close()
+	sdb := testenv.MustOpenDB(t)
+	db := &mysql.DB{DB: sdb}
+	topicName := testenv.MustCreateTopic(t, 2)
+	dlq := testenv.MustCreateTopic(t, 1)
+	topic := ops.NewTopic(cli.List(testenv.KafkaBrokers), topicName)
+	ctx := context.Background()
+	const total = 20
+	id := mustCreateCoupon(t, sdb, total)
+	t.Cleanup(func() { rdb.Del(context.Background(), admitter.UsersKey(id), admitter.SeqKey(id), admitter.PendingKey(id)) })
+	if err := gate.Init(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	group := startSinker(t, testenv.MySQLDSN, topicName, dlq)
+	w := newWriter(topicName)
+	defer w.Close()
+	for u := int64(1); u <= 10; u++ {
+		rank, err := gate.Admit(ctx, id, u, total)
+		if err != nil {
+			t.Fatal(err)
+		}
+		switch u {
+		case 4: // unknown outcome, never landed
+			if err := gate.MarkPending(ctx, id, u, rank); err != nil {
+				t.Fatal(err)
+			}
+			continue
+		case 6: // unknown outcome, but it landed
+			if err := gate.MarkPending(ctx, id, u, rank); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := w.WriteMessages(ctx, admissionMessage(t, id, u, rank)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A slot nobody can account for.
+	if err := rdb.HSet(ctx, admitter.UsersKey(id), "99", "11").Err(); err != nil {
+		t.Fatal(err)
+	}
+	waitCaughtUp(t, topic, group)
+
+	opts := ops.ReconcileOptions{Group: group, Wait: time.Minute}
+	res, err := ops.Reconcile(ctx, db, topic, rdb, []int64{id}, opts, testenv.Logger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("\n%s", ops.FormatReconcile(res, false))
+	r := res[0]
+	if len(r.Unpublished) != 1 || r.Unpublished[0].UserID != 4 || r.Unpublished[0].Rank != 4 {
+		t.Errorf("unpublished %+v, want user 4 rank 4", r.Unpublished)
+	}
+	if len(r.SettledPending) != 1 || r.SettledPending[0].UserID != 6 {
+		t.Errorf("settled pending %+v, want user 6", r.SettledPending)
+	}
+	if len(r.Mismatches) != 1 || r.Rows != 9 || r.Gate != 11 || r.Topic != 9 {
+		t.Errorf("report %+v, want one mismatch (user 99), 9 rows, 11 in the gate, 9 in the topic", r)
+	}
+
+	if err := rdb.HDel(ctx, admitter.UsersKey(id), "99").Err(); err != nil {
+		t.Fatal(err)
+	}
+	opts.Fix = true
+	res, err = ops.Reconcile(ctx, db, topic, rdb, []int64{id}, opts, testenv.Logger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := res[0]; r.Released != 1 || r.Cleared != 1 || len(r.Mismatches) != 0 {
+		t.Errorf("fix: %+v", r)
+	}
+	if n, err := gate.Admitted(ctx, id); err != nil || n != 9 {
+		t.Errorf("after the fix the gate admits %d (%v), want 9", n, err)
+	}
+	if n, err := rdb.HLen(ctx, admitter.PendingKey(id)).Result(); err != nil || n != 0 {
+		t.Errorf("pending marks left: %d (%v)", n, err)
+	}
+	// The released slot is reusable, and the rank counter moved on.
+	if rank, err := gate.Admit(ctx, id, 4, total); err != nil || rank != 11 {
+		t.Errorf("re-admit user 4: rank %d, %v; want 11", rank, err)
+	}
+	res, err = ops.Reconcile(ctx, db, topic, rdb, []int64{id}, ops.ReconcileOptions{Group: group}, testenv.Logger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// User 4 is admitted again and pending on nothing: not yet published
+	// in this test, so it is reported as a mismatch — reconcile is loud.
+	if r := res[0]; len(r.Mismatches) != 1 || len(r.Unpublished) != 0 {
+		t.Errorf("after re-admission: %+v", r)
+	}
+}
+
+// TestRebuildGateFromTopicTail: the records the sinker has not written yet
+// (here: no sinker at all past the rows already in MySQL) are restored from
+// the topic, and the rank counter resumes after the highest rank seen.
+func TestRebuildGateFromTopicTail(t *testing.T) {
+	rdb := testenv.MustOpenRedis(t)
+	sdb := testenv.MustOpenDB(t)
+	db := &mysql.DB{DB: sdb}
+	topicName := testenv.MustCreateTopic(t, 3)
+	topic := ops.NewTopic(cli.List(testenv.KafkaBrokers), topicName)
+	ctx := context.Background()
+	id := mustCreateCoupon(t, sdb, 1000)
+	t.Cleanup(func() { rdb.Del(context.Background(), admitter.UsersKey(id), admitter.SeqKey(id), admitter.PendingKey(id)) })
+
+	var rows []coupon.Issue
+	for u := int64(1); u <= 60; u++ {
+		rows = append(rows, coupon.Issue{CouponID: id, UserID: u, Rank: u, AdmittedAt: time.Now(), Partition: -1, Offset: -1})
+	}
+	if _, err := db.InsertIssues(ctx, rows); err != nil {
+		t.Fatal(err)
+	}
+	var msgs []kafka.Message
+	for u := int64(41); u <= 100; u++ {
+		msgs = append(msgs, admissionMessage(t, id, u, u))
+	}
+	msgs = append(msgs, admissionMessage(t, id, 500, 105)) // ranks 101..104 were released
+	mustProduce(t, topicName, msgs)
+
+	// The state is present: nothing is touched without --force.
+	if err := rdb.Set(ctx, admitter.SeqKey(id), 7, 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	res, err := ops.RebuildGate(ctx, db, topic, rdb, []int64{id}, ops.RebuildOptions{Group: "nobody-" + testenv.RandomID()}, testenv.Logger(t))
+	if err != nil || res[0].Rebuilt {
+		t.Fatalf("rebuild of a present state: %+v %v", res, err)
+	}
+	if err := rdb.Del(ctx, admitter.SeqKey(id)).Err(); err != nil {
+		t.Fatal(err)
+	}
+	res, err = ops.RebuildGate(ctx, db, topic, rdb, []int64{id}, ops.RebuildOptions{Group: "nobody-" + testenv.RandomID()}, testenv.Logger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := res[0]; !r.Rebuilt || r.Users != 101 || r.FromMySQL != 60 || r.FromTopic != 41 || r.Seq != 105 {
+		t.Fatalf("rebuild: %+v, want 101 users (60 from MySQL, 41 from the topic), seq 105", r)
+	}
+	gate, err := admitter.NewFromClient(rdb, admitter.Config{}, testenv.Logger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer gate.Close()
+	if rank, err := gate.Admit(ctx, id, 77, 1000); coupon.ErrorCode(err) != coupon.EALREADY || rank != 77 {
+		t.Errorf("user 77: rank %d %v, want already admitted with rank 77", rank, err)
+	}
+	if rank, err := gate.Admit(ctx, id, 1001, 1000); err != nil || rank != 106 {
+		t.Errorf("new user: rank %d %v, want 106", rank, err)
+	}
+}
