@@ -212,7 +212,9 @@ func TestReconcile(t *testing.T) {
 	ctx := context.Background()
 	const total = 20
 	id := mustCreateCoupon(t, sdb, total)
-	t.Cleanup(func() { rdb.Del(context.Background(), admitter.UsersKey(id), admitter.SeqKey(id), admitter.PendingKey(id)) })
+	t.Cleanup(func() {
+		rdb.Del(context.Background(), admitter.UsersKey(id), admitter.SeqKey(id), admitter.PendingKey(id))
+	})
 	if err := gate.Init(ctx, id); err != nil {
 		t.Fatal(err)
 	}
@@ -305,7 +307,9 @@ func TestRebuildGateFromTopicTail(t *testing.T) {
 	topic := ops.NewTopic(cli.List(testenv.KafkaBrokers), topicName)
 	ctx := context.Background()
 	id := mustCreateCoupon(t, sdb, 1000)
-	t.Cleanup(func() { rdb.Del(context.Background(), admitter.UsersKey(id), admitter.SeqKey(id), admitter.PendingKey(id)) })
+	t.Cleanup(func() {
+		rdb.Del(context.Background(), admitter.UsersKey(id), admitter.SeqKey(id), admitter.PendingKey(id))
+	})
 
 	var rows []coupon.Issue
 	for u := int64(1); u <= 60; u++ {
