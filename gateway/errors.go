@@ -87,7 +87,8 @@ func (s *Server) writeError(c *fiber.Ctx, err error) int {
 	case status >= 500:
 		s.requestLogger(c).Warn("request unavailable", "method", c.Method(), "path", c.Path(), "err", err)
 	}
-	if status == fiber.StatusServiceUnavailable || status == fiber.StatusTooManyRequests {
+	if (status == fiber.StatusServiceUnavailable || status == fiber.StatusTooManyRequests) &&
+		len(c.Response().Header.Peek(fiber.HeaderRetryAfter)) == 0 {
 		c.Set(fiber.HeaderRetryAfter, s.retryAfter)
 	}
 	c.Status(status)

@@ -1,8 +1,10 @@
 package gateway
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"math"
 	"strconv"
 	"time"
 
@@ -141,9 +143,15 @@ func (s *Server) issue(c *fiber.Ctx) error {
 			return coupon.Errorf(coupon.EINVALID, "strategy must be one of async, db-lock, redis-lock (got %q).", echo(q))
 		}
 	}
-	userID, err := decodeIssueRequest(c.Body())
+	userID, err := s.issueUser(c)
 	if err != nil {
 		return err
+	}
+	if s.limiter != nil {
+		if ok, wait := s.limiter.Allow(strconv.FormatInt(userID, 10), time.Now()); !ok {
+			c.Set(fiber.HeaderRetryAfter, strconv.FormatInt(int64(max(1, math.Ceil(wait.Seconds()))), 10))
+			return coupon.Errorf(coupon.ERATELIMITED, "Too many issue requests for user %d; retry in %s.", userID, wait.Round(time.Millisecond))
+		}
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.IssueTimeout)
 	defer cancel()
@@ -181,6 +189,30 @@ func (s *Server) issue(c *fiber.Ctx) error {
 		return c.Send(b)
 	}
 	return c.Status(fiber.StatusCreated).JSON(is)
+}
+
+// issueUser returns the user of an issue request: the body's userId, or,
+// with user auth on, the token's user (the body's userId, when given, must
+// be the same).
+func (s *Server) issueUser(c *fiber.Ctx) (int64, error) {
+	if s.auth == nil {
+		return decodeIssueRequest(c.Body())
+	}
+	sub, err := s.auth.FromHeader(c.Get(fiber.HeaderAuthorization))
+	if err != nil {
+		return 0, err
+	}
+	if len(bytes.TrimSpace(c.Body())) == 0 {
+		return sub, nil
+	}
+	userID, err := decodeIssueRequest(c.Body())
+	if err != nil {
+		return 0, err
+	}
+	if userID != sub {
+		return 0, coupon.Errorf(coupon.EUNAUTHORIZED, "userId %d differs from the token's user %d.", userID, sub)
+	}
+	return userID, nil
 }
 
 // issueStatus: GET /v1/coupons/{couponId}/issues/{userId}.

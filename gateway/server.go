@@ -60,6 +60,25 @@ type Deps struct {
 	// Registry receives the gateway's metrics and is served on /metrics;
 	// a fresh one is made when nil. Register dependency metrics on it too.
 	Registry *prometheus.Registry
+	// UserAuth, when set, makes the issue endpoint take the user from a
+	// bearer token (package auth): the body's userId may then be omitted
+	// and must match the token's user when given.
+	UserAuth UserVerifier
+	// Limiter, when set, limits issue requests per user: 429 with
+	// Retry-After (package ratelimit).
+	Limiter RateLimiter
+}
+
+// UserVerifier verifies an Authorization header value and returns the
+// token's user ID; errors are *coupon.Error with EUNAUTHORIZED.
+type UserVerifier interface {
+	FromHeader(authorization string) (int64, error)
+}
+
+// RateLimiter answers whether one more request of key is allowed now and,
+// when not, how long to wait.
+type RateLimiter interface {
+	Allow(key string, now time.Time) (ok bool, retryAfter time.Duration)
 }
 
 // Server is the gateway HTTP server.
@@ -68,6 +87,8 @@ type Server struct {
 	app        *fiber.App
 	store      Store
 	gate       coupon.Gate
+	auth       UserVerifier
+	limiter    RateLimiter
 	issuers    map[coupon.Strategy]coupon.Issuer
 	cache      *couponCache
 	metrics    *metrics
@@ -131,6 +152,8 @@ func New(cfg Config, deps Deps, logger *slog.Logger) (*Server, error) {
 		cfg:        cfg,
 		store:      deps.Store,
 		gate:       deps.Gate,
+		auth:       deps.UserAuth,
+		limiter:    deps.Limiter,
 		issuers:    issuers,
 		cache:      cache,
 		metrics:    m,

@@ -1,0 +1,254 @@
+package gateway_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/coupondrop/coupon/admitter"
+	"github.com/coupondrop/coupon/gateway"
+	"github.com/coupondrop/coupon/internal/testenv"
+	"github.com/coupondrop/coupon/kafka"
+	"github.com/coupondrop/coupon/mysql"
+	kafkago "github.com/segmentio/kafka-go"
+)
+
+const testToken = "test-admin-token-0123456789"
+
+// harness is one gateway served on a free port against the test stack.
+type harness struct {
+	t      testing.TB
+	url    string
+	srv    *gateway.Server
+	db     *mysql.DB
+	gate   *admitter.Gate
+	topic  string
+	client *http.Client
+}
+
+// harnessOpts adjust the gateway a test starts.
+type harnessOpts struct {
+	cfg        func(*gateway.Config)
+	deps       func(*gateway.Deps)
+	partitions int    // of the fresh topic (default 3)
+	brokers    string // default the test broker
+	topic      string // default a fresh topic
+}
+
+// mustStartGateway starts a gateway on the test stack (fresh topic), stopped
+// at cleanup.
+func mustStartGateway(tb testing.TB, o harnessOpts) *harness {
+	tb.Helper()
+	testenv.Integration(tb)
+	h := &harness{t: tb}
+	sqlDB := testenv.MustOpenDB(tb)
+	h.db = &mysql.DB{DB: sqlDB}
+	rdb := testenv.MustOpenRedis(tb)
+	logger := testenv.Logger(tb)
+	var err error
+	h.gate, err = admitter.NewFromClient(rdb, admitter.Config{}, logger)
+	if err != nil {
+		tb.Fatalf("gate: %v", err)
+	}
+	tb.Cleanup(func() { _ = h.gate.Close() })
+	if o.partitions == 0 {
+		o.partitions = 3
+	}
+	brokers := o.brokers
+	if brokers == "" {
+		brokers = testenv.KafkaBrokers
+	}
+	h.topic = o.topic
+	if h.topic == "" {
+		h.topic = testenv.MustCreateTopic(tb, o.partitions)
+	}
+	pub, err := kafka.New(kafka.Config{Brokers: strings.Split(brokers, ","), Topic: h.topic}, logger)
+	if err != nil {
+		tb.Fatalf("publisher: %v", err)
+	}
+	tb.Cleanup(func() { _ = pub.Close() })
+
+	cfg := gateway.DefaultConfig()
+	cfg.AdminToken = testToken
+	cfg.ShutdownTimeout = 10 * time.Second
+	if o.cfg != nil {
+		o.cfg(&cfg)
+	}
+	deps := gateway.Deps{Store: h.db, Gate: h.gate, Publisher: pub, Checks: map[string]gateway.Check{
+		"redis": func(ctx context.Context) error { return rdb.Ping(ctx).Err() },
+		"kafka": pub.Ready,
+	}}
+	if o.deps != nil {
+		o.deps(&deps)
+	}
+	h.srv, err = gateway.New(cfg, deps, logger)
+	if err != nil {
+		tb.Fatalf("gateway.New: %v", err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatalf("listen: %v", err)
+	}
+	h.url = "http://" + ln.Addr().String()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- h.srv.Serve(ctx, ln) }()
+	tb.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			tb.Errorf("gateway Serve: %v", err)
+		}
+		_ = h.srv.Close()
+	})
+	h.client = &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
+		MaxIdleConnsPerHost: 512, MaxConnsPerHost: 512, IdleConnTimeout: 30 * time.Second,
+	}}
+	tb.Cleanup(h.client.CloseIdleConnections)
+	return h
+}
+
+// response is a decoded answer.
+type response struct {
+	status int
+	header http.Header
+	body   []byte
+	json   map[string]any
+}
+
+func (r response) code() string    { s, _ := r.json["error"].(string); return s }
+func (r response) message() string { s, _ := r.json["message"].(string); return s }
+func (r response) int(key string) int64 {
+	f, _ := r.json[key].(float64)
+	return int64(f)
+}
+
+// do sends a request; body is sent as is when a string or []byte, else as
+// JSON. It fails the test on a transport error or a non-JSON answer.
+func (h *harness) do(method, path string, body any, header ...string) response {
+	h.t.Helper()
+	r, err := h.try(method, path, body, header...)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	return r
+}
+
+// try is do for any goroutine: it returns the error instead.
+func (h *harness) try(method, path string, body any, header ...string) (response, error) {
+	var rd io.Reader
+	switch b := body.(type) {
+	case nil:
+	case string:
+		rd = strings.NewReader(b)
+	case []byte:
+		rd = bytes.NewReader(b)
+	default:
+		j, err := json.Marshal(b)
+		if err != nil {
+			return response{}, fmt.Errorf("marshal: %w", err)
+		}
+		rd = bytes.NewReader(j)
+	}
+	req, err := http.NewRequest(method, h.url+path, rd)
+	if err != nil {
+		return response{}, fmt.Errorf("request: %w", err)
+	}
+	if rd != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	for i := 0; i+1 < len(header); i += 2 {
+		req.Header.Set(header[i], header[i+1])
+	}
+	resp, err := h.client.Do(req)
+	if err != nil {
+		return response{}, fmt.Errorf("%s %s: %w", method, path, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return response{}, fmt.Errorf("%s %s: read body: %w", method, path, err)
+	}
+	r := response{status: resp.StatusCode, header: resp.Header, body: b}
+	if len(b) > 0 && !strings.HasPrefix(path, "/metrics") {
+		if err := json.Unmarshal(b, &r.json); err != nil {
+			return r, fmt.Errorf("%s %s: answer %d is not a JSON object: %q", method, path, resp.StatusCode, b)
+		}
+	}
+	return r, nil
+}
+
+// createCoupon creates a coupon through the API and returns its ID.
+func (h *harness) createCoupon(body map[string]any) int64 {
+	h.t.Helper()
+	r := h.do("POST", "/v1/coupons", body, "Authorization", "Bearer "+testToken)
+	if r.status != http.StatusCreated {
+		h.t.Fatalf("create coupon %v: %d %s", body, r.status, r.body)
+	}
+	return r.int("id")
+}
+
+func (h *harness) issue(couponID, userID int64) response {
+	h.t.Helper()
+	return h.do("POST", fmt.Sprintf("/v1/coupons/%d/issues", couponID), fmt.Sprintf(`{"userId": %d}`, userID))
+}
+
+// readTopic returns every record of topic (all partitions, from the start
+// to the current end).
+func readTopic(tb testing.TB, brokers, topic string) []kafkago.Message {
+	tb.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cl := &kafkago.Client{Addr: kafkago.TCP(brokers), Timeout: 10 * time.Second}
+	md, err := cl.Metadata(ctx, &kafkago.MetadataRequest{Topics: []string{topic}})
+	if err != nil || len(md.Topics) != 1 {
+		tb.Fatalf("metadata of %s: %v", topic, err)
+	}
+	req := map[string][]kafkago.OffsetRequest{}
+	for _, p := range md.Topics[0].Partitions {
+		req[topic] = append(req[topic], kafkago.LastOffsetOf(p.ID))
+	}
+	offs, err := cl.ListOffsets(ctx, &kafkago.ListOffsetsRequest{Topics: req})
+	if err != nil {
+		tb.Fatalf("list offsets of %s: %v", topic, err)
+	}
+	var mu sync.Mutex
+	var out []kafkago.Message
+	var wg sync.WaitGroup
+	for _, po := range offs.Topics[topic] {
+		if po.Error != nil {
+			tb.Fatalf("offsets of %s/%d: %v", topic, po.Partition, po.Error)
+		}
+		if po.LastOffset == 0 {
+			continue
+		}
+		wg.Add(1)
+		go func(p int, last int64) {
+			defer wg.Done()
+			r := kafkago.NewReader(kafkago.ReaderConfig{Brokers: []string{brokers}, Topic: topic, Partition: p, MinBytes: 1, MaxBytes: 10 << 20})
+			defer r.Close()
+			for {
+				m, err := r.ReadMessage(ctx)
+				if err != nil {
+					tb.Errorf("read %s/%d: %v", topic, p, err)
+					return
+				}
+				mu.Lock()
+				out = append(out, m)
+				mu.Unlock()
+				if m.Offset >= last-1 {
+					return
+				}
+			}
+		}(po.Partition, po.LastOffset)
+	}
+	wg.Wait()
+	return out
+}
