@@ -305,7 +305,9 @@ func TestIssueStatusAndUserCouponsContract(t *testing.T) {
 	mustInsertIssue(t, h, id, u+2, 2)
 	mustInsertIssue(t, h, other, u+2, 9)
 
-	st := func(c int64, u string) response { return h.do("GET", fmt.Sprintf("/v1/coupons/%d/issues/%s", c, u), nil) }
+	st := func(c int64, u string) response {
+		return h.do("GET", fmt.Sprintf("/v1/coupons/%d/issues/%s", c, u), nil)
+	}
 	if r := st(id, us(2)); r.status != 200 || r.json["status"] != "issued" || r.int("rank") != 2 {
 		t.Fatalf("issued: %d %s", r.status, r.body)
 	}
