@@ -91,13 +91,12 @@ func (c *Config) Validate() error {
 // Gate is the Redis admission gate (coupon.Gate). Admit runs the admit Lua
 // script by EVALSHA; with batching on, concurrent calls share pipelines.
 type Gate struct {
-	client   redis.UniversalClient
-	owned    bool // Close closes client
-	logger   *slog.Logger
-	admit    *redis.Script
-	release  *redis.Script
-	scripter redis.Scripter // runs unbatched admits: the client
-	batch    *batcher       // nil: one round trip per Admit
+	client  redis.UniversalClient
+	owned   bool // Close closes client
+	logger  *slog.Logger
+	admit   *redis.Script
+	release *redis.Script
+	batch   *batcher // nil: one round trip per Admit
 }
 
 // New connects to Redis (checking it answers), loads the scripts and
@@ -132,7 +131,7 @@ func New(cfg Config, logger *slog.Logger) (*Gate, error) {
 }
 
 // NewFromClient returns a gate on an existing client (which Close leaves
-// open), loading the scripts. Only cfg's batch settings and DialTimeout are used.
+// open), loading the scripts. Only cfg's batch settings and timeouts are used.
 func NewFromClient(client redis.UniversalClient, cfg Config, logger *slog.Logger) (*Gate, error) {
 	cfg.setDefaults()
 	ctx, cancel := context.WithTimeout(context.Background(), cfg.DialTimeout+cfg.ReadTimeout)
@@ -143,7 +142,6 @@ func NewFromClient(client redis.UniversalClient, cfg Config, logger *slog.Logger
 		admit:   redis.NewScript(lua.Admit),
 		release: redis.NewScript(lua.Release),
 	}
-	g.scripter = client
 	if err := g.loadScripts(ctx); err != nil {
 		return nil, err
 	}
@@ -198,7 +196,7 @@ func (g *Gate) Admit(ctx context.Context, couponID, userID, total int64) (int64,
 	if g.batch != nil {
 		code, rank, err = g.batch.admit(ctx, couponID, userID, total)
 	} else {
-		code, rank, err = parseAdmit(g.admit.Run(ctx, g.scripter, admitKeys(couponID), userID, total))
+		code, rank, err = parseAdmit(g.admit.Run(ctx, g.client, admitKeys(couponID), userID, total))
 	}
 	if err != nil {
 		return 0, g.wrap(err, "admit user %d to coupon %d", userID, couponID)

@@ -224,18 +224,30 @@ func sleep(ctx context.Context, d time.Duration) error {
 	}
 }
 
-// Ready checks that a broker answers and knows the topic.
+// Ready checks that a broker answers now (through a fresh connection, not
+// the writer's cached metadata) and that every partition of the topic has
+// a leader. It never creates the topic.
 func (p *Publisher) Ready(ctx context.Context) error {
-	cl := &kafkago.Client{Addr: p.w.Addr, Transport: p.transport, Timeout: p.cfg.WriteTimeout}
+	t := &kafkago.Transport{Dial: p.cfg.Dial, DialTimeout: p.cfg.DialTimeout, ClientID: p.cfg.ClientID}
+	defer t.CloseIdleConnections()
+	cl := &kafkago.Client{Addr: p.w.Addr, Transport: t, Timeout: p.cfg.WriteTimeout}
 	md, err := cl.Metadata(ctx, &kafkago.MetadataRequest{Topics: []string{p.cfg.Topic}})
 	if err != nil {
 		return fmt.Errorf("kafka metadata: %w", err)
 	}
-	for _, t := range md.Topics {
-		if t.Name == p.cfg.Topic {
-			if t.Error != nil {
-				return fmt.Errorf("kafka topic %s: %w", p.cfg.Topic, t.Error)
+	for _, topic := range md.Topics {
+		if topic.Name != p.cfg.Topic {
+			continue
+		}
+		if topic.Error != nil {
+			return fmt.Errorf("kafka topic %s: %w", p.cfg.Topic, topic.Error)
+		}
+		for _, part := range topic.Partitions {
+			if part.Error != nil || part.Leader.Host == "" {
+				return fmt.Errorf("kafka topic %s: partition %d has no leader", p.cfg.Topic, part.ID)
 			}
+		}
+		if len(topic.Partitions) > 0 {
 			return nil
 		}
 	}

@@ -300,6 +300,22 @@ func TestPublishClosedPortFails(t *testing.T) {
 	}
 }
 
+func TestReady(t *testing.T) {
+	topic := testenv.MustCreateTopic(t, 2)
+	ctx := context.Background()
+	if err := mustNewPublisher(t, Config{Brokers: brokers(), Topic: topic}).Ready(ctx); err != nil {
+		t.Errorf("Ready on an existing topic: %v", err)
+	}
+	missing := "test-missing-" + testenv.RandomID()
+	if err := mustNewPublisher(t, Config{Brokers: brokers(), Topic: missing}).Ready(ctx); err == nil {
+		t.Errorf("Ready on a missing topic: want an error")
+	}
+	if n, err := Partitions(ctx, brokers(), missing); err == nil {
+		_ = DeleteTopics(ctx, brokers(), missing)
+		t.Errorf("Ready created the missing topic (%d partitions)", n)
+	}
+}
+
 func TestPublishRefusedRecordFails(t *testing.T) {
 	testenv.Integration(t)
 	ctx := context.Background()
