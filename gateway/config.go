@@ -30,6 +30,7 @@ type Config struct {
 	ReadyCacheTTL time.Duration // /readyz reuses its last result this long
 	ReadyTimeout  time.Duration // bound on one round of readiness checks
 	RetryAfter    time.Duration // Retry-After of 503 and 429 answers
+	RateLimitByIP bool          // the issue rate limit (Deps.Limiter) counts per client IP, not per user
 }
 
 // DefaultConfig returns the defaults documented in the README.

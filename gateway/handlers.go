@@ -148,9 +148,9 @@ func (s *Server) issue(c *fiber.Ctx) error {
 		return err
 	}
 	if s.limiter != nil {
-		if ok, wait := s.limiter.Allow(strconv.FormatInt(userID, 10), time.Now()); !ok {
+		if ok, wait := s.limiter.Allow(s.limitKey(c, userID), time.Now()); !ok {
 			c.Set(fiber.HeaderRetryAfter, strconv.FormatInt(int64(max(1, math.Ceil(wait.Seconds()))), 10))
-			return coupon.Errorf(coupon.ERATELIMITED, "Too many issue requests for user %d; retry in %s.", userID, wait.Round(time.Millisecond))
+			return coupon.Errorf(coupon.ERATELIMITED, "Too many issue requests from this %s; retry in %s.", s.limitSubject(), wait.Round(time.Millisecond))
 		}
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.IssueTimeout)
