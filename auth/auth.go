@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/coupondrop/coupon"
+	"github.com/coupondrop/coupon/internal/cli"
 	"github.com/golang-jwt/jwt/v5"
 )
 
@@ -259,4 +260,15 @@ func truncate(s string) string {
 
 func unauthorized(format string, args ...any) error {
 	return coupon.Errorf(coupon.EUNAUTHORIZED, format, args...)
+}
+
+// Bind binds the configuration to flags with COUPON_JWT_* environment
+// defaults. User auth is off unless a key is given.
+func (c *Config) Bind(fs *cli.FlagSet) {
+	fs.SecretVar(&c.HS256Secret, "jwt-hs256-secret", "COUPON_JWT_HS256_SECRET", "", "HS256 secret of user tokens (32+ bytes); enables user auth on the issue endpoint")
+	fs.SecretVar(&c.PublicKey, "jwt-public-key", "COUPON_JWT_PUBLIC_KEY", "", "PEM RSA/ECDSA/Ed25519 public key of user tokens; enables user auth")
+	fs.StringVar(&c.PublicKeyFile, "jwt-public-key-file", "COUPON_JWT_PUBLIC_KEY_FILE", "", "file of that PEM public key; enables user auth")
+	fs.StringVar(&c.Issuer, "jwt-issuer", "COUPON_JWT_ISSUER", "", "required iss of user tokens (empty: any)")
+	fs.StringVar(&c.Audience, "jwt-audience", "COUPON_JWT_AUDIENCE", "", "required aud of user tokens (empty: any)")
+	fs.DurationVar(&c.Leeway, "jwt-leeway", "COUPON_JWT_LEEWAY", 30*time.Second, "clock skew tolerated on exp and nbf")
 }

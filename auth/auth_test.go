@@ -9,6 +9,7 @@ import (
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/pem"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -16,6 +17,7 @@ import (
 	"time"
 
 	"github.com/coupondrop/coupon"
+	"github.com/coupondrop/coupon/internal/cli"
 	"github.com/golang-jwt/jwt/v5"
 )
 
@@ -349,5 +351,26 @@ func BenchmarkVerify(b *testing.B) {
 		if _, err := v.Verify(tok); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+func TestBind(t *testing.T) {
+	t.Setenv("COUPON_JWT_HS256_SECRET", secret)
+	t.Setenv("COUPON_JWT_AUDIENCE", "coupon")
+	var c Config
+	fs := cli.New("test")
+	c.Bind(fs)
+	if err := fs.Parse([]string{"--jwt-issuer", "https://id.example"}); err != nil {
+		t.Fatal(err)
+	}
+	want := Config{HS256Secret: secret, Issuer: "https://id.example", Audience: "coupon", Leeway: 30 * time.Second}
+	if c != want {
+		t.Fatalf("bound %+v, want %+v", c, want)
+	}
+	if !c.Enabled() {
+		t.Fatal("a secret does not enable auth")
+	}
+	if kv := fmt.Sprint(fs.Redacted()...); strings.Contains(kv, secret) {
+		t.Fatalf("the secret is logged: %s", kv)
 	}
 }
