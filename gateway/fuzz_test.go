@@ -1,0 +1,179 @@
+package gateway_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/coupondrop/coupon"
+	"github.com/coupondrop/coupon/gateway"
+)
+
+// fuzzStore knows one coupon, ID 1 (async, open window); every other ID is
+// unknown. It is only read: issue requests never write the store.
+type fuzzStore struct{}
+
+var fuzzCoupon = coupon.Coupon{ID: 1, Name: "fuzz", TotalQuantity: 100, Strategy: coupon.StrategyAsync}
+
+func (fuzzStore) PingContext(context.Context) error                              { return nil }
+func (fuzzStore) CreateCoupon(context.Context, *coupon.Coupon) error             { return nil }
+func (fuzzStore) IssuedCount(context.Context, int64) (int64, error)              { return 0, nil }
+func (fuzzStore) ListUserIssues(context.Context, int64) ([]*coupon.Issue, error) { return nil, nil }
+func (fuzzStore) FindIssue(_ context.Context, couponID, userID int64) (*coupon.Issue, error) {
+	return nil, coupon.Errorf(coupon.ENOTISSUED, "User %d holds no issue of coupon %d.", userID, couponID)
+}
+func (fuzzStore) FindCoupon(_ context.Context, id int64) (*coupon.Coupon, error) {
+	if id != fuzzCoupon.ID {
+		return nil, coupon.Errorf(coupon.ENOTFOUND, "Coupon %d does not exist.", id)
+	}
+	c := fuzzCoupon
+	return &c, nil
+}
+
+// fuzzIssuer answers by user ID: every outcome a real issuer has but 503.
+type fuzzIssuer struct{}
+
+func (fuzzIssuer) Issue(_ context.Context, c *coupon.Coupon, userID int64, _ string) (*coupon.Issue, error) {
+	switch userID % 3 {
+	case 0:
+		return nil, coupon.Errorf(coupon.EALREADY, "User %d already holds coupon %d.", userID, c.ID)
+	case 1:
+		return nil, coupon.Errorf(coupon.ESOLDOUT, "Coupon %d is sold out.", c.ID)
+	}
+	return &coupon.Issue{CouponID: c.ID, UserID: userID, Rank: 1}, nil
+}
+
+var (
+	fuzzOnce sync.Once
+	fuzzURL  string
+	fuzzErr  error
+)
+
+// fuzzServer serves one in-process gateway on the fakes above on a loopback
+// port (fiber's app.Test hides the answers fasthttp writes itself, like
+// 413), shared by every input of the process; it returns its base URL.
+func fuzzServer(tb testing.TB) string {
+	tb.Helper()
+	fuzzOnce.Do(func() {
+		cfg := gateway.DefaultConfig()
+		cfg.AdminToken = "fuzz-admin-token-0123456789"
+		srv, err := gateway.New(cfg, gateway.Deps{
+			Store:   fuzzStore{},
+			Issuers: map[coupon.Strategy]coupon.Issuer{coupon.StrategyAsync: fuzzIssuer{}},
+		}, nil)
+		if err != nil {
+			fuzzErr = fmt.Errorf("gateway.New: %w", err)
+			return
+		}
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			fuzzErr = err
+			return
+		}
+		go func() { _ = srv.Serve(context.Background(), ln) }() // lives as long as the test process
+		fuzzURL = "http://" + ln.Addr().String()
+	})
+	if fuzzErr != nil {
+		tb.Fatal(fuzzErr)
+	}
+	return fuzzURL
+}
+
+var fuzzClient = &http.Client{Timeout: 10 * time.Second}
+
+// FuzzIssueHandler sends arbitrary coupon IDs, query strings and bodies to
+// POST /v1/coupons/{couponId}/issues through the whole fiber stack: nothing
+// panics, bad input is never a 5xx, and every answer is the JSON the
+// contract names. Pure: the store and issuer are in-memory fakes.
+func FuzzIssueHandler(f *testing.F) {
+	for _, s := range []struct {
+		couponID, query, body string
+	}{
+		{"1", "", `{"userId": 42}`},
+		{"1", "", `{"userId": 43}`},
+		{"1", "strategy=async", `{"userId": 44}`},
+		{"1", "strategy=db-lock", `{"userId": 44}`},
+		{"1", "strategy=nope", `{"userId": 44}`},
+		{"1", "strategy=%zz", `{"userId": 44}`},
+		{"2", "", `{"userId": 44}`},
+		{"0", "", `{"userId": 44}`},
+		{"-1", "", `{"userId": 44}`},
+		{"abc", "", `{"userId": 44}`},
+		{"99999999999999999999", "", `{"userId": 44}`},
+		{"", "", `{"userId": 44}`},
+		{"1/issues", "", `{"userId": 44}`},
+		{"1", "", ``},
+		{"1", "", `null`},
+		{"1", "", `[]`},
+		{"1", "", `{"userId": "44"}`},
+		{"1", "", `{"userId": 4.4e1}`},
+		{"1", "", `{"userId": 9223372036854775807}`},
+		{"1", "", `{"userId": 9223372036854775808}`},
+		{"1", "", `{"userId": -44}`},
+		{"1", "", `{"userId": 44`},
+		{"1", "", "\xff\xfe{\"userId\": 44}"},
+		{"1", "", `{"userId": 44, "userId": 45}`},
+		{"1", "", strings.Repeat(" ", 5000) + `{"userId": 44}`},
+	} {
+		f.Add(s.couponID, s.query, []byte(s.body))
+	}
+	f.Fuzz(func(t *testing.T, couponID, query string, body []byte) {
+		for i := 0; i < len(query); i++ {
+			if query[i] <= ' ' || query[i] >= 0x7f || query[i] == '#' {
+				t.Skip("no client can send this byte raw in a request line")
+			}
+		}
+		target := fuzzServer(t) + "/v1/coupons/" + url.PathEscape(couponID) + "/issues"
+		if query != "" {
+			target += "?" + query
+		}
+		req, err := http.NewRequest(http.MethodPost, target, bytes.NewReader(body))
+		if err != nil {
+			t.Skip("not a request a client can send")
+		}
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := fuzzClient.Do(req)
+		if err != nil {
+			t.Fatalf("couponId %q query %q body %q: %v", couponID, query, body, err)
+		}
+		defer resp.Body.Close()
+		out, err := io.ReadAll(resp.Body)
+		if err != nil {
+			t.Fatalf("read answer: %v", err)
+		}
+		if resp.StatusCode >= 500 || resp.StatusCode < 200 {
+			t.Fatalf("couponId %q query %q body %q: status %d %s", couponID, query, body, resp.StatusCode, out)
+		}
+		if ct := resp.Header.Get("Content-Type"); !strings.HasPrefix(ct, "application/json") {
+			t.Fatalf("status %d: Content-Type %q, want JSON", resp.StatusCode, ct)
+		}
+		var j map[string]any
+		if err := json.Unmarshal(out, &j); err != nil {
+			t.Fatalf("status %d: answer is not a JSON object: %q", resp.StatusCode, out)
+		}
+		if resp.StatusCode >= 400 {
+			if code, _ := j["error"].(string); code == "" {
+				t.Fatalf("status %d without an error code: %s", resp.StatusCode, out)
+			}
+			if msg, _ := j["message"].(string); msg == "" {
+				t.Fatalf("status %d without a message: %s", resp.StatusCode, out)
+			}
+			return
+		}
+		if resp.StatusCode != http.StatusAccepted || j["couponId"] != float64(1) {
+			t.Fatalf("success %d for couponId %q: %s", resp.StatusCode, couponID, out)
+		}
+	})
+}
+
+// Keep the fakes honest against the interface.
+var _ gateway.Store = fuzzStore{}
