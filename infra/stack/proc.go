@@ -51,7 +51,17 @@ func (p proc) alive() bool {
 	if err != nil || start != p.Start {
 		return false
 	}
-	return state != 'Z' && state != 'X'
+	if state == 'X' {
+		return false
+	}
+	if state == 'Z' {
+		// The leader of a multi-threaded process turns zombie before its
+		// other threads finish exiting, and its files (the listening
+		// socket) close only with the last thread: gone once alone.
+		tasks, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", p.PID))
+		return err == nil && len(tasks) > 1
+	}
+	return true
 }
 
 // signal sends sig to the process group the server leads (it was started

@@ -40,7 +40,8 @@ func ports(tb testing.TB) []int {
 	return out
 }
 
-// gone reports whether no process with pid exists (or only a zombie).
+// gone reports whether no process with pid exists, or only a zombie whose
+// threads have all exited.
 func gone(pid int) bool {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
@@ -48,7 +49,11 @@ func gone(pid int) bool {
 	}
 	s := string(b)
 	f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
-	return f[0] == "Z" || f[0] == "X"
+	if f[0] != "Z" && f[0] != "X" {
+		return false
+	}
+	tasks, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
+	return err != nil || len(tasks) <= 1
 }
 
 // TestUpIdempotentAndDownLeavesNothing starts all three services, checks a
