@@ -29,8 +29,8 @@ type cacheEntry struct {
 
 func newCouponCache(store Store, cfg Config) (*couponCache, error) {
 	rc, err := ristretto.NewCache(&ristretto.Config[int64, cacheEntry]{
-		NumCounters: 10 * cfg.CacheMaxCoupons,
-		MaxCost:     cfg.CacheMaxCoupons,
+		NumCounters: 10 * int64(cfg.CacheMaxCoupons),
+		MaxCost:     int64(cfg.CacheMaxCoupons),
 		BufferItems: 64,
 	})
 	if err != nil {

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/coupondrop/coupon/internal/cli"
 )
 
 // Config is the HTTP server's configuration. DefaultConfig gives working
@@ -25,7 +27,7 @@ type Config struct {
 
 	CacheTTL         time.Duration // coupon metadata kept in the local cache
 	NegativeCacheTTL time.Duration // "no such coupon" kept in the local cache
-	CacheMaxCoupons  int64         // local cache capacity, in coupons
+	CacheMaxCoupons  int           // local cache capacity, in coupons
 
 	ReadyCacheTTL time.Duration // /readyz reuses its last result this long
 	ReadyTimeout  time.Duration // bound on one round of readiness checks
@@ -81,4 +83,27 @@ func (c Config) Validate() error {
 	}
 	check(c.CacheMaxCoupons < 1, "cache capacity must be at least 1 coupon (it is %d)", c.CacheMaxCoupons)
 	return errors.Join(errs...)
+}
+
+// Bind binds every field to a flag with a COUPON_* environment default;
+// the defaults are DefaultConfig's.
+func (c *Config) Bind(fs *cli.FlagSet) {
+	d := DefaultConfig()
+	fs.StringVar(&c.Addr, "http-addr", "COUPON_HTTP_ADDR", d.Addr, "gateway listen address, host:port")
+	fs.SecretVar(&c.AdminToken, "admin-token", "COUPON_ADMIN_TOKEN", "", "bearer token of the admin endpoints (required, 16+ characters)")
+	fs.IntVar(&c.BodyLimit, "body-limit", "COUPON_BODY_LIMIT", d.BodyLimit, "largest request body, bytes (413 above)")
+	fs.DurationVar(&c.ReadTimeout, "read-timeout", "COUPON_READ_TIMEOUT", d.ReadTimeout, "time to read one request")
+	fs.DurationVar(&c.WriteTimeout, "write-timeout", "COUPON_WRITE_TIMEOUT", d.WriteTimeout, "time to write one response")
+	fs.DurationVar(&c.IdleTimeout, "idle-timeout", "COUPON_IDLE_TIMEOUT", d.IdleTimeout, "keep-alive connections idle this long are closed")
+	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", "COUPON_SHUTDOWN_TIMEOUT", d.ShutdownTimeout, "bound on finishing requests in flight after SIGTERM")
+	fs.DurationVar(&c.IssueTimeout, "issue-timeout", "COUPON_ISSUE_TIMEOUT", d.IssueTimeout, "budget of one baseline (db-lock, redis-lock) issue")
+	fs.DurationVar(&c.GateTimeout, "gate-timeout", "COUPON_GATE_TIMEOUT", d.GateTimeout, "bound on one Redis gate call")
+	fs.DurationVar(&c.PublishTimeout, "publish-timeout", "COUPON_PUBLISH_TIMEOUT", d.PublishTimeout, "bound on one Kafka publish (retries included)")
+	fs.DurationVar(&c.StoreTimeout, "store-timeout", "COUPON_STORE_TIMEOUT", d.StoreTimeout, "bound on one MySQL call of a request")
+	fs.DurationVar(&c.CacheTTL, "cache-ttl", "COUPON_CACHE_TTL", d.CacheTTL, "coupon metadata cached this long")
+	fs.DurationVar(&c.NegativeCacheTTL, "negative-cache-ttl", "COUPON_NEGATIVE_CACHE_TTL", d.NegativeCacheTTL, "an unknown coupon ID cached this long")
+	fs.IntVar(&c.CacheMaxCoupons, "cache-max-coupons", "COUPON_CACHE_MAX_COUPONS", d.CacheMaxCoupons, "coupons the local cache holds at most")
+	fs.DurationVar(&c.ReadyCacheTTL, "ready-cache-ttl", "COUPON_READY_CACHE_TTL", d.ReadyCacheTTL, "/readyz reuses its result this long")
+	fs.DurationVar(&c.ReadyTimeout, "ready-timeout", "COUPON_READY_TIMEOUT", d.ReadyTimeout, "bound on one round of readiness checks")
+	fs.DurationVar(&c.RetryAfter, "retry-after", "COUPON_RETRY_AFTER", d.RetryAfter, "Retry-After of 503 answers")
 }

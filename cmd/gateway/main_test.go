@@ -1,0 +1,265 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"database/sql"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/coupondrop/coupon/internal/cli"
+	"github.com/coupondrop/coupon/internal/testenv"
+	"github.com/coupondrop/coupon/sinker"
+)
+
+func TestParseConfig(t *testing.T) {
+	t.Setenv("COUPON_ADMIN_TOKEN", "")
+	tests := []struct {
+		name string
+		env  map[string]string
+		args []string
+		want []string // substrings of the error; none means valid
+	}{
+		{"defaults need a token", nil, nil, []string{"admin token is required (COUPON_ADMIN_TOKEN)"}},
+		{"valid", map[string]string{"COUPON_ADMIN_TOKEN": "0123456789abcdef"}, nil, nil},
+		{"flag over env", map[string]string{"COUPON_ADMIN_TOKEN": "short"}, []string{"--admin-token", "0123456789abcdef"}, nil},
+		{"every problem at once", map[string]string{"COUPON_ADMIN_TOKEN": "short", "COUPON_LOG_FORMAT": "xml", "COUPON_BASELINES": "async,nope", "COUPON_BODY_LIMIT": "10"},
+			nil, []string{"admin token must be at least 16", "log format must be json or text", `baselines: "async"`, `baselines: "nope"`, "body limit must be from 256 bytes"}},
+		{"bad duration", map[string]string{"COUPON_ADMIN_TOKEN": "0123456789abcdef", "COUPON_CACHE_TTL": "soon"}, nil, []string{`COUPON_CACHE_TTL="soon": not a duration`}},
+		{"negative timeout", map[string]string{"COUPON_ADMIN_TOKEN": "0123456789abcdef"}, []string{"--publish-timeout", "-1s"}, []string{"publish timeout must be positive"}},
+		{"short jwt secret", map[string]string{"COUPON_ADMIN_TOKEN": "0123456789abcdef", "COUPON_JWT_HS256_SECRET": "x"}, nil, []string{"HS256 secret must be at least 32 bytes"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			for k, v := range tt.env {
+				t.Setenv(k, v)
+			}
+			_, fs, err := parseConfig(tt.args)
+			if len(tt.want) == 0 {
+				if err != nil {
+					t.Fatalf("unexpected error: %v", err)
+				}
+				for i := 0; i+1 < len(fs.Redacted()); i += 2 {
+					if kv := fs.Redacted(); kv[i] == "admin-token" && kv[i+1] != "[redacted]" {
+						t.Fatalf("admin token logged as %v", kv[i+1])
+					}
+				}
+				return
+			}
+			for _, w := range tt.want {
+				if err == nil || !strings.Contains(err.Error(), w) {
+					t.Fatalf("error %v; want it to contain %q", err, w)
+				}
+			}
+		})
+	}
+}
+
+// TestSIGTERMUnderLoad runs the whole gateway binary in-process with a
+// sinker, sends SIGTERM during load, and checks that the gateway drains and
+// exits 0, and every 202 it gave ends up as an issued row with its rank.
+func TestSIGTERMUnderLoad(t *testing.T) {
+	testenv.Integration(t)
+	db := testenv.MustOpenDB(t) // migrated
+	topic := testenv.MustCreateTopic(t, 3)
+	dlq := testenv.MustCreateTopic(t, 1)
+	addr := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
+	const token = "sigterm-test-admin-token"
+
+	code := make(chan int, 1)
+	logs := &syncWriter{w: &bytes.Buffer{}}
+	go func() {
+		code <- realMain([]string{"--http-addr", addr, "--admin-token", token,
+			"--redis-addrs", testenv.RedisAddr, "--mysql-dsn", testenv.MySQLDSN, "--kafka-brokers", testenv.KafkaBrokers,
+			"--topic", topic, "--log-format", "text", "--log-level", "warn", "--shutdown-timeout", "10s"}, logs)
+	}()
+	base := "http://" + addr
+	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
+	testenv.Eventually(t, 30*time.Second, func() error {
+		select {
+		case c := <-code:
+			t.Fatalf("gateway exited with %d before serving: %s", c, logs.String())
+		default:
+		}
+		resp, err := client.Get(base + "/healthz")
+		if err != nil {
+			return err
+		}
+		resp.Body.Close()
+		return nil
+	})
+
+	req, _ := http.NewRequest("POST", base+"/v1/coupons", strings.NewReader(`{"name":"sigterm","totalQuantity":1000000}`))
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var created struct{ ID int64 }
+	_ = json.NewDecoder(resp.Body).Decode(&created)
+	resp.Body.Close()
+	if resp.StatusCode != 201 || created.ID == 0 {
+		t.Fatalf("create coupon: %d", resp.StatusCode)
+	}
+
+	sk := mustStartSinker(t, topic, dlq)
+
+	// Load: workers issue to fresh users until the gateway stops answering.
+	var (
+		mu       sync.Mutex
+		accepted = map[int64]int64{} // user -> rank
+		odd      []string
+		nextUser atomic.Int64
+		wg       sync.WaitGroup
+	)
+	nextUser.Store(testenv.RandomCouponID())
+	deadline := time.Now().Add(60 * time.Second)
+	for range 16 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for time.Now().Before(deadline) {
+				u := nextUser.Add(1)
+				resp, err := client.Post(fmt.Sprintf("%s/v1/coupons/%d/issues", base, created.ID), "application/json",
+					strings.NewReader(fmt.Sprintf(`{"userId":%d}`, u)))
+				if err != nil {
+					return // the gateway closed its listener
+				}
+				var body struct {
+					Rank  int64
+					Error string
+				}
+				err = json.NewDecoder(resp.Body).Decode(&body)
+				resp.Body.Close()
+				mu.Lock()
+				switch {
+				case resp.StatusCode == 202 && err == nil:
+					accepted[u] = body.Rank
+				case resp.StatusCode == 503 && body.Error == "unavailable":
+				default:
+					odd = append(odd, fmt.Sprintf("user %d: %d %s %v", u, resp.StatusCode, body.Error, err))
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	testenv.Eventually(t, 30*time.Second, func() error {
+		mu.Lock()
+		defer mu.Unlock()
+		if len(accepted) < 300 {
+			return fmt.Errorf("%d accepted so far", len(accepted))
+		}
+		return nil
+	})
+	if err := syscall.Kill(os.Getpid(), syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case c := <-code:
+		if c != 0 {
+			t.Fatalf("gateway exited with %d after SIGTERM: %s", c, logs.String())
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("gateway did not exit within 30s of SIGTERM")
+	}
+	wg.Wait()
+	if len(odd) > 0 {
+		t.Fatalf("%d odd answers, first: %s", len(odd), odd[0])
+	}
+	t.Logf("%d accepted before shutdown", len(accepted))
+
+	// Every 202 is an issued row with its rank.
+	testenv.Eventually(t, 60*time.Second, func() error {
+		n, err := countIssued(db, created.ID)
+		if err != nil {
+			return err
+		}
+		if n < len(accepted) {
+			return fmt.Errorf("%d of %d accepted requests issued", n, len(accepted))
+		}
+		return nil
+	})
+	rows, err := db.Query(`SELECT user_id, issue_rank FROM coupon_issues WHERE coupon_id = ?`, created.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	issued := map[int64]int64{}
+	for rows.Next() {
+		var u, r int64
+		if err := rows.Scan(&u, &r); err != nil {
+			t.Fatal(err)
+		}
+		issued[u] = r
+	}
+	for u, r := range accepted {
+		if got, ok := issued[u]; !ok || got != r {
+			t.Fatalf("user %d accepted with rank %d; issued %v with rank %d", u, r, ok, got)
+		}
+	}
+	sk()
+}
+
+func countIssued(db *sql.DB, couponID int64) (int, error) {
+	var n int
+	err := db.QueryRow(`SELECT COUNT(*) FROM coupon_issues WHERE coupon_id = ?`, couponID).Scan(&n)
+	return n, err
+}
+
+// mustStartSinker runs a sinker on topic in-process; the returned func stops it.
+func mustStartSinker(t *testing.T, topic, dlq string) func() {
+	t.Helper()
+	var cfg sinker.Config
+	fs := cli.New("sinker")
+	cfg.Bind(fs)
+	if err := fs.Parse([]string{"--kafka-brokers", testenv.KafkaBrokers, "--topic", topic, "--dlq-topic", dlq,
+		"--group-id", "test-" + testenv.RandomID(), "--mysql-dsn", testenv.MySQLDSN, "--metrics-addr", ""}); err != nil {
+		t.Fatal(err)
+	}
+	s, err := sinker.New(cfg, testenv.Logger(t))
+	if err != nil {
+		t.Fatalf("sinker: %v", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx) }()
+	var once sync.Once
+	stop := func() {
+		once.Do(func() {
+			cancel()
+			if err := <-done; err != nil {
+				t.Errorf("sinker: %v", err)
+			}
+			_ = s.Close()
+		})
+	}
+	t.Cleanup(stop)
+	return stop
+}
+
+// syncWriter serialises writes of concurrent loggers into w.
+type syncWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (s *syncWriter) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return fmt.Sprint(s.w)
+}
+
+func (s *syncWriter) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.w.Write(p)
+}
