@@ -207,25 +207,31 @@ func readTopic(tb testing.TB, brokers, topic string) []kafkago.Message {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	cl := &kafkago.Client{Addr: kafkago.TCP(brokers), Timeout: 10 * time.Second}
-	md, err := cl.Metadata(ctx, &kafkago.MetadataRequest{Topics: []string{topic}})
-	if err != nil || len(md.Topics) != 1 {
-		tb.Fatalf("metadata of %s: %v", topic, err)
-	}
-	req := map[string][]kafkago.OffsetRequest{}
-	for _, p := range md.Topics[0].Partitions {
-		req[topic] = append(req[topic], kafkago.LastOffsetOf(p.ID))
-	}
-	offs, err := cl.ListOffsets(ctx, &kafkago.ListOffsetsRequest{Topics: req})
-	if err != nil {
-		tb.Fatalf("list offsets of %s: %v", topic, err)
-	}
+	var offs *kafkago.ListOffsetsResponse
+	// A broker just restarted may answer before it loaded its partitions.
+	testenv.Eventually(tb, 60*time.Second, func() error {
+		md, err := cl.Metadata(ctx, &kafkago.MetadataRequest{Topics: []string{topic}})
+		if err != nil || len(md.Topics) != 1 {
+			return fmt.Errorf("metadata of %s: %v", topic, err)
+		}
+		req := map[string][]kafkago.OffsetRequest{}
+		for _, p := range md.Topics[0].Partitions {
+			req[topic] = append(req[topic], kafkago.LastOffsetOf(p.ID))
+		}
+		if offs, err = cl.ListOffsets(ctx, &kafkago.ListOffsetsRequest{Topics: req}); err != nil {
+			return fmt.Errorf("list offsets of %s: %w", topic, err)
+		}
+		for _, po := range offs.Topics[topic] {
+			if po.Error != nil {
+				return fmt.Errorf("offsets of %s/%d: %w", topic, po.Partition, po.Error)
+			}
+		}
+		return nil
+	})
 	var mu sync.Mutex
 	var out []kafkago.Message
 	var wg sync.WaitGroup
 	for _, po := range offs.Topics[topic] {
-		if po.Error != nil {
-			tb.Fatalf("offsets of %s/%d: %v", topic, po.Partition, po.Error)
-		}
 		if po.LastOffset == 0 {
 			continue
 		}
