@@ -1,7 +1,6 @@
 package gateway
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"math"
@@ -202,17 +201,7 @@ func (s *Server) issueUser(c *fiber.Ctx) (int64, error) {
 	if err != nil {
 		return 0, err
 	}
-	if len(bytes.TrimSpace(c.Body())) == 0 {
-		return sub, nil
-	}
-	userID, err := decodeIssueRequest(c.Body())
-	if err != nil {
-		return 0, err
-	}
-	if userID != sub {
-		return 0, coupon.Errorf(coupon.EUNAUTHORIZED, "userId %d differs from the token's user %d.", userID, sub)
-	}
-	return userID, nil
+	return decodeIssueRequestAs(c.Body(), sub)
 }
 
 // issueStatus: GET /v1/coupons/{couponId}/issues/{userId}.

@@ -41,9 +41,8 @@ type config struct {
 
 	Baselines string // enabled baseline strategies, comma-separated
 
-	JWT            auth.Config
-	RateLimit      int // issue requests per second per user; 0 = off
-	RateLimitBurst int
+	JWT       auth.Config
+	RateLimit ratelimit.Settings
 
 	LogFormat, LogLevel string
 }
@@ -62,13 +61,8 @@ func (c *config) bind(fs *cli.FlagSet) {
 	fs.IntVar(&c.PublishAttempts, "publish-attempts", "COUPON_PUBLISH_ATTEMPTS", 3, "tries of one publish (transient errors only)")
 	fs.DurationVar(&c.KafkaBatchTimeout, "kafka-batch-timeout", "COUPON_KAFKA_BATCH_TIMEOUT", 2*time.Millisecond, "how long a produce batch waits for more records")
 	fs.StringVar(&c.Baselines, "baselines", "COUPON_BASELINES", "db-lock,redis-lock", "baseline strategies served besides async (db-lock, redis-lock; empty: none)")
-	fs.SecretVar(&c.JWT.HS256Secret, "jwt-hs256-secret", "COUPON_JWT_HS256_SECRET", "", "user tokens: HS256 secret (enables user auth on the issue endpoint)")
-	fs.StringVar(&c.JWT.PublicKeyFile, "jwt-public-key-file", "COUPON_JWT_PUBLIC_KEY_FILE", "", "user tokens: PEM file of an RSA/ECDSA/Ed25519 public key (enables user auth)")
-	fs.StringVar(&c.JWT.Issuer, "jwt-issuer", "COUPON_JWT_ISSUER", "", "user tokens: required iss (empty: any)")
-	fs.StringVar(&c.JWT.Audience, "jwt-audience", "COUPON_JWT_AUDIENCE", "", "user tokens: required aud member (empty: any)")
-	fs.DurationVar(&c.JWT.Leeway, "jwt-leeway", "COUPON_JWT_LEEWAY", 30*time.Second, "user tokens: clock skew tolerated on exp and nbf")
-	fs.IntVar(&c.RateLimit, "rate-limit", "COUPON_RATE_LIMIT", 0, "issue requests per second per user (0: no limit; 429 above)")
-	fs.IntVar(&c.RateLimitBurst, "rate-limit-burst", "COUPON_RATE_LIMIT_BURST", 5, "issue requests per user allowed at once")
+	c.JWT.Bind(fs)
+	c.RateLimit.Bind(fs)
 	fs.StringVar(&c.LogFormat, "log-format", "COUPON_LOG_FORMAT", "json", "log format: json or text")
 	fs.StringVar(&c.LogLevel, "log-level", "COUPON_LOG_LEVEL", "info", "log level: debug, info, warn or error")
 }
@@ -97,8 +91,9 @@ func (c *config) validate() error {
 	if err := c.JWT.Validate(); err != nil {
 		errs = append(errs, fmt.Errorf("%w (COUPON_JWT_*)", err))
 	}
-	add(c.RateLimit < 0, "rate limit must not be negative (COUPON_RATE_LIMIT)")
-	add(c.RateLimit > 0 && c.RateLimitBurst < 1, "rate limit burst must be at least 1 (COUPON_RATE_LIMIT_BURST)")
+	if _, _, err := c.RateLimit.Config(); err != nil {
+		errs = append(errs, fmt.Errorf("%w (COUPON_RATE_LIMIT, COUPON_RATE_LIMIT_BURST)", err))
+	}
 	add(c.LogFormat != "json" && c.LogFormat != "text", "log format must be json or text (COUPON_LOG_FORMAT), not %q", c.LogFormat)
 	var lv slog.Level
 	add(lv.UnmarshalText([]byte(c.LogLevel)) != nil, "log level must be debug, info, warn or error (COUPON_LOG_LEVEL), not %q", c.LogLevel)
@@ -192,12 +187,12 @@ func run(ctx context.Context, cfg config, logger *slog.Logger) error {
 		deps.UserAuth = v
 		logger.Info("user auth on: the issue endpoint takes the user from a bearer token", "algorithms", strings.Join(v.Algorithms(), ","))
 	}
-	if cfg.RateLimit > 0 {
-		l, err := ratelimit.New(ratelimit.Config{Rate: float64(cfg.RateLimit), Burst: cfg.RateLimitBurst})
-		if err != nil {
-			return err
-		}
+	if l, err := cfg.RateLimit.New(); err != nil {
+		return err
+	} else if l != nil {
 		deps.Limiter = l
+		cfg.HTTP.RateLimitByIP = cfg.RateLimit.ByIP
+		logger.Info("issue rate limit on", "rate", cfg.RateLimit.Rate, "burst", cfg.RateLimit.Burst, "byIP", cfg.RateLimit.ByIP)
 	}
 
 	srv, err := gateway.New(cfg.HTTP, deps, logger)

@@ -37,6 +37,9 @@ func TestParseConfig(t *testing.T) {
 		{"bad duration", map[string]string{"COUPON_ADMIN_TOKEN": "0123456789abcdef", "COUPON_CACHE_TTL": "soon"}, nil, []string{`COUPON_CACHE_TTL="soon": not a duration`}},
 		{"negative timeout", map[string]string{"COUPON_ADMIN_TOKEN": "0123456789abcdef"}, []string{"--publish-timeout", "-1s"}, []string{"publish timeout must be positive"}},
 		{"short jwt secret", map[string]string{"COUPON_ADMIN_TOKEN": "0123456789abcdef", "COUPON_JWT_HS256_SECRET": "x"}, nil, []string{"HS256 secret must be at least 32 bytes"}},
+		{"two jwt keys", map[string]string{"COUPON_ADMIN_TOKEN": "0123456789abcdef", "COUPON_JWT_HS256_SECRET": strings.Repeat("s", 32), "COUPON_JWT_PUBLIC_KEY_FILE": "/k.pem"}, nil, []string{"only one of"}},
+		{"rate limit", map[string]string{"COUPON_ADMIN_TOKEN": "0123456789abcdef", "COUPON_RATE_LIMIT": "30/m", "COUPON_RATE_LIMIT_BY_IP": "true"}, nil, nil},
+		{"bad rate limit", map[string]string{"COUPON_ADMIN_TOKEN": "0123456789abcdef", "COUPON_RATE_LIMIT": "fast"}, nil, []string{`rate limit "fast"`, "COUPON_RATE_LIMIT"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
