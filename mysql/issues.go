@@ -110,15 +110,17 @@ func (db *DB) InsertIssuesInto(ctx context.Context, t Tables, rows []coupon.Issu
 	}
 }
 
-// couponGroup is one coupon's rows of a batch, sorted by rank, one per user.
+// couponGroup is one coupon's rows of a batch, one per user, sorted by user:
+// the primary key's order (coupon_id, user_id) and the user index's, so
+// InnoDB walks both B-trees in one direction per statement.
 type couponGroup struct {
 	couponID int64
 	rows     []coupon.Issue
 }
 
-// groupIssues splits rows by coupon (ascending, the lock order), sorts each
-// coupon's rows by rank and keeps the first row of a user that appears more
-// than once; it returns the groups and how many repeats it dropped.
+// groupIssues splits rows by coupon (ascending, the lock order), keeps the
+// lowest-ranked row of a user that appears more than once and sorts each
+// group by user; it returns the groups and how many repeats it dropped.
 func groupIssues(rows []coupon.Issue) ([]couponGroup, int64) {
 	sorted := slices.Clone(rows)
 	slices.SortStableFunc(sorted, func(a, b coupon.Issue) int {
@@ -142,6 +144,9 @@ func groupIssues(rows []coupon.Issue) ([]couponGroup, int64) {
 		seen[r.UserID] = struct{}{}
 		g := &groups[len(groups)-1]
 		g.rows = append(g.rows, r)
+	}
+	for _, g := range groups {
+		slices.SortFunc(g.rows, func(a, b coupon.Issue) int { return cmp.Compare(a.UserID, b.UserID) })
 	}
 	return groups, dups
 }
@@ -301,7 +306,9 @@ func planWithinTotal(ctx context.Context, tx *sql.Tx, t Tables, g couponGroup, c
 		}
 	}
 	room := max(c.total-c.issued, 0)
-	for _, r := range g.rows { // rank order
+	byRank := slices.Clone(g.rows)
+	slices.SortFunc(byRank, func(a, b coupon.Issue) int { return cmp.Compare(a.Rank, b.Rank) })
+	for _, r := range byRank { // the lowest ranks get the remaining supply
 		switch _, ok := present[r.UserID]; {
 		case ok:
 			existing++

@@ -218,3 +218,68 @@ func BenchmarkInsertIssues(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkInsertIssuesShape: 5,000-row batches of random-looking users
+// spread over 1 or 24 coupons, against the raw multi-row INSERT of the same
+// rows (no guard), in one run.
+func BenchmarkInsertIssuesShape(b *testing.B) {
+	db := mustOpenStore(b)
+	ctx := context.Background()
+	const batch, batches = 5000, 20
+	for _, coupons := range []int{1, 24} {
+		b.Run(fmt.Sprintf("coupons=%d", coupons), func(b *testing.B) {
+			mk := func() [][]coupon.Issue {
+				var ids []int64
+				for range coupons {
+					ids = append(ids, mustCreateCoupon(b, db, 100_000_000, 0))
+				}
+				out := make([][]coupon.Issue, batches)
+				n := 0
+				for i := range out {
+					for j := range batch {
+						r := int64(n/coupons + 1)
+						out[i] = append(out[i], coupon.Issue{CouponID: ids[j%coupons], UserID: (r*2654435761)%1_000_000_000_000 + 1,
+							Rank: r, AdmittedAt: time.Now(), Partition: 0, Offset: int64(n)})
+						n++
+					}
+				}
+				return out
+			}
+			for b.Loop() {
+				raw := mk()
+				t0 := time.Now()
+				for _, rows := range raw {
+					q, _ := mysql.BuildInsert(nil, "coupon_issues", slices.SortedFunc(slices.Values(rows), func(x, y coupon.Issue) int {
+						if x.CouponID != y.CouponID {
+							return int(x.CouponID - y.CouponID)
+						}
+						return cmpInt(x.UserID, y.UserID)
+					}))
+					if _, err := db.ExecContext(ctx, string(q)); err != nil {
+						b.Fatal(err)
+					}
+				}
+				ceiling := float64(batch*batches) / time.Since(t0).Seconds()
+				guardedRows := mk()
+				t0 = time.Now()
+				for _, rows := range guardedRows {
+					if _, err := db.InsertIssues(ctx, rows); err != nil {
+						b.Fatal(err)
+					}
+				}
+				guarded := float64(batch*batches) / time.Since(t0).Seconds()
+				fmt.Printf("coupons/batch %2d: raw %7.0f rows/s  guarded %7.0f rows/s  ratio %.2f\n", coupons, ceiling, guarded, guarded/ceiling)
+			}
+		})
+	}
+}
+
+func cmpInt(a, b int64) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}

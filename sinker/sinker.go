@@ -141,24 +141,82 @@ func (s *Sinker) Run(ctx context.Context) error {
 	defer stop()
 
 	s.log.Info("sinker started", "topic", s.cfg.Topic, "group", s.cfg.GroupID)
-	batch := make([]kafka.Message, 0, s.cfg.BatchSize)
-	for {
-		var err error
-		batch, err = s.fetchBatch(ctx, batch[:0])
-		if len(batch) > 0 {
-			if serr := s.settle(ctx, settleCtx, batch); serr != nil {
-				s.log.Warn("batch abandoned at shutdown; it will be redelivered", "records", len(batch), "err", serr)
-				return nil
+	// Pipeline: the fetcher gathers and decodes the next batch while this
+	// goroutine settles the current one; batches are settled in order.
+	batches := make(chan *batch, 1)
+	fetchErr := make(chan error, 1)
+	go func() {
+		defer close(batches)
+		for {
+			t0 := time.Now()
+			msgs, err := s.fetchBatch(ctx, make([]kafka.Message, 0, s.cfg.BatchSize))
+			if len(msgs) > 0 {
+				b := s.decode(msgs)
+				b.fetched = time.Since(t0)
+				batches <- b // the settler drains batches until the channel closes
+			}
+			if err != nil {
+				fetchErr <- err
+				return
 			}
 		}
-		if err != nil {
-			if ctx.Err() != nil {
-				s.log.Info("sinker stopping")
-				return nil
-			}
-			return fmt.Errorf("sinker: fetch: %w", err)
+	}()
+	// Offsets are committed by one goroutine, in batch order, while the
+	// next batch is in MySQL: each commit follows its own batch's
+	// transaction, and a lost commit only means a harmless redelivery.
+	var st runStats
+	commits := make(chan []kafka.Message, 8)
+	committerDone := make(chan struct{})
+	go func() {
+		defer close(committerDone)
+		for c := range commits {
+			st.offset += s.commitOffsets(settleCtx, c)
 		}
+	}()
+	finish := func() {
+		close(commits)
+		<-committerDone
+		s.logStats(st)
 	}
+	for {
+		t0 := time.Now()
+		b, ok := <-batches
+		st.waited += time.Since(t0)
+		if !ok {
+			break
+		}
+		c, err := s.settle(ctx, settleCtx, b, &st)
+		if err != nil {
+			s.log.Warn("batch abandoned at shutdown; it will be redelivered", "records", len(b.msgs), "err", err)
+			for range batches { // let the fetcher finish
+			}
+			finish()
+			return nil
+		}
+		commits <- c
+	}
+	finish()
+	if err := <-fetchErr; ctx.Err() == nil {
+		return fmt.Errorf("sinker: fetch: %w", err)
+	}
+	s.log.Info("sinker stopping")
+	return nil
+}
+
+// runStats add up where a run's time went, logged at exit.
+type runStats struct {
+	batches, records        int64
+	waited, db, dlq, offset time.Duration
+}
+
+func (s *Sinker) logStats(st runStats) {
+	avg := int64(0)
+	if st.batches > 0 {
+		avg = st.records / st.batches
+	}
+	s.log.Info("sinker totals", "batches", st.batches, "records", st.records, "avg_batch", avg,
+		"waited_for_fetch", st.waited.Round(time.Millisecond), "db", st.db.Round(time.Millisecond),
+		"dead_letter", st.dlq.Round(time.Millisecond), "offset_commit", st.offset.Round(time.Millisecond))
 }
 
 // fetchBatch appends records to batch until BatchSize or BatchWait after
@@ -196,28 +254,41 @@ type position struct {
 	offset    int64
 }
 
-// settle writes one batch: the insert transaction (retried with backoff on
-// any error), then dead letters, then the offset commit. It returns an
-// error only when shutdown cut it short before the offsets were committed.
-func (s *Sinker) settle(ctx, settleCtx context.Context, batch []kafka.Message) error {
-	s.metrics.batchSize.Observe(float64(len(batch)))
-	rows := make([]coupon.Issue, 0, len(batch))
-	var bad []poison
-	for _, m := range batch {
+// batch is a fetched batch, decoded.
+type batch struct {
+	msgs    []kafka.Message
+	rows    []coupon.Issue
+	bad     []poison
+	fetched time.Duration
+}
+
+// decode turns records into rows; the undecodable ones become poison.
+func (s *Sinker) decode(msgs []kafka.Message) *batch {
+	b := &batch{msgs: msgs, rows: make([]coupon.Issue, 0, len(msgs))}
+	for _, m := range msgs {
 		a, err := coupon.UnmarshalAdmission(m.Value)
 		if err == nil && !mysql.ValidAdmittedAt(a.AdmittedAt) {
 			err = fmt.Errorf("decode admission: admittedAt %s out of range", a.AdmittedAt.Format(time.RFC3339))
 		}
 		if err != nil {
-			bad = append(bad, poison{msg: m, reason: ReasonUndecodable, err: err.Error()})
+			b.bad = append(b.bad, poison{msg: m, reason: ReasonUndecodable, err: err.Error()})
 			continue
 		}
-		rows = append(rows, coupon.Issue{
+		b.rows = append(b.rows, coupon.Issue{
 			CouponID: a.CouponID, UserID: a.UserID, Rank: a.Rank, AdmittedAt: a.AdmittedAt,
 			Partition: int32(m.Partition), Offset: m.Offset,
 		})
 	}
+	return b
+}
 
+// settle writes one batch: the insert transaction (retried with backoff on
+// any error), then dead letters; it returns the records whose offsets are to
+// be committed next. It returns an error only when shutdown cut it short.
+func (s *Sinker) settle(ctx, settleCtx context.Context, b *batch, st *runStats) ([]kafka.Message, error) {
+	batch, rows, bad := b.msgs, b.rows, b.bad
+	s.metrics.batchSize.Observe(float64(len(batch)))
+	t0 := time.Now()
 	var res mysql.InsertResult
 	if len(rows) > 0 {
 		err := retry(ctx, settleCtx, s.log, "insert batch", func() error {
@@ -236,7 +307,7 @@ func (s *Sinker) settle(ctx, settleCtx context.Context, batch []kafka.Message) e
 			return nil
 		})
 		if err != nil {
-			return err
+			return nil, err
 		}
 		if len(res.Rejected) > 0 {
 			byPos := make(map[position]kafka.Message, len(batch))
@@ -253,10 +324,13 @@ func (s *Sinker) settle(ctx, settleCtx context.Context, batch []kafka.Message) e
 	s.metrics.inserted.Add(float64(res.Inserted))
 	s.metrics.duplicates.Add(float64(res.Duplicates))
 
+	st.db += time.Since(t0)
 	if len(bad) > 0 {
+		t0 := time.Now()
 		if err := s.deadLetter(ctx, settleCtx, bad); err != nil {
-			return err
+			return nil, err
 		}
+		st.dlq += time.Since(t0)
 	}
 
 	// Commit the highest offset of each partition, never before the rows
@@ -272,17 +346,25 @@ func (s *Sinker) settle(ctx, settleCtx context.Context, batch []kafka.Message) e
 		commits = append(commits, m)
 		s.metrics.lag.WithLabelValues(strconv.Itoa(p)).Set(float64(max(m.HighWaterMark-m.Offset-1, 0)))
 	}
+	st.batches++
+	st.records += int64(len(batch))
+	s.metrics.records.Add(float64(len(batch)))
+	s.log.Debug("batch settled", "records", len(batch), "inserted", res.Inserted,
+		"duplicates", res.Duplicates, "dead_lettered", len(bad))
+	return commits, nil
+}
+
+// commitOffsets commits the highest offset of each partition of a settled
+// batch and returns how long it took.
+func (s *Sinker) commitOffsets(ctx context.Context, commits []kafka.Message) time.Duration {
 	t0 := time.Now()
-	if err := s.reader.CommitMessages(settleCtx, commits...); err != nil {
+	if err := s.reader.CommitMessages(ctx, commits...); err != nil {
 		s.metrics.commitErrors.Inc()
 		s.log.Warn("offset commit failed; the batch will be redelivered and skipped as duplicates", "err", err)
 	} else {
 		s.metrics.commitDuration.WithLabelValues("offsets").Observe(time.Since(t0).Seconds())
 	}
-	s.metrics.records.Add(float64(len(batch)))
-	s.log.Debug("batch settled", "records", len(batch), "inserted", res.Inserted,
-		"duplicates", res.Duplicates, "dead_lettered", len(bad))
-	return nil
+	return time.Since(t0)
 }
 
 // deadLetter writes poison records to the dead-letter topic with their

@@ -1,10 +1,12 @@
 package sinker_test
 
 import (
+	"context"
 	"fmt"
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -199,4 +201,58 @@ func TestTwoSinkers(t *testing.T) {
 	waitCommitted(t, b.topic, group, b.parts, 3*time.Minute)
 	b.mustExact(t)
 	t.Logf("batches settled: first sinker %d, second %d", p1.batches(), p2.batches())
+}
+
+// TestGracefulStop: SIGTERM in the middle of a backlog: the sinker finishes
+// the batch in flight, commits its offsets (every written row is committed
+// past, nothing more), leaves the group and exits 0 within its bound.
+func TestGracefulStop(t *testing.T) {
+	const n = 200_000
+	b := mustBacklog(t, n)
+	group := "sinker-term-" + testenv.RandomID()
+	p := startSinkerProc(t, b.topic, b.dlq, group, "COUPON_SHUTDOWN_TIMEOUT=10s")
+	testenv.Eventually(t, 2*time.Minute, func() error {
+		if got := b.rows(t); got < n/10 {
+			return fmt.Errorf("%d rows written so far", got)
+		}
+		return nil
+	})
+	t0 := time.Now()
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-p.done:
+		p.done <- err
+		if err != nil {
+			t.Fatalf("sinker exited with %v after SIGTERM", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("sinker still running 30s after SIGTERM")
+	}
+	t.Logf("exited %s after SIGTERM", time.Since(t0).Round(time.Millisecond))
+	rows := b.rows(t)
+	committed, err := committedOffsets(b.topic, group, b.parts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sum int64
+	for _, c := range committed {
+		sum += max(c, 0)
+	}
+	if sum != rows || rows >= n {
+		t.Fatalf("after SIGTERM: %d rows written, offsets committed past %d records (of %d)", rows, sum, n)
+	}
+	cl := &kafka.Client{Addr: kafka.TCP(testenv.KafkaBrokers), Timeout: 10 * time.Second}
+	res, err := cl.DescribeGroups(context.Background(), &kafka.DescribeGroupsRequest{GroupIDs: []string{group}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Groups) != 1 || len(res.Groups[0].Members) != 0 {
+		t.Fatalf("the group still has members after the sinker exited: %+v", res.Groups)
+	}
+	// The rest is written by the next sinker.
+	startSinkerProc(t, b.topic, b.dlq, group)
+	waitCommitted(t, b.topic, group, b.parts, 3*time.Minute)
+	b.mustExact(t)
 }

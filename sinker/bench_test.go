@@ -1,0 +1,286 @@
+package sinker_test
+
+import (
+	"cmp"
+	"context"
+	"fmt"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/coupondrop/coupon"
+	"github.com/coupondrop/coupon/infra"
+	"github.com/coupondrop/coupon/internal/cli"
+	"github.com/coupondrop/coupon/internal/testenv"
+	"github.com/coupondrop/coupon/mysql"
+	"github.com/coupondrop/coupon/ops"
+	"github.com/coupondrop/coupon/sinker"
+	driver "github.com/go-sql-driver/mysql"
+	"github.com/segmentio/kafka-go"
+)
+
+// BenchmarkSink measures, in one run on a private database of the test
+// MariaDB and a fresh topic of the test Kafka:
+//
+//   - ceiling: raw multi-row INSERTs (5,000 rows each, autocommit) of the
+//     same rows into the same empty table: what MariaDB takes at best;
+//   - guarded: the sinker's InsertIssues (lock, insert, counter update with
+//     the CHECK guard) of the same rows, no Kafka;
+//   - sink: the sinker consuming the pre-filled topic (group join excluded:
+//     from the first row written to the last);
+//   - replay: couponctl replay's load of the same topic into a shadow table.
+//
+// Run: go test ./sinker -run x -bench BenchmarkSink -benchtime 1x
+// (COUPON_BENCH_RECORDS overrides the 1,000,000 records).
+func BenchmarkSink(b *testing.B) {
+	n := 1_000_000
+	if s := os.Getenv("COUPON_BENCH_RECORDS"); s != "" {
+		v, err := strconv.Atoi(s)
+		if err != nil {
+			b.Fatalf("COUPON_BENCH_RECORDS: %v", err)
+		}
+		n = v
+	}
+	const coupons, parts = 24, 12
+	db, dsn := mustBenchDB(b)
+	ctx := context.Background()
+	topic := testenv.MustCreateTopic(b, parts)
+	dlq := testenv.MustCreateTopic(b, 1)
+
+	perCoupon := (n + coupons - 1) / coupons
+	var ids []int64
+	for range coupons {
+		ids = append(ids, mustCreateCoupon(b, db.DB, int64(perCoupon)))
+	}
+	// Users look random (a bijection of the rank), like a real drop's.
+	at := time.Now().UTC().Truncate(time.Microsecond)
+	rows := make([]coupon.Issue, 0, n)
+	for r := 1; r <= perCoupon; r++ {
+		for _, id := range ids {
+			if len(rows) == n {
+				break
+			}
+			rows = append(rows, coupon.Issue{CouponID: id, UserID: (int64(r)*2654435761)%1_000_000_000_000 + 1,
+				Rank: int64(r), AdmittedAt: at.Add(time.Duration(len(rows)) * time.Microsecond)})
+		}
+	}
+	fmt.Printf("load at start: %s\n", loadavg())
+
+	t0 := time.Now()
+	mustPrefill(b, topic, rows)
+	fmt.Printf("prefill   %9d records in %6.2fs  %9.0f records/s\n", n, time.Since(t0).Seconds(), float64(n)/time.Since(t0).Seconds())
+
+	for b.Loop() {
+		// The ceiling: plain multi-row INSERTs into the empty table.
+		reset := func() {
+			for _, q := range []string{"TRUNCATE TABLE coupon_issues", "UPDATE coupons SET issued_quantity = 0"} {
+				if _, err := db.ExecContext(ctx, q); err != nil {
+					b.Fatal(err)
+				}
+			}
+		}
+		t0 = time.Now()
+		mustRawInsert(b, db, rows, 5000)
+		ceiling := float64(n) / time.Since(t0).Seconds()
+		fmt.Printf("ceiling   %9d rows    in %6.2fs  %9.0f rows/s   (raw 5,000-row INSERTs, one client)\n", n, time.Since(t0).Seconds(), ceiling)
+		reset()
+
+		t0 = time.Now()
+		for start := 0; start < len(rows); start += 5000 {
+			if _, err := db.InsertIssues(ctx, rows[start:min(start+5000, len(rows))]); err != nil {
+				b.Fatal(err)
+			}
+		}
+		guarded := float64(n) / time.Since(t0).Seconds()
+		fmt.Printf("guarded   %9d rows    in %6.2fs  %9.0f rows/s   (InsertIssues, 5,000-row batches, no Kafka)  %.2f of ceiling\n",
+			n, time.Since(t0).Seconds(), guarded, guarded/ceiling)
+		reset()
+
+		cfg := testConfig(topic, dlq)
+		cfg.MySQLDSN = dsn
+		s, err := sinker.New(cfg, testenv.Logger(b))
+		if err != nil {
+			b.Fatal(err)
+		}
+		sctx, cancel := context.WithCancel(ctx)
+		done := make(chan error, 1)
+		tStart := time.Now()
+		go func() { done <- s.Run(sctx) }()
+		var tFirst time.Time
+		var firstRows int64
+		for {
+			var issued int64
+			if err := db.QueryRowContext(ctx, "SELECT COALESCE(SUM(issued_quantity),0) FROM coupons").Scan(&issued); err != nil {
+				b.Fatal(err)
+			}
+			if issued > 0 && tFirst.IsZero() {
+				tFirst, firstRows = time.Now(), issued
+			}
+			if issued >= int64(n) {
+				break
+			}
+			if time.Since(tStart) > 10*time.Minute {
+				b.Fatalf("sinker wrote %d of %d rows in 10 minutes", issued, n)
+			}
+			time.Sleep(20 * time.Millisecond) // polling interval of the measurement
+		}
+		tEnd := time.Now()
+		cancel()
+		if err := <-done; err != nil {
+			b.Fatal(err)
+		}
+		_ = s.Close()
+		sustained := float64(int64(n)-firstRows) / tEnd.Sub(tFirst).Seconds()
+		fmt.Printf("sink      %9d rows    in %6.2fs  %9.0f rows/s   sustained (first row to last); %.2fs with the group join  %.2f of ceiling\n",
+			n, tEnd.Sub(tFirst).Seconds(), sustained, tEnd.Sub(tStart).Seconds(), sustained/ceiling)
+		b.ReportMetric(sustained, "sink_rows/s")
+		b.ReportMetric(ceiling, "ceiling_rows/s")
+		b.ReportMetric(sustained/ceiling, "ratio")
+
+		t0 = time.Now()
+		sum, err := ops.Replay(ctx, db, ops.NewTopic(cli.List(testenv.KafkaBrokers), topic), ops.ReplayOptions{DropOld: true}, testenv.Logger(b))
+		if err != nil {
+			b.Fatal(err)
+		}
+		if sum.Inserted != int64(n) {
+			b.Fatalf("replay loaded %d rows, want %d", sum.Inserted, n)
+		}
+		fmt.Printf("replay    %9d rows    in %6.2fs  %9.0f rows/s   (load: topic to shadow table; swap %s)  %.2f of ceiling\n",
+			n, sum.Load.Seconds(), sum.RowsPerSecond(), sum.Swap.Round(time.Millisecond), sum.RowsPerSecond()/ceiling)
+		b.ReportMetric(sum.RowsPerSecond(), "replay_rows/s")
+	}
+	fmt.Printf("load at end: %s\n", loadavg())
+}
+
+func loadavg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "?"
+	}
+	return strings.Join(strings.Fields(string(b))[:3], " ")
+}
+
+// mustBenchDB creates a migrated private database, dropped at cleanup.
+func mustBenchDB(tb testing.TB) (*mysql.DB, string) {
+	tb.Helper()
+	cfg, err := driver.ParseDSN(testenv.MySQLDSN)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	admin := testenv.MustOpenDB(tb)
+	name := "coupon_bench_" + testenv.RandomID()
+	if _, err := admin.Exec("CREATE DATABASE `" + name + "`"); err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { _, _ = admin.Exec("DROP DATABASE IF EXISTS `" + name + "`") })
+	cfg.DBName = name
+	dsn := cfg.FormatDSN()
+	db, err := mysql.Open(context.Background(), dsn, 8)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { _ = db.Close() })
+	if err := infra.Migrate(context.Background(), db.DB, testenv.Logger(tb)); err != nil {
+		tb.Fatal(err)
+	}
+	return db, dsn
+}
+
+// mustPrefill writes the rows as admission records, a few writers at once
+// (each coupon's records from one goroutine, so in rank order).
+func mustPrefill(tb testing.TB, topic string, rows []coupon.Issue) {
+	tb.Helper()
+	w := &kafka.Writer{
+		Addr:         kafka.TCP(cli.List(testenv.KafkaBrokers)...),
+		Topic:        topic,
+		Balancer:     &kafka.Murmur2Balancer{},
+		RequiredAcks: kafka.RequireAll,
+		BatchSize:    5000,
+		BatchBytes:   1_000_000,
+		BatchTimeout: 5 * time.Millisecond,
+	}
+	defer w.Close()
+	const writers = 4
+	var wg sync.WaitGroup
+	errs := make(chan error, writers)
+	for g := range writers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			msgs := make([]kafka.Message, 0, 20_000)
+			flush := func() error {
+				err := w.WriteMessages(context.Background(), msgs...)
+				msgs = msgs[:0]
+				return err
+			}
+			for _, r := range rows {
+				if r.CouponID%writers != int64(g) {
+					continue
+				}
+				v, err := coupon.MarshalAdmission(coupon.Admission{CouponID: r.CouponID, UserID: r.UserID, Rank: r.Rank, AdmittedAt: r.AdmittedAt})
+				if err != nil {
+					errs <- err
+					return
+				}
+				msgs = append(msgs, kafka.Message{Key: coupon.EventKey(r.CouponID), Value: v})
+				if len(msgs) == cap(msgs) {
+					if err := flush(); err != nil {
+						errs <- err
+						return
+					}
+				}
+			}
+			if len(msgs) > 0 {
+				if err := flush(); err != nil {
+					errs <- err
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		tb.Fatalf("prefill: %v", err)
+	}
+}
+
+// mustRawInsert is the ceiling: plain multi-row INSERTs, no guard, no
+// counter, autocommit, one client; each statement's rows sorted by primary
+// key, as InsertIssues sorts them.
+func mustRawInsert(tb testing.TB, db *mysql.DB, rows []coupon.Issue, per int) {
+	tb.Helper()
+	var q []byte
+	for start := 0; start < len(rows); start += per {
+		chunk := slices.Clone(rows[start:min(start+per, len(rows))])
+		slices.SortFunc(chunk, func(a, b coupon.Issue) int {
+			if c := cmp.Compare(a.CouponID, b.CouponID); c != 0 {
+				return c
+			}
+			return cmp.Compare(a.UserID, b.UserID)
+		})
+		q = append(q[:0], "INSERT INTO coupon_issues (coupon_id,user_id,issue_rank,admitted_at,source_partition,source_offset) VALUES "...)
+		for i, r := range chunk {
+			if i > 0 {
+				q = append(q, ',')
+			}
+			q = append(q, '(')
+			q = strconv.AppendInt(q, r.CouponID, 10)
+			q = append(q, ',')
+			q = strconv.AppendInt(q, r.UserID, 10)
+			q = append(q, ',')
+			q = strconv.AppendInt(q, r.Rank, 10)
+			q = append(q, ",'"...)
+			q = r.AdmittedAt.AppendFormat(q, "2006-01-02 15:04:05.000000")
+			q = append(q, "',0,"...)
+			q = strconv.AppendInt(q, int64(start+i), 10)
+			q = append(q, ')')
+		}
+		if _, err := db.ExecContext(context.Background(), string(q)); err != nil {
+			tb.Fatalf("raw insert: %v", err)
+		}
+	}
+}
