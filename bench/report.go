@@ -189,7 +189,9 @@ func (r *Report) WriteTable(out io.Writer) {
 	}
 	if sp := r.Speed; sp != nil {
 		fmt.Fprintln(out)
-		fmt.Fprintf(out, "async max accepted (closed c=%d, 202 after Kafka ack): %s req/s\n", sp.Concurrency, fmtRate(sp.MaxAccepted))
+		if sp.MaxAccepted > 0 {
+			fmt.Fprintf(out, "async max accepted (closed c=%d, 202 after Kafka ack): %s req/s\n", sp.Concurrency, fmtRate(sp.MaxAccepted))
+		}
 		if sp.OpenRate > 0 {
 			fmt.Fprintf(out, "async open model %.0f req/s offered: %s req/s answered 2xx, p50 %s / p95 %s / p99 %s ms, %d errors\n",
 				sp.OpenRate, fmtRate(sp.OpenAchieved), fmtMs(sp.OpenLatency.P50), fmtMs(sp.OpenLatency.P95), fmtMs(sp.OpenLatency.P99), sp.OpenErrors)

@@ -400,7 +400,15 @@ func startBenchSystem(ctx context.Context, f *benchFlags, root, dir string, step
 	b := make([]byte, 24)
 	_, _ = rand.Read(b)
 	sys.token, sys.url = hex.EncodeToString(b), "http://"+httpAddr
-	env := append(os.Environ(),
+	// The children see no COUPON_* setting of the caller's shell (a rate
+	// limit or user auth there would change what is measured), only these.
+	var env []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "COUPON_") {
+			env = append(env, kv)
+		}
+	}
+	env = append(env,
 		"COUPON_REDIS_ADDRS="+sys.redisAddr,
 		"COUPON_MYSQL_DSN="+sys.dsn,
 		"COUPON_KAFKA_BROKERS="+strings.Join(sys.brokers, ","),
