@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -419,4 +420,64 @@ func TestOperationsContract(t *testing.T) {
 			}
 		}
 	})
+}
+
+// countingStore counts FindCoupon calls.
+type countingStore struct {
+	*mysql.DB
+	finds atomic.Int64
+}
+
+func (s *countingStore) FindCoupon(ctx context.Context, id int64) (*coupon.Coupon, error) {
+	s.finds.Add(1)
+	return s.DB.FindCoupon(ctx, id)
+}
+
+// TestCouponCacheLoadsOnce: a flood of requests for a coupon this gateway
+// has not cached, or for a missing one, reaches MySQL once each.
+func TestCouponCacheLoadsOnce(t *testing.T) {
+	var store *countingStore
+	h := mustStartGateway(t, harnessOpts{
+		cfg: func(c *gateway.Config) { c.CacheTTL, c.NegativeCacheTTL = time.Minute, time.Minute },
+		deps: func(d *gateway.Deps) {
+			store = &countingStore{DB: d.Store.(*mysql.DB)}
+			d.Store = store
+		},
+	})
+	// Created behind the gateway's back, as another gateway instance would.
+	c := &coupon.Coupon{Name: "cache", TotalQuantity: 1000, Strategy: coupon.StrategyAsync}
+	if err := h.db.CreateCoupon(context.Background(), c); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.gate.Init(context.Background(), c.ID); err != nil {
+		t.Fatal(err)
+	}
+	base := testenv.RandomCouponID()
+	flood := func(couponID int64, want int) {
+		var wg sync.WaitGroup
+		errs := make(chan string, 200)
+		for i := range int64(200) {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				r, err := h.try("POST", fmt.Sprintf("/v1/coupons/%d/issues", couponID), fmt.Sprintf(`{"userId": %d}`, base+i))
+				if err != nil || r.status != want {
+					errs <- fmt.Sprintf("%d %s %v", r.status, r.body, err)
+				}
+			}()
+		}
+		wg.Wait()
+		close(errs)
+		for e := range errs {
+			t.Fatalf("coupon %d: want %d, got %s", couponID, want, e)
+		}
+	}
+	flood(c.ID, http.StatusAccepted)
+	if n := store.finds.Load(); n != 1 {
+		t.Fatalf("200 requests for an uncached coupon loaded it %d times; want 1", n)
+	}
+	flood(999_999_999_999, http.StatusNotFound)
+	if n := store.finds.Load(); n != 2 {
+		t.Fatalf("200 requests for a missing coupon made %d loads; want 1", n-1)
+	}
 }

@@ -1,0 +1,86 @@
+package gateway_test
+
+import (
+	"fmt"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/coupondrop/coupon"
+	"github.com/coupondrop/coupon/internal/testenv"
+	"github.com/valyala/fasthttp"
+)
+
+// BenchmarkIssueHTTP drives the in-process gateway over loopback HTTP with
+// a fasthttp client on many connections, for profiling (-cpuprofile) and a
+// quick figure; the full load runs are `make bench`. Sub-benchmarks in the
+// same run: healthz (the HTTP floor: no Redis, no Kafka) and async issue
+// (gate + publish, 202 only after the Kafka ack), each to a fresh user.
+//
+//	go test ./gateway -run '^$' -bench IssueHTTP -benchtime 20000x
+func BenchmarkIssueHTTP(b *testing.B) {
+	h := mustStartGateway(b, harnessOpts{partitions: 3})
+	id := h.createCoupon(map[string]any{"name": "bench", "totalQuantity": coupon.MaxTotalQuantity})
+	addr := strings.TrimPrefix(h.url, "http://")
+	client := &fasthttp.HostClient{Addr: addr, MaxConns: 1024, ReadTimeout: 10 * time.Second, WriteTimeout: 10 * time.Second}
+	users := atomic.Int64{}
+	users.Store(testenv.RandomCouponID())
+	issuePath := fmt.Sprintf("/v1/coupons/%d/issues", id)
+
+	run := func(b *testing.B, method, path string, body func() []byte, want int) {
+		var mu sync.Mutex
+		var lat []time.Duration
+		b.SetParallelism(128) // 128 × GOMAXPROCS concurrent requests
+		b.ResetTimer()
+		start := time.Now()
+		b.RunParallel(func(pb *testing.PB) {
+			req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
+			defer fasthttp.ReleaseRequest(req)
+			defer fasthttp.ReleaseResponse(resp)
+			local := make([]time.Duration, 0, 1024)
+			for pb.Next() {
+				req.Reset()
+				req.SetRequestURI("http://" + addr + path)
+				req.Header.SetMethod(method)
+				if body != nil {
+					req.Header.SetContentType("application/json")
+					req.SetBody(body())
+				}
+				t0 := time.Now()
+				if err := client.Do(req, resp); err != nil {
+					b.Errorf("%s %s: %v", method, path, err)
+					return
+				}
+				local = append(local, time.Since(t0))
+				if resp.StatusCode() != want {
+					b.Errorf("%s %s: %d %s", method, path, resp.StatusCode(), resp.Body())
+					return
+				}
+			}
+			mu.Lock()
+			lat = append(lat, local...)
+			mu.Unlock()
+		})
+		elapsed := time.Since(start)
+		b.StopTimer()
+		if len(lat) == 0 {
+			return
+		}
+		sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
+		b.ReportMetric(float64(len(lat))/elapsed.Seconds(), "req/s")
+		b.ReportMetric(float64(lat[len(lat)/2].Microseconds())/1000, "p50-ms")
+		b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds())/1000, "p99-ms")
+		b.ReportMetric(0, "ns/op") // wall time per op says little under RunParallel
+	}
+
+	b.Run("healthz", func(b *testing.B) { run(b, "GET", "/healthz", nil, 200) })
+	b.Run("issue-async", func(b *testing.B) {
+		run(b, "POST", issuePath, func() []byte {
+			return append(strconv.AppendInt([]byte(`{"userId":`), users.Add(1), 10), '}')
+		}, 202)
+	})
+}
