@@ -21,10 +21,11 @@ TEST_FLAGS ?=
 PKG ?= ./...
 BENCH ?= .
 BENCHTIME ?= 1x
+BENCH_FLAGS ?=
 
 BINARIES := $(notdir $(wildcard cmd/*))
 
-.PHONY: all up down up-test down-test status status-test build run test test-short bench lint fmt clean migrate-test
+.PHONY: all up down up-test down-test status status-test build run test test-short bench gobench k6-check lint fmt clean migrate-test
 
 all: build
 
@@ -68,8 +69,14 @@ test: migrate-test ## every test against the test stack; prints a summary line
 test-short: ## unit tests only (no stack)
 	$(GO) test -count=1 -short $(PKG)
 
-bench: migrate-test ## benchmarks against the test stack (BENCH=regexp BENCHTIME=1x)
+bench: ## the strategy comparison (db-lock, redis-lock, async) on the dev stack: table, JSON, HTML (BENCH_FLAGS=...)
+	$(COUPONCTL) bench $(BENCH_FLAGS)
+
+gobench: migrate-test ## Go benchmarks against the test stack (BENCH=regexp BENCHTIME=1x)
 	$(TEST_ENV) $(GO) test -run '^$$' -bench '$(BENCH)' -benchtime $(BENCHTIME) -timeout 60m $(PKG)
+
+k6-check: ## check the k6 scripts with node (k6 itself not needed)
+	bash infra/k6/check.sh
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go' -not -path './.state/*')); \
