@@ -152,11 +152,18 @@ func (s *Server) issue(c *fiber.Ctx) error {
 			return coupon.Errorf(coupon.ERATELIMITED, "Too many issue requests from this %s; retry in %s.", s.limitSubject(), wait.Round(time.Millisecond))
 		}
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.IssueTimeout)
-	defer cancel()
+	// fasthttp's request context ends at server shutdown: requests in
+	// flight use their own, so shutdown lets them finish. The async issuer
+	// bounds its gate and publish calls itself.
+	ctx := context.Background()
 	cp, err := s.cache.Get(ctx, id)
 	if err != nil {
 		return err
+	}
+	if cp.Strategy != coupon.StrategyAsync {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, s.cfg.IssueTimeout)
+		defer cancel()
 	}
 	c.Locals(localStrategy, string(cp.Strategy))
 	if want != "" && want != cp.Strategy {
