@@ -46,8 +46,8 @@ type InsertResult struct {
 	Inserted   int64       // rows actually inserted (issued_quantity was raised by as much)
 	Duplicates int64       // rows already present (or repeated in the batch): changed nothing
 	Rejected   []Rejection // rows refused, in batch order of coupon then rank
-	// Retries counts transactions rolled back because the CHECK guard refused
-	// a coupon's update (the batch was then re-planned).
+	// Retries counts transactions rolled back and re-planned: the CHECK
+	// guard refused a coupon's update, or new rows met already present ones.
 	Retries int
 }
 
@@ -84,6 +84,12 @@ func (db *DB) InsertIssues(ctx context.Context, rows []coupon.Issue) (InsertResu
 // are rejected with ReasonUnknownCoupon. The batch is never half-written: on
 // an error nothing was committed and the call may be retried as is.
 //
+// The common case costs five round trips whatever the number of coupons:
+// BEGIN, lock the counters, one multi-row INSERT, one UPDATE of every
+// counter, COMMIT. Only when some but not all rows are already there (a
+// redelivery overlapping new records) is the batch redone with one INSERT
+// per coupon, to learn each coupon's count.
+//
 // The DSN must not set clientFoundRows=true (RowsAffected must count inserted
 // rows only).
 func (db *DB) InsertIssuesInto(ctx context.Context, t Tables, rows []coupon.Issue) (InsertResult, error) {
@@ -91,24 +97,37 @@ func (db *DB) InsertIssuesInto(ctx context.Context, t Tables, rows []coupon.Issu
 	if len(groups) == 0 {
 		return InsertResult{}, nil
 	}
-	careful := map[int64]bool{} // coupons whose update the guard refused once
-	var res InsertResult
+	p := plan{careful: map[int64]bool{}}
 	for attempt := 0; ; attempt++ {
-		r, refused, err := db.insertOnce(ctx, t, groups, careful)
-		if err == nil {
+		r, refused, err := db.insertOnce(ctx, t, groups, p)
+		switch {
+		case err == nil:
 			r.Duplicates += dups
 			r.Retries = attempt
 			return r, nil
+		case errors.Is(err, errMixedDuplicates):
+			p.perCoupon = true
+		case len(refused) == 0:
+			return InsertResult{}, err
+		case attempt+1 >= maxGuardAttempts:
+			return InsertResult{}, fmt.Errorf("bulk insert: still refused by the guard after %d attempts: %w", attempt+1, err)
+		default:
+			for _, id := range refused {
+				p.careful[id] = true
+			}
 		}
-		if refused == 0 {
-			return res, err
-		}
-		if attempt+1 >= maxGuardAttempts {
-			return res, fmt.Errorf("bulk insert: coupon %d still refused by the guard after %d attempts: %w", refused, attempt+1, err)
-		}
-		careful[refused] = true
 	}
 }
+
+// plan is how insertOnce writes a batch.
+type plan struct {
+	perCoupon bool           // one INSERT per coupon (counts per coupon from RowsAffected)
+	careful   map[int64]bool // coupons the guard refused once: fit their new rows to the supply first
+}
+
+// errMixedDuplicates: the single INSERT met some, not all, rows already
+// present, so the per-coupon counts are unknown; redo per coupon.
+var errMixedDuplicates = errors.New("bulk insert: some rows already present")
 
 // couponGroup is one coupon's rows of a batch, one per user, sorted by user:
 // the primary key's order (coupon_id, user_id) and the user index's, so
@@ -153,12 +172,12 @@ func groupIssues(rows []coupon.Issue) ([]couponGroup, int64) {
 
 type counter struct{ total, issued int64 }
 
-// insertOnce runs one transaction. When the guard refuses a coupon's update
-// it rolls back and returns that coupon's ID with the error.
-func (db *DB) insertOnce(ctx context.Context, t Tables, groups []couponGroup, careful map[int64]bool) (res InsertResult, refused int64, err error) {
+// insertOnce runs one transaction. When the guard refuses the counters'
+// update it rolls back and returns the coupons that would exceed their total.
+func (db *DB) insertOnce(ctx context.Context, t Tables, groups []couponGroup, p plan) (res InsertResult, refused []int64, err error) {
 	tx, err := db.BeginTx(ctx, nil)
 	if err != nil {
-		return res, 0, fmt.Errorf("bulk insert: begin: %w", err)
+		return res, nil, fmt.Errorf("bulk insert: begin: %w", err)
 	}
 	defer func() {
 		if err != nil {
@@ -170,9 +189,16 @@ func (db *DB) insertOnce(ctx context.Context, t Tables, groups []couponGroup, ca
 	// protocol serialise per coupon and never deadlock on the counters.
 	counters, err := lockCounters(ctx, tx, t, groups)
 	if err != nil {
-		return res, 0, err
+		return res, nil, err
 	}
-	var buf []byte
+	// What to write, per known coupon.
+	type write struct {
+		couponID int64
+		rows     []coupon.Issue
+		inserted int64
+	}
+	writes := make([]write, 0, len(groups))
+	var all []coupon.Issue // every row to write, in (coupon, user) order
 	for _, g := range groups {
 		c, ok := counters[g.couponID]
 		if !ok {
@@ -182,56 +208,125 @@ func (db *DB) insertOnce(ctx context.Context, t Tables, groups []couponGroup, ca
 			continue
 		}
 		rows := g.rows
-		if careful[g.couponID] {
+		if p.careful[g.couponID] {
 			var surplus []coupon.Issue
 			var existing int64
 			rows, surplus, existing, err = planWithinTotal(ctx, tx, t, g, c)
 			if err != nil {
-				return res, 0, err
+				return res, nil, err
 			}
 			res.Duplicates += existing
 			for _, r := range surplus {
 				res.Rejected = append(res.Rejected, Rejection{Issue: r, Reason: ReasonOverTotal})
 			}
 		}
-		var inserted int64
-		for start := 0; start < len(rows); {
-			var n int
-			buf, n = buildInsert(buf[:0], t.Issues, rows[start:])
-			var r sql.Result
-			if usePlaceholders {
-				r, err = tx.ExecContext(ctx, string(buf), issueArgs(rows[start:start+n])...)
-			} else {
-				r, err = tx.ExecContext(ctx, string(buf))
-			}
-			if err != nil {
-				return res, 0, fmt.Errorf("bulk insert: insert %d rows of coupon %d: %w", n, g.couponID, err)
-			}
-			affected, err := r.RowsAffected()
-			if err != nil {
-				return res, 0, fmt.Errorf("bulk insert: rows affected: %w", err)
-			}
-			inserted += affected
-			start += n
+		writes = append(writes, write{couponID: g.couponID, rows: rows})
+		if !p.perCoupon {
+			all = append(all, rows...)
 		}
-		res.Inserted += inserted
-		res.Duplicates += int64(len(rows)) - inserted
-		if inserted == 0 {
+	}
+
+	if p.perCoupon {
+		for i := range writes {
+			if writes[i].inserted, err = insertRows(ctx, tx, t, writes[i].rows); err != nil {
+				return res, nil, fmt.Errorf("bulk insert: coupon %d: %w", writes[i].couponID, err)
+			}
+		}
+	} else if len(all) > 0 {
+		n, err := insertRows(ctx, tx, t, all)
+		if err != nil {
+			return res, nil, err
+		}
+		switch n {
+		case int64(len(all)): // all new
+			for i := range writes {
+				writes[i].inserted = int64(len(writes[i].rows))
+			}
+		case 0: // all present: nothing to count
+		default:
+			return res, nil, errMixedDuplicates
+		}
+	}
+
+	// The guard: the CHECK constraint refuses an issued_quantity over the
+	// total, whatever the gate admitted. One UPDATE for every coupon.
+	q := make([]byte, 0, 128+len(writes)*40)
+	q = append(q, "UPDATE "...)
+	q = append(q, t.Counters...)
+	q = append(q, " SET issued_quantity = issued_quantity + CASE id"...)
+	var ids []byte
+	for _, w := range writes {
+		res.Inserted += w.inserted
+		res.Duplicates += int64(len(w.rows)) - w.inserted
+		if w.inserted == 0 {
 			continue
 		}
-		// The guard: the CHECK constraint refuses an issued_quantity over
-		// the total, whatever the gate admitted.
-		if _, err = tx.ExecContext(ctx, "UPDATE "+t.Counters+" SET issued_quantity = issued_quantity + ? WHERE id = ?", inserted, g.couponID); err != nil {
-			if isCheckViolation(err) {
-				return res, g.couponID, fmt.Errorf("bulk insert: coupon %d: %d new rows exceed the total: %w", g.couponID, inserted, err)
+		q = append(q, " WHEN "...)
+		q = strconv.AppendInt(q, w.couponID, 10)
+		q = append(q, " THEN "...)
+		q = strconv.AppendInt(q, w.inserted, 10)
+		if len(ids) > 0 {
+			ids = append(ids, ',')
+		}
+		ids = strconv.AppendInt(ids, w.couponID, 10)
+	}
+	if len(ids) > 0 {
+		q = append(q, " ELSE 0 END WHERE id IN ("...)
+		q = append(q, ids...)
+		q = append(q, ')')
+		if _, err = tx.ExecContext(ctx, string(q)); err != nil {
+			if !isCheckViolation(err) {
+				return res, nil, fmt.Errorf("bulk insert: raise issued_quantity: %w", err)
 			}
-			return res, 0, fmt.Errorf("bulk insert: raise issued_quantity of coupon %d: %w", g.couponID, err)
+			// Which coupons: the counters are locked, so the arithmetic is
+			// exact; if it finds none, suspect every coupon written.
+			for _, w := range writes {
+				if c := counters[w.couponID]; w.inserted > 0 && c.issued+w.inserted > c.total {
+					refused = append(refused, w.couponID)
+				}
+			}
+			if len(refused) == 0 {
+				for _, w := range writes {
+					if w.inserted > 0 {
+						refused = append(refused, w.couponID)
+					}
+				}
+			}
+			return res, refused, fmt.Errorf("bulk insert: coupons %v: new rows exceed the total: %w", refused, err)
 		}
 	}
 	if err = tx.Commit(); err != nil {
-		return res, 0, fmt.Errorf("bulk insert: commit: %w", err)
+		return res, nil, fmt.Errorf("bulk insert: commit: %w", err)
 	}
-	return res, 0, nil
+	return res, nil, nil
+}
+
+// insertRows inserts rows (skipping those present) in as few statements as
+// the limits allow and returns how many were inserted.
+func insertRows(ctx context.Context, tx *sql.Tx, t Tables, rows []coupon.Issue) (int64, error) {
+	var inserted int64
+	var buf []byte
+	for start := 0; start < len(rows); {
+		var n int
+		buf, n = buildInsert(buf[:0], t.Issues, rows[start:])
+		var r sql.Result
+		var err error
+		if usePlaceholders {
+			r, err = tx.ExecContext(ctx, string(buf), issueArgs(rows[start:start+n])...)
+		} else {
+			r, err = tx.ExecContext(ctx, string(buf))
+		}
+		if err != nil {
+			return inserted, fmt.Errorf("bulk insert: insert %d rows: %w", n, err)
+		}
+		affected, err := r.RowsAffected()
+		if err != nil {
+			return inserted, fmt.Errorf("bulk insert: rows affected: %w", err)
+		}
+		inserted += affected
+		start += n
+	}
+	return inserted, nil
 }
 
 // lockCounters reads and locks the counters of the batch's coupons.
@@ -318,6 +413,7 @@ func planWithinTotal(ctx context.Context, tx *sql.Tx, t Tables, g couponGroup, c
 			surplus = append(surplus, r)
 		}
 	}
+	slices.SortFunc(fit, func(a, b coupon.Issue) int { return cmp.Compare(a.UserID, b.UserID) })
 	return fit, surplus, existing, nil
 }
 
