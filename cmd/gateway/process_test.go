@@ -1,0 +1,271 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/coupondrop/coupon/internal/testenv"
+)
+
+// TestProcessesSIGTERMUnderLoad runs the real binaries as processes: a
+// gateway and a sinker built from ./cmd. During load the sinker gets
+// SIGTERM (and a second one takes over its group), then the gateway does:
+// both exit 0 within their bounds, and every 202 the gateway gave is an
+// issued row with its rank.
+func TestProcessesSIGTERMUnderLoad(t *testing.T) {
+	testenv.Integration(t)
+	db := testenv.MustOpenDB(t)
+	bins := buildBinaries(t, "gateway", "sinker")
+	topic := testenv.MustCreateTopic(t, 3)
+	dlq := testenv.MustCreateTopic(t, 1)
+	const token = "process-test-admin-token"
+	gwAddr := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
+	sinkerEnv := []string{
+		"COUPON_KAFKA_BROKERS=" + testenv.KafkaBrokers, "COUPON_TOPIC=" + topic, "COUPON_DLQ_TOPIC=" + dlq,
+		"COUPON_GROUP_ID=test-" + testenv.RandomID(), "COUPON_MYSQL_DSN=" + testenv.MySQLDSN,
+		"COUPON_SHUTDOWN_TIMEOUT=10s", "COUPON_LOG_FORMAT=text",
+	}
+	startSinker := func(name string) *binProc {
+		return startBinary(t, name, bins["sinker"], append(sinkerEnv, fmt.Sprintf("COUPON_METRICS_ADDR=127.0.0.1:%d", testenv.FreePort(t)))...)
+	}
+	sinkerA := startSinker("sinker-a")
+	gw := startBinary(t, "gateway", bins["gateway"],
+		"COUPON_HTTP_ADDR="+gwAddr, "COUPON_ADMIN_TOKEN="+token, "COUPON_REDIS_ADDRS="+testenv.RedisAddr,
+		"COUPON_MYSQL_DSN="+testenv.MySQLDSN, "COUPON_KAFKA_BROKERS="+testenv.KafkaBrokers, "COUPON_TOPIC="+topic,
+		"COUPON_SHUTDOWN_TIMEOUT=10s", "COUPON_LOG_FORMAT=text")
+
+	base := "http://" + gwAddr
+	client := &http.Client{Timeout: 15 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
+	defer client.CloseIdleConnections()
+	testenv.Eventually(t, 60*time.Second, func() error {
+		if gw.exited() {
+			t.Fatalf("gateway exited before serving:\n%s", gw.logTail())
+		}
+		resp, err := client.Get(base + "/readyz")
+		if err != nil {
+			return err
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return fmt.Errorf("/readyz %d", resp.StatusCode)
+		}
+		return nil
+	})
+	req, _ := http.NewRequest("POST", base+"/v1/coupons", strings.NewReader(`{"name":"process sigterm","totalQuantity":1000000}`))
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var created struct{ ID int64 }
+	_ = json.NewDecoder(resp.Body).Decode(&created)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusCreated || created.ID == 0 {
+		t.Fatalf("create coupon: %d", resp.StatusCode)
+	}
+
+	// Load: workers issue to fresh users until the gateway stops answering.
+	var (
+		mu       sync.Mutex
+		accepted = map[int64]int64{} // user -> rank
+		odd      []string
+		nextUser atomic.Int64
+		wg       sync.WaitGroup
+	)
+	nextUser.Store(testenv.RandomCouponID())
+	nAccepted := func() int {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(accepted)
+	}
+	deadline := time.Now().Add(2 * time.Minute)
+	for range 16 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for time.Now().Before(deadline) {
+				u := nextUser.Add(1)
+				resp, err := client.Post(fmt.Sprintf("%s/v1/coupons/%d/issues", base, created.ID), "application/json",
+					strings.NewReader(fmt.Sprintf(`{"userId":%d}`, u)))
+				if err != nil {
+					return // the gateway is gone
+				}
+				var body struct {
+					Rank  int64
+					Error string
+				}
+				err = json.NewDecoder(resp.Body).Decode(&body)
+				resp.Body.Close()
+				mu.Lock()
+				switch {
+				case resp.StatusCode == http.StatusAccepted && err == nil:
+					accepted[u] = body.Rank
+				case resp.StatusCode == http.StatusServiceUnavailable && body.Error == "unavailable":
+				default:
+					odd = append(odd, fmt.Sprintf("user %d: %d %s %v", u, resp.StatusCode, body.Error, err))
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	atLeast := func(n int) func() error {
+		return func() error {
+			if got := nAccepted(); got < n {
+				return fmt.Errorf("%d accepted so far", got)
+			}
+			return nil
+		}
+	}
+
+	// The sinker stops mid-load (finishing and committing its batch); a
+	// second one takes the group over.
+	testenv.Eventually(t, 60*time.Second, atLeast(300))
+	sinkerA.terminate(t, 20*time.Second)
+	sinkerB := startSinker("sinker-b")
+
+	// The gateway stops mid-load: it drains the requests in flight.
+	testenv.Eventually(t, 60*time.Second, atLeast(nAccepted()+300))
+	beforeTERM := nAccepted()
+	gw.terminate(t, 20*time.Second)
+	wg.Wait()
+	if len(odd) > 0 {
+		t.Fatalf("%d odd answers, first: %s", len(odd), odd[0])
+	}
+	t.Logf("%d accepted, %d of them answered after SIGTERM", len(accepted), len(accepted)-beforeTERM)
+
+	testenv.Eventually(t, 90*time.Second, func() error {
+		n, err := countIssued(db, created.ID)
+		if err != nil {
+			return err
+		}
+		if n < len(accepted) {
+			return fmt.Errorf("%d of %d accepted requests issued", n, len(accepted))
+		}
+		return nil
+	})
+	rows, err := db.Query(`SELECT user_id, issue_rank FROM coupon_issues WHERE coupon_id = ?`, created.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	issued := map[int64]int64{}
+	for rows.Next() {
+		var u, r int64
+		if err := rows.Scan(&u, &r); err != nil {
+			t.Fatal(err)
+		}
+		issued[u] = r
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	for u, r := range accepted {
+		if got, ok := issued[u]; !ok || got != r {
+			t.Fatalf("user %d accepted with rank %d; issued %v with rank %d", u, r, ok, got)
+		}
+	}
+	sinkerB.terminate(t, 20*time.Second)
+}
+
+// buildBinaries builds ./cmd/<name> for each name into a temporary folder.
+func buildBinaries(t *testing.T, names ...string) map[string]string {
+	t.Helper()
+	dir := t.TempDir()
+	out := map[string]string{}
+	for _, name := range names {
+		path := filepath.Join(dir, name)
+		cmd := exec.Command("go", "build", "-o", path, "github.com/coupondrop/coupon/cmd/"+name)
+		if b, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("go build ./cmd/%s: %v\n%s", name, err, b)
+		}
+		out[name] = path
+	}
+	return out
+}
+
+// binProc is a running binary whose output goes to a log file.
+type binProc struct {
+	name, log string
+	cmd       *exec.Cmd
+	done      chan struct{}
+	err       error // of Wait, once done is closed
+}
+
+// startBinary runs path with the environment plus env; it is killed at
+// cleanup if still running.
+func startBinary(t *testing.T, name, path string, env ...string) *binProc {
+	t.Helper()
+	p := &binProc{name: name, log: filepath.Join(t.TempDir(), name+".log"), done: make(chan struct{})}
+	f, err := os.Create(p.log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.cmd = exec.Command(path)
+	p.cmd.Env = append(os.Environ(), env...)
+	p.cmd.Stdout, p.cmd.Stderr = f, f
+	if err := p.cmd.Start(); err != nil {
+		f.Close()
+		t.Fatalf("start %s: %v", name, err)
+	}
+	go func() {
+		p.err = p.cmd.Wait()
+		f.Close()
+		close(p.done)
+	}()
+	t.Cleanup(func() {
+		if !p.exited() {
+			_ = p.cmd.Process.Kill()
+			<-p.done
+		}
+		if t.Failed() {
+			t.Logf("%s log:\n%s", name, p.logTail())
+		}
+	})
+	return p
+}
+
+func (p *binProc) exited() bool {
+	select {
+	case <-p.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// terminate sends SIGTERM and fails unless the process exits 0 within bound.
+func (p *binProc) terminate(t *testing.T, bound time.Duration) {
+	t.Helper()
+	start := time.Now()
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatalf("SIGTERM %s: %v", p.name, err)
+	}
+	select {
+	case <-p.done:
+	case <-time.After(bound):
+		t.Fatalf("%s still running %s after SIGTERM", p.name, bound)
+	}
+	if p.err != nil {
+		t.Fatalf("%s exited with %v after SIGTERM:\n%s", p.name, p.err, p.logTail())
+	}
+	t.Logf("%s exited 0, %s after SIGTERM", p.name, time.Since(start).Round(time.Millisecond))
+}
+
+// logTail returns the end of the process's output.
+func (p *binProc) logTail() string {
+	b, _ := os.ReadFile(p.log)
+	if len(b) > 4000 {
+		b = b[len(b)-4000:]
+	}
+	return string(b)
+}
