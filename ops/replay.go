@@ -2,6 +2,8 @@ package ops
 
 import (
 	"context"
+	"database/sql"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -11,16 +13,19 @@ import (
 
 	"github.com/coupondrop/coupon"
 	"github.com/coupondrop/coupon/mysql"
+	driver "github.com/go-sql-driver/mysql"
 	"github.com/segmentio/kafka-go"
 	"golang.org/x/sync/errgroup"
 )
 
-// Tables of a replay: the shadow pair it loads, and the previous issued
-// table it keeps after the swap (until the next replay, or --drop-old).
+// Tables of a replay: the shadow pair it loads, and the prefix of the
+// previous issued table it keeps after the swap (coupon_issues_old_<UTC
+// time>; never dropped by a later replay, dropped by this one with DropOld
+// once everything succeeded).
 const (
 	ShadowIssuesTable   = "coupon_issues_shadow"
 	ShadowCountersTable = "coupon_counters_shadow"
-	OldIssuesTable      = "coupon_issues_old"
+	OldIssuesPrefix     = "coupon_issues_old_"
 )
 
 // ReplayOptions tune a replay.
@@ -144,10 +149,9 @@ func Replay(ctx context.Context, db *mysql.DB, t *Topic, opts ReplayOptions, log
 	if err := swapIn(ctx, db, first, end, &sum); err != nil {
 		return sum, err
 	}
-	sum.OldTable = OldIssuesTable
-	if opts.DropOld {
-		if _, err := db.ExecContext(ctx, "DROP TABLE IF EXISTS "+OldIssuesTable); err != nil {
-			return sum, fmt.Errorf("replay: drop %s: %w", OldIssuesTable, err)
+	if opts.DropOld && len(sum.CarryRefused) == 0 {
+		if _, err := db.ExecContext(ctx, "DROP TABLE IF EXISTS "+sum.OldTable); err != nil {
+			return sum, fmt.Errorf("replay: drop %s: %w", sum.OldTable, err)
 		}
 		sum.OldTable = ""
 	}
@@ -228,39 +232,63 @@ func loadPartition(ctx context.Context, db *mysql.DB, t *Topic, shadow mysql.Tab
 	return res, err
 }
 
-// swapIn is the maintenance step: atomic rename, issued_quantity recomputed
-// under the coupons' locks, then the carry-over of uncovered old rows.
+// swapIn is the maintenance step: the atomic rename, then, in one
+// transaction holding every coupon row's lock (which the sinker takes first
+// in each of its transactions, so none is half-way), the carry-over of the
+// old rows outside the replayed range and the recount of issued_quantity.
+// Should a recount exceed a total (the old table held rows the guard would
+// refuse), that transaction is undone and the carry-over goes through the
+// guarded insert instead, which refuses them and reports them.
 func swapIn(ctx context.Context, db *mysql.DB, first, end []int64, sum *ReplaySummary) error {
-	for _, q := range []string{
-		"DROP TABLE IF EXISTS " + OldIssuesTable,
-		// One statement: atomic. It waits for the sinker's transaction in
-		// flight; the sinker's next one writes the new table.
-		"RENAME TABLE " + mysql.LiveTables.Issues + " TO " + OldIssuesTable + ", " + ShadowIssuesTable + " TO " + mysql.LiveTables.Issues,
-	} {
-		if _, err := db.ExecContext(ctx, q); err != nil {
-			return fmt.Errorf("replay: swap: %w", err)
-		}
+	now := time.Now().UTC()
+	old := fmt.Sprintf("%s%s_%06d", OldIssuesPrefix, now.Format("20060102_150405"), now.Nanosecond()/1000)
+	// One statement: atomic. It waits for the sinker's transaction in
+	// flight; the sinker's next one writes the new table.
+	if _, err := db.ExecContext(ctx, "RENAME TABLE "+mysql.LiveTables.Issues+" TO "+old+", "+ShadowIssuesTable+" TO "+mysql.LiveTables.Issues); err != nil {
+		return fmt.Errorf("replay: swap: %w", err)
 	}
-	n, err := recomputeIssued(ctx, db)
-	if err != nil {
-		return fmt.Errorf("replay: swapped in, but %w; rerun replay or fix issued_quantity by hand", err)
-	}
-	sum.Coupons = n
-
-	// Carry over, through the guarded insert, the old rows whose source
-	// lies outside the replayed range.
+	sum.OldTable = old
 	covered := make([]string, 0, len(end))
 	for p := range end {
 		covered = append(covered, fmt.Sprintf("(source_partition = %d AND source_offset >= %d AND source_offset < %d)", p, first[p], end[p]))
 	}
-	where := "TRUE"
+	uncovered := "TRUE"
 	if len(covered) > 0 {
-		where = "NOT (" + strings.Join(covered, " OR ") + ")"
+		uncovered = "NOT (" + strings.Join(covered, " OR ") + ")"
+	}
+	err := withCouponsLocked(ctx, db, func(tx *sql.Tx, coupons int64) error {
+		const cols = "coupon_id, user_id, issue_rank, admitted_at, issued_at, source_partition, source_offset"
+		r, err := tx.ExecContext(ctx, "INSERT INTO "+mysql.LiveTables.Issues+" ("+cols+") SELECT "+cols+" FROM "+old+
+			" WHERE "+uncovered+" ON DUPLICATE KEY UPDATE "+mysql.LiveTables.Issues+".coupon_id = "+mysql.LiveTables.Issues+".coupon_id")
+		if err != nil {
+			return fmt.Errorf("carry over: %w", err)
+		}
+		carried, _ := r.RowsAffected()
+		if err := recount(ctx, tx); err != nil {
+			return err
+		}
+		sum.CarriedOver, sum.Coupons = carried, coupons
+		return nil
+	})
+	if err == nil {
+		return dropShadowCounters(ctx, db)
+	}
+	if !isCheckViolation(err) {
+		return fmt.Errorf("replay: swapped in, but %w; the previous rows are in %s: rerun replay, then carry them over by hand", err, old)
+	}
+
+	// Some coupon would exceed its total: recount the replayed rows alone,
+	// then carry over through the guard.
+	if err := withCouponsLocked(ctx, db, func(tx *sql.Tx, coupons int64) error {
+		sum.Coupons = coupons
+		return recount(ctx, tx)
+	}); err != nil {
+		return fmt.Errorf("replay: swapped in, but %w; the previous rows are in %s: rerun replay, then carry them over by hand", err, old)
 	}
 	var lastCoupon, lastUser int64 = -1 << 62, -1 << 62
 	for {
 		rs, err := db.QueryContext(ctx, `SELECT coupon_id, user_id, issue_rank, admitted_at, source_partition, source_offset FROM `+
-			OldIssuesTable+` WHERE (coupon_id > ? OR (coupon_id = ? AND user_id > ?)) AND `+where+
+			old+` WHERE (coupon_id > ? OR (coupon_id = ? AND user_id > ?)) AND `+uncovered+
 			` ORDER BY coupon_id, user_id LIMIT 5000`, lastCoupon, lastCoupon, lastUser)
 		if err != nil {
 			return fmt.Errorf("replay: carry over: %w", err)
@@ -291,24 +319,27 @@ func swapIn(ctx context.Context, db *mysql.DB, first, end []int64, sum *ReplaySu
 		last := rows[len(rows)-1]
 		lastCoupon, lastUser = last.CouponID, last.UserID
 	}
+	return dropShadowCounters(ctx, db)
+}
+
+func dropShadowCounters(ctx context.Context, db *mysql.DB) error {
 	if _, err := db.ExecContext(ctx, "DROP TABLE IF EXISTS "+ShadowCountersTable); err != nil {
 		return fmt.Errorf("replay: drop %s: %w", ShadowCountersTable, err)
 	}
 	return nil
 }
 
-// recomputeIssued sets every coupon's issued_quantity to its row count,
-// holding all coupon rows locked (FOR UPDATE) so no sinker transaction is
-// between its insert and its counter update while counting.
-func recomputeIssued(ctx context.Context, db *mysql.DB) (int64, error) {
+// withCouponsLocked runs f in a transaction that first locks every coupon
+// row (FOR UPDATE, in id order, like the sinker), and commits if f succeeds.
+func withCouponsLocked(ctx context.Context, db *mysql.DB, f func(tx *sql.Tx, coupons int64) error) error {
 	tx, err := db.BeginTx(ctx, nil)
 	if err != nil {
-		return 0, fmt.Errorf("recompute issued_quantity: %w", err)
+		return err
 	}
 	defer func() { _ = tx.Rollback() }()
 	rs, err := tx.QueryContext(ctx, "SELECT id FROM coupons ORDER BY id FOR UPDATE")
 	if err != nil {
-		return 0, fmt.Errorf("recompute issued_quantity: lock coupons: %w", err)
+		return fmt.Errorf("lock coupons: %w", err)
 	}
 	var n int64
 	for rs.Next() {
@@ -317,16 +348,27 @@ func recomputeIssued(ctx context.Context, db *mysql.DB) (int64, error) {
 	err = rs.Err()
 	rs.Close()
 	if err != nil {
-		return 0, fmt.Errorf("recompute issued_quantity: lock coupons: %w", err)
+		return fmt.Errorf("lock coupons: %w", err)
 	}
+	if err := f(tx, n); err != nil {
+		return err
+	}
+	return tx.Commit()
+}
+
+// recount sets every coupon's issued_quantity to its row count.
+func recount(ctx context.Context, tx *sql.Tx) error {
 	if _, err := tx.ExecContext(ctx, `UPDATE coupons c LEFT JOIN (SELECT coupon_id, COUNT(*) AS n FROM `+mysql.LiveTables.Issues+
 		` GROUP BY coupon_id) x ON x.coupon_id = c.id SET c.issued_quantity = COALESCE(x.n, 0)`); err != nil {
-		return 0, fmt.Errorf("recompute issued_quantity: %w", err)
+		return fmt.Errorf("recount issued_quantity: %w", err)
 	}
-	if err := tx.Commit(); err != nil {
-		return 0, fmt.Errorf("recompute issued_quantity: commit: %w", err)
-	}
-	return n, nil
+	return nil
+}
+
+// isCheckViolation reports a CHECK constraint refusal (MariaDB 4025, MySQL 3819).
+func isCheckViolation(err error) bool {
+	var me *driver.MySQLError
+	return errors.As(err, &me) && (me.Number == 4025 || me.Number == 3819)
 }
 
 // String renders the summary for the operator.
@@ -345,7 +387,7 @@ func (s ReplaySummary) String() string {
 		fmt.Fprintf(&b, "  CARRY-OVER REFUSED:  %d rows of the previous table were not kept:\n", len(s.CarryRefused))
 		for i, r := range s.CarryRefused {
 			if i == 20 {
-				fmt.Fprintf(&b, "    ... and %d more (they are still in %s)\n", len(s.CarryRefused)-20, OldIssuesTable)
+				fmt.Fprintf(&b, "    ... and %d more (they are still in %s)\n", len(s.CarryRefused)-20, s.OldTable)
 				break
 			}
 			fmt.Fprintf(&b, "    coupon %d user %d rank %d: %s\n", r.Issue.CouponID, r.Issue.UserID, r.Issue.Rank, r.Reason)
@@ -353,7 +395,7 @@ func (s ReplaySummary) String() string {
 	}
 	line("coupons recounted", s.Coupons, "")
 	if s.OldTable != "" {
-		fmt.Fprintf(&b, "  previous rows kept in %s (dropped by the next replay, or now with --drop-old)\n", s.OldTable)
+		fmt.Fprintf(&b, "  previous rows kept in %s (drop it when satisfied; --drop-old does it after a clean run)\n", s.OldTable)
 	}
 	return b.String()
 }

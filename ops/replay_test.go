@@ -120,3 +120,41 @@ func TestReplayAfterTruncate(t *testing.T) {
 		t.Errorf("after the swap the sinker raised coupon %d to %d, want 602", ids[2], got)
 	}
 }
+
+// TestReplayCarryOverGuarded: rows of the previous table outside the topic
+// that would push a coupon past its total (written around the guard) are
+// not carried over; they are reported, and kept in the old table.
+func TestReplayCarryOverGuarded(t *testing.T) {
+	db, _ := mustPrivateDB(t)
+	topicName := testenv.MustCreateTopic(t, 1)
+	topic := ops.NewTopic(cli.List(testenv.KafkaBrokers), topicName)
+	ctx := context.Background()
+	id := mustCreateCoupon(t, db.DB, 5)
+	var msgs []kafka.Message
+	for r := int64(1); r <= 4; r++ {
+		msgs = append(msgs, admissionMessage(t, id, r, r))
+	}
+	mustProduce(t, topicName, msgs)
+	// Around the guard: 3 rows no record speaks for, issued_quantity untouched.
+	if _, err := db.ExecContext(ctx, `INSERT INTO coupon_issues (coupon_id, user_id, issue_rank, admitted_at) VALUES
+		(?, 101, 10, NOW(6)), (?, 102, 11, NOW(6)), (?, 103, 12, NOW(6))`, id, id, id); err != nil {
+		t.Fatal(err)
+	}
+	sum, err := ops.Replay(ctx, db, topic, ops.ReplayOptions{DropOld: true}, testenv.Logger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sum.Inserted != 4 || sum.CarriedOver != 1 || len(sum.CarryRefused) != 2 || sum.OldTable == "" {
+		t.Fatalf("summary %+v: want 4 loaded, 1 carried over, 2 refused, old table kept", sum)
+	}
+	if got := mustIssued(t, db)[id]; got != 5 {
+		t.Errorf("issued_quantity %d, want 5", got)
+	}
+	var n int
+	if err := db.QueryRowContext(ctx, "SELECT COUNT(*) FROM "+sum.OldTable).Scan(&n); err != nil || n != 3 {
+		t.Errorf("old table %s holds %d rows (%v), want 3", sum.OldTable, n, err)
+	}
+	if !strings.Contains(sum.String(), "CARRY-OVER REFUSED") {
+		t.Errorf("summary does not report the refusal:\n%s", sum)
+	}
+}

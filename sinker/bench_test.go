@@ -100,6 +100,14 @@ func BenchmarkSink(b *testing.B) {
 			n, time.Since(t0).Seconds(), guarded, guarded/ceiling)
 		reset()
 
+		// The Kafka side alone: a group reader tuned like the sinker's,
+		// fetching and decoding every record, no database.
+		t0 = time.Now()
+		consumeOnly(b, topic, n)
+		consume := float64(n) / time.Since(t0).Seconds()
+		fmt.Printf("consume   %9d records in %6.2fs  %9.0f records/s (kafka-go group Reader + decode, no DB; group join included)\n",
+			n, time.Since(t0).Seconds(), consume)
+
 		cfg := testConfig(topic, dlq)
 		cfg.MySQLDSN = dsn
 		s, err := sinker.New(cfg, testenv.Logger(b))
@@ -154,6 +162,29 @@ func BenchmarkSink(b *testing.B) {
 		b.ReportMetric(sum.RowsPerSecond(), "replay_rows/s")
 	}
 	fmt.Printf("load at end: %s\n", loadavg())
+}
+
+// consumeOnly reads n records through a consumer group like the sinker's
+// reader and decodes them.
+func consumeOnly(tb testing.TB, topic string, n int) {
+	tb.Helper()
+	r := kafka.NewReader(kafka.ReaderConfig{
+		Brokers: cli.List(testenv.KafkaBrokers), GroupID: "bench-consume-" + testenv.RandomID(), Topic: topic,
+		QueueCapacity: 10_000, MinBytes: 1, MaxBytes: 8 << 20, MaxWait: 500 * time.Millisecond,
+		StartOffset: kafka.FirstOffset, SessionTimeout: 6 * time.Second, RebalanceTimeout: 6 * time.Second,
+	})
+	defer r.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	for i := 0; i < n; i++ {
+		m, err := r.FetchMessage(ctx)
+		if err != nil {
+			tb.Fatalf("consume: %v after %d records", err, i)
+		}
+		if _, err := coupon.UnmarshalAdmission(m.Value); err != nil {
+			tb.Fatal(err)
+		}
+	}
 }
 
 func loadavg() string {

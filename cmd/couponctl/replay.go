@@ -20,7 +20,7 @@ func runReplay(ctx context.Context, args []string) error {
 	f.bind(fs, false)
 	fs.IntVar(&opts.BatchSize, "batch-size", "COUPON_REPLAY_BATCH_SIZE", 10_000, "rows per insert transaction")
 	fs.IntVar(&opts.Parallel, "parallel", "COUPON_REPLAY_PARALLEL", 2, "partitions loaded at once")
-	fs.BoolVar(&opts.DropOld, "drop-old", "COUPON_REPLAY_DROP_OLD", false, "drop the previous table ("+ops.OldIssuesTable+") after the swap")
+	fs.BoolVar(&opts.DropOld, "drop-old", "COUPON_REPLAY_DROP_OLD", false, "drop the previous table ("+ops.OldIssuesPrefix+"<time>) after a clean swap")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
