@@ -33,7 +33,7 @@ type keys struct {
 	edPEM    string
 }
 
-func mustKeys(t *testing.T) keys {
+func mustKeys(t testing.TB) keys {
 	t.Helper()
 	var k keys
 	var err error
@@ -56,7 +56,7 @@ func mustKeys(t *testing.T) keys {
 	return k
 }
 
-func pemPublic(t *testing.T, pub any) string {
+func pemPublic(t testing.TB, pub any) string {
 	t.Helper()
 	der, err := x509.MarshalPKIXPublicKey(pub)
 	if err != nil {
@@ -337,20 +337,37 @@ func TestNew(t *testing.T) {
 	}
 }
 
+// BenchmarkVerify: the cost user auth adds to one issue request, per algorithm.
 func BenchmarkVerify(b *testing.B) {
-	v, err := New(Config{HS256Secret: secret})
-	if err != nil {
-		b.Fatal(err)
+	k := mustKeys(b)
+	cases := []struct {
+		name   string
+		cfg    Config
+		method jwt.SigningMethod
+		key    any
+	}{
+		{"HS256", Config{HS256Secret: secret}, jwt.SigningMethodHS256, []byte(secret)},
+		{"RS256", Config{PublicKey: k.rsaPEM}, jwt.SigningMethodRS256, k.rsa},
+		{"ES256", Config{PublicKey: k.ec256PEM}, jwt.SigningMethodES256, k.ec256},
+		{"EdDSA", Config{PublicKey: k.edPEM}, jwt.SigningMethodEdDSA, k.ed},
 	}
-	tok, err := jwt.NewWithClaims(jwt.SigningMethodHS256, claims("42")).SignedString([]byte(secret))
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.ReportAllocs()
-	for b.Loop() {
-		if _, err := v.Verify(tok); err != nil {
-			b.Fatal(err)
-		}
+	for _, c := range cases {
+		b.Run(c.name, func(b *testing.B) {
+			v, err := New(c.cfg)
+			if err != nil {
+				b.Fatal(err)
+			}
+			tok, err := jwt.NewWithClaims(c.method, claims("42")).SignedString(c.key)
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := v.Verify(tok); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }
 
