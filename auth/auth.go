@@ -180,10 +180,10 @@ func (v *Verifier) keyFunc(t *jwt.Token) (any, error) {
 // FromHeader verifies the token of an "Authorization: Bearer <token>" header
 // value and returns the user ID of its sub claim.
 func (v *Verifier) FromHeader(authorization string) (int64, error) {
-	scheme, token, ok := strings.Cut(strings.TrimSpace(authorization), " ")
 	if authorization == "" {
 		return 0, unauthorized("Missing bearer token: send Authorization: Bearer <JWT>.")
 	}
+	scheme, token, ok := strings.Cut(strings.TrimSpace(authorization), " ")
 	if !ok || !strings.EqualFold(scheme, "Bearer") {
 		return 0, unauthorized("The Authorization header must be \"Bearer <JWT>\".")
 	}
