@@ -1,6 +1,7 @@
 package gateway_test
 
 import (
+	"context"
 	"fmt"
 	"sort"
 	"strconv"
@@ -11,6 +12,7 @@ import (
 	"time"
 
 	"github.com/coupondrop/coupon"
+	"github.com/coupondrop/coupon/gateway"
 	"github.com/coupondrop/coupon/internal/testenv"
 	"github.com/valyala/fasthttp"
 )
@@ -18,15 +20,23 @@ import (
 // BenchmarkIssueHTTP drives the in-process gateway over loopback HTTP with
 // a fasthttp client on many connections, for profiling (-cpuprofile) and a
 // quick figure; the full load runs are `make bench`. Sub-benchmarks in the
-// same run: healthz (the HTTP floor: no Redis, no Kafka) and async issue
-// (gate + publish, 202 only after the Kafka ack), each to a fresh user.
+// same run: healthz (the HTTP floor: no Redis, no Kafka), issue-nops (the
+// whole issue handler on a no-op gate and publisher: the gateway's own
+// ceiling) and issue-async (gate + publish, 202 only after the Kafka ack),
+// each to a fresh user.
 //
 //	go test ./gateway -run '^$' -bench IssueHTTP -benchtime 20000x
 func BenchmarkIssueHTTP(b *testing.B) {
 	h := mustStartGateway(b, harnessOpts{partitions: 3})
 	id := h.createCoupon(map[string]any{"name": "bench", "totalQuantity": coupon.MaxTotalQuantity})
 	addr := strings.TrimPrefix(h.url, "http://")
-	client := &fasthttp.HostClient{Addr: addr, MaxConns: 1024, ReadTimeout: 10 * time.Second, WriteTimeout: 10 * time.Second}
+	clients := map[string]*fasthttp.HostClient{}
+	clientFor := func(addr string) *fasthttp.HostClient {
+		if clients[addr] == nil {
+			clients[addr] = &fasthttp.HostClient{Addr: addr, MaxConns: 1024, ReadTimeout: 10 * time.Second, WriteTimeout: 10 * time.Second}
+		}
+		return clients[addr]
+	}
 	users := atomic.Int64{}
 	users.Store(testenv.RandomCouponID())
 	issuePath := fmt.Sprintf("/v1/coupons/%d/issues", id)
@@ -34,6 +44,7 @@ func BenchmarkIssueHTTP(b *testing.B) {
 	run := func(b *testing.B, method, path string, body func() []byte, want int) {
 		var mu sync.Mutex
 		var lat []time.Duration
+		client := clientFor(addr)
 		b.SetParallelism(128) // 128 × GOMAXPROCS concurrent requests
 		b.ResetTimer()
 		start := time.Now()
@@ -78,9 +89,33 @@ func BenchmarkIssueHTTP(b *testing.B) {
 	}
 
 	b.Run("healthz", func(b *testing.B) { run(b, "GET", "/healthz", nil, 200) })
+	b.Run("issue-nops", func(b *testing.B) {
+		nh := mustStartGateway(b, harnessOpts{deps: func(d *gateway.Deps) {
+			d.Gate, d.Publisher = &nopGate{Gate: d.Gate}, nopPublisher{}
+		}})
+		nid := nh.createCoupon(map[string]any{"name": "bench-nops", "totalQuantity": coupon.MaxTotalQuantity})
+		saved := addr
+		addr = strings.TrimPrefix(nh.url, "http://")
+		defer func() { addr = saved }()
+		run(b, "POST", fmt.Sprintf("/v1/coupons/%d/issues", nid), func() []byte {
+			return append(strconv.AppendInt([]byte(`{"userId":`), users.Add(1), 10), '}')
+		}, 202)
+	})
 	b.Run("issue-async", func(b *testing.B) {
 		run(b, "POST", issuePath, func() []byte {
 			return append(strconv.AppendInt([]byte(`{"userId":`), users.Add(1), 10), '}')
 		}, 202)
 	})
 }
+
+// nopGate admits everyone at once (Init and reads go to the real gate).
+type nopGate struct {
+	coupon.Gate
+	rank atomic.Int64
+}
+
+func (g *nopGate) Admit(context.Context, int64, int64, int64) (int64, error) { return g.rank.Add(1), nil }
+
+type nopPublisher struct{}
+
+func (nopPublisher) Publish(context.Context, coupon.Admission) error { return nil }

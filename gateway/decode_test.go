@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"math"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -142,5 +143,28 @@ func FuzzDecodeIssueRequest(f *testing.F) {
 			t.Fatalf("body %q: code %q message %q", body, coupon.ErrorCode(err), msg)
 		}
 		_ = utf8.ValidString(msg)
+	})
+}
+
+// FuzzFastUserID: the fast path agrees with the full decoder whenever it
+// answers.
+func FuzzFastUserID(f *testing.F) {
+	for _, s := range []string{`{"userId":42}`, ` { "userId" : 7 } `, `{"userId":9223372036854775807}`, `{"userId":9223372036854775808}`,
+		`{"userId":0}`, `{"userId":007}`, `{"userId":1}x`, `{"userId":1,"a":2}`, `{"userid":1}`, "{\"userId\":1}\n", `{"userId":-1}`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		fast, ok := fastUserID(body)
+		if !ok {
+			return
+		}
+		var req issueRequest
+		if err := decodeObject(body, &req, ""); err != nil {
+			t.Fatalf("fast path took %q (%d) but the decoder refuses it: %v", body, fast, err)
+		}
+		slow, err := jsonInt(req.UserID, "userId", 1, math.MaxInt64)
+		if err != nil || slow != fast {
+			t.Fatalf("%q: fast %d, decoder %d, %v", body, fast, slow, err)
+		}
 	})
 }
