@@ -114,7 +114,9 @@ type nopGate struct {
 	rank atomic.Int64
 }
 
-func (g *nopGate) Admit(context.Context, int64, int64, int64) (int64, error) { return g.rank.Add(1), nil }
+func (g *nopGate) Admit(context.Context, int64, int64, int64) (int64, error) {
+	return g.rank.Add(1), nil
+}
 
 type nopPublisher struct{}
 
