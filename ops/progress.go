@@ -3,6 +3,7 @@ package ops
 import (
 	"fmt"
 	"io"
+	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -14,6 +15,7 @@ import (
 //	replay [==========>         ]  52%  520000/1000000 records  104k/s  eta 4s
 type progress struct {
 	w     io.Writer
+	tty   bool // redraw in place; otherwise only the final line
 	label string
 	total int64
 	done  atomic.Int64
@@ -28,6 +30,11 @@ func startProgress(w io.Writer, label string, total int64) *progress {
 	if w == nil {
 		return p
 	}
+	if f, ok := w.(*os.File); ok {
+		if st, err := f.Stat(); err == nil && st.Mode()&os.ModeCharDevice != 0 {
+			p.tty = true
+		}
+	}
 	p.wg.Add(1)
 	go func() {
 		defer p.wg.Done()
@@ -36,7 +43,9 @@ func startProgress(w io.Writer, label string, total int64) *progress {
 		for {
 			select {
 			case <-t.C:
-				p.draw(false)
+				if p.tty {
+					p.draw(false)
+				}
 			case <-p.stop:
 				p.draw(true)
 				return
@@ -85,8 +94,12 @@ func (p *progress) draw(final bool) {
 		word, end = "took", "\n"
 		eta = time.Duration(el * float64(time.Second)).Round(time.Millisecond).String()
 	}
-	fmt.Fprintf(p.w, "\r%s [%s] %3.0f%%  %d/%d records  %s/s  %s %s\033[K%s",
-		p.label, bar, frac*100, done, p.total, human(rate), word, eta, end)
+	start, clear := "\r", "\033[K"
+	if !p.tty {
+		start, clear = "", ""
+	}
+	fmt.Fprintf(p.w, "%s%s [%s] %3.0f%%  %d/%d records  %s/s  %s %s%s%s",
+		start, p.label, bar, frac*100, done, p.total, human(rate), word, eta, clear, end)
 }
 
 // human formats a rate like 104k or 1.2M.

@@ -219,9 +219,9 @@ func RebuildGate(ctx context.Context, db *mysql.DB, t *Topic, rdb redis.Universa
 // FormatRebuilds renders RebuildGate's results as a table.
 func FormatRebuilds(rs []GateRebuild) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "%-10s %-8s %10s %10s %10s %10s  %s\n", "coupon", "rebuilt", "users", "mysql", "topic", "seq", "note")
+	fmt.Fprintf(&b, "%-12s %-8s %10s %10s %10s %10s  %s\n", "coupon", "rebuilt", "users", "mysql", "topic", "seq", "note")
 	for _, r := range rs {
-		fmt.Fprintf(&b, "%-10d %-8t %10d %10d %10d %10d  %s\n", r.CouponID, r.Rebuilt, r.Users, r.FromMySQL, r.FromTopic, r.Seq, r.Skipped)
+		fmt.Fprintf(&b, "%-12d %-8t %10d %10d %10d %10d  %s\n", r.CouponID, r.Rebuilt, r.Users, r.FromMySQL, r.FromTopic, r.Seq, r.Skipped)
 	}
 	return b.String()
 }

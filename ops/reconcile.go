@@ -278,7 +278,7 @@ func sortedKeys(m map[int64]int64) []int64 {
 // FormatReconcile renders the report; mismatches are listed after the table.
 func FormatReconcile(rs []CouponReconcile, fix bool) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "%-10s %9s %9s %9s %9s %9s %9s %11s %9s  %s\n",
+	fmt.Fprintf(&b, "%-12s %9s %9s %9s %9s %9s %9s %11s %9s  %s\n",
 		"coupon", "total", "issued", "rows", "gate", "pending", "topic", "unpublished", "mismatch", "action")
 	for _, r := range rs {
 		action := ""
@@ -292,7 +292,7 @@ func FormatReconcile(rs []CouponReconcile, fix bool) string {
 		if r.GateLost {
 			gate = "LOST"
 		}
-		fmt.Fprintf(&b, "%-10d %9d %9d %9d %9s %9d %9d %11d %9d  %s\n", r.CouponID, r.Total, r.IssuedQuantity, r.Rows,
+		fmt.Fprintf(&b, "%-12d %9d %9d %9d %9s %9d %9d %11d %9d  %s\n", r.CouponID, r.Total, r.IssuedQuantity, r.Rows,
 			gate, r.Pending, r.Topic, len(r.Unpublished), len(r.Mismatches), action)
 	}
 	for _, r := range rs {

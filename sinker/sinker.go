@@ -215,8 +215,8 @@ func (s *Sinker) logStats(st runStats) {
 		avg = st.records / st.batches
 	}
 	s.log.Info("sinker totals", "batches", st.batches, "records", st.records, "avg_batch", avg,
-		"waited_for_fetch", st.waited.Round(time.Millisecond), "db", st.db.Round(time.Millisecond),
-		"dead_letter", st.dlq.Round(time.Millisecond), "offset_commit", st.offset.Round(time.Millisecond))
+		"waited_for_fetch", st.waited.Round(time.Millisecond).String(), "db", st.db.Round(time.Millisecond).String(),
+		"dead_letter", st.dlq.Round(time.Millisecond).String(), "offset_commit", st.offset.Round(time.Millisecond).String())
 }
 
 // fetchBatch appends records to batch until BatchSize or BatchWait after

@@ -23,11 +23,12 @@ type opsFlags struct {
 }
 
 func (f *opsFlags) bind(fs *cli.FlagSet, withRedis bool) {
+	// replay reads no group; the others read the sinker's.
 	fs.StringVar(&f.brokers, "kafka-brokers", "COUPON_KAFKA_BROKERS", "127.0.0.1:9092", "Kafka bootstrap brokers (comma list)")
 	fs.StringVar(&f.topic, "topic", "COUPON_TOPIC", coupon.DefaultTopic, "admitted-request topic")
-	fs.StringVar(&f.group, "group-id", "COUPON_GROUP_ID", "coupon-sinker", "the sinker's consumer group (read, never joined)")
 	fs.SecretVar(&f.dsn, "mysql-dsn", "COUPON_MYSQL_DSN", "root@tcp(127.0.0.1:3306)/coupon", "MySQL DSN (go-sql-driver format)")
 	if withRedis {
+		fs.StringVar(&f.group, "group-id", "COUPON_GROUP_ID", "coupon-sinker", "the sinker's consumer group (its offsets are read, never moved)")
 		fs.StringVar(&f.redisAddrs, "redis-addrs", "COUPON_REDIS_ADDRS", "127.0.0.1:6379", "Redis address, or Redis Cluster seeds (comma list)")
 		fs.SecretVar(&f.redisPassword, "redis-password", "COUPON_REDIS_PASSWORD", "", "Redis password")
 	}
