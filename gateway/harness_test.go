@@ -79,6 +79,11 @@ func mustStartGateway(tb testing.TB, o harnessOpts) *harness {
 	cfg := gateway.DefaultConfig()
 	cfg.AdminToken = testToken
 	cfg.ShutdownTimeout = 10 * time.Second
+	// The tests assert exact outcomes under bursts of thousands of requests
+	// on a loaded 2-core machine: bound the dependencies generously so that
+	// a slow moment is not mistaken for an unknown outcome (503).
+	cfg.GateTimeout = 10 * time.Second
+	cfg.PublishTimeout = 15 * time.Second
 	if o.cfg != nil {
 		o.cfg(&cfg)
 	}
