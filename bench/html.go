@@ -47,7 +47,7 @@ func hbarChart(title, unit string, groups []group) template.HTML {
 	if math.IsInf(lo, 1) {
 		lo, hi = 1, 10
 	}
-	loE, hiE := math.Floor(math.Log10(lo)), math.Ceil(math.Log10(hi))
+	loE, hiE := math.Floor(math.Log10(lo)), math.Ceil(math.Log10(hi*1.3)) // headroom for the value labels
 	if hiE <= loE {
 		hiE = loE + 1
 	}
