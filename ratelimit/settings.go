@@ -21,7 +21,7 @@ type Settings struct {
 // Bind binds the settings to flags with COUPON_RATE_* environment defaults.
 func (s *Settings) Bind(fs *cli.FlagSet) {
 	fs.StringVar(&s.Rate, "rate-limit", "COUPON_RATE_LIMIT", "", `issue requests allowed per user (or IP), like "5/s" or "30/m" (empty: no limit); over it: 429`)
-	fs.IntVar(&s.Burst, "rate-burst", "COUPON_RATE_BURST", 0, "requests allowed at once after a pause (0: one second's worth, at least 1)")
+	fs.IntVar(&s.Burst, "rate-limit-burst", "COUPON_RATE_LIMIT_BURST", 0, "requests allowed at once after a pause (0: one second's worth, at least 1)")
 	fs.BoolVar(&s.ByIP, "rate-limit-by-ip", "COUPON_RATE_LIMIT_BY_IP", false, "count the rate limit per client IP instead of per user")
 }
 

@@ -54,7 +54,7 @@ func TestSettingsBind(t *testing.T) {
 	var s Settings
 	fs := cli.New("test")
 	s.Bind(fs)
-	if err := fs.Parse([]string{"--rate-burst", "20"}); err != nil {
+	if err := fs.Parse([]string{"--rate-limit-burst", "20"}); err != nil {
 		t.Fatal(err)
 	}
 	if want := (Settings{Rate: "10/s", Burst: 20, ByIP: true}); s != want {
