@@ -104,7 +104,7 @@ func startSinker(tb testing.TB, dsn, topic, dlq string) string {
 	tb.Helper()
 	cfg := sinker.Config{
 		Brokers: testenv.KafkaBrokers, Topic: topic, DLQTopic: dlq, GroupID: "ops-test-" + testenv.RandomID(),
-		MySQLDSN: dsn, MySQLConns: 4, BatchSize: 5000, BatchWait: 10 * time.Millisecond,
+		MySQLDSN: dsn, MySQLConns: 4, BatchSize: 5000, Workers: 2, BatchWait: 10 * time.Millisecond,
 		SessionTimeout: 6 * time.Second, ShutdownTimeout: 10 * time.Second, MaxBytes: 8 << 20,
 	}
 	s, err := sinker.New(cfg, testenv.Logger(tb))

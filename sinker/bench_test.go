@@ -26,7 +26,7 @@ import (
 // BenchmarkSink measures, in one run on a private database of the test
 // MariaDB and a fresh topic of the test Kafka:
 //
-//   - ceiling: raw multi-row INSERTs (5,000 rows each, autocommit) of the
+//   - ceiling: raw multi-row INSERTs (a batch each, autocommit) of the
 //     same rows into the same empty table: what MariaDB takes at best;
 //   - guarded: the sinker's InsertIssues (lock, insert, counter update with
 //     the CHECK guard) of the same rows, no Kafka;
@@ -35,7 +35,9 @@ import (
 //   - replay: couponctl replay's load of the same topic into a shadow table.
 //
 // Run: go test ./sinker -run x -bench BenchmarkSink -benchtime 1x
-// (COUPON_BENCH_RECORDS overrides the 1,000,000 records).
+// (COUPON_BENCH_RECORDS overrides the 1,000,000 records; COUPON_BATCH_SIZE
+// and COUPON_SINK_WORKERS the sinker's defaults, 5,000 and 1; the ceiling
+// and guarded runs write the same per-partition batches).
 func BenchmarkSink(b *testing.B) {
 	n := 1_000_000
 	if s := os.Getenv("COUPON_BENCH_RECORDS"); s != "" {
@@ -56,7 +58,8 @@ func BenchmarkSink(b *testing.B) {
 	for range coupons {
 		ids = append(ids, mustCreateCoupon(b, db.DB, int64(perCoupon)))
 	}
-	// Users look random (a bijection of the rank), like a real drop's.
+	// Every admission has its own user, random-looking (a bijection of the
+	// admission's index), like a real drop's.
 	at := time.Now().UTC().Truncate(time.Microsecond)
 	rows := make([]coupon.Issue, 0, n)
 	for r := 1; r <= perCoupon; r++ {
@@ -64,8 +67,9 @@ func BenchmarkSink(b *testing.B) {
 			if len(rows) == n {
 				break
 			}
-			rows = append(rows, coupon.Issue{CouponID: id, UserID: (int64(r)*2654435761)%1_000_000_000_000 + 1,
-				Rank: int64(r), AdmittedAt: at.Add(time.Duration(len(rows)) * time.Microsecond)})
+			i := int64(len(rows))
+			rows = append(rows, coupon.Issue{CouponID: id, UserID: (i*2654435761)%1_000_000_000_000 + 1,
+				Rank: int64(r), AdmittedAt: at.Add(time.Duration(i) * time.Microsecond)})
 		}
 	}
 	fmt.Printf("load at start: %s\n", loadavg())
@@ -74,6 +78,35 @@ func BenchmarkSink(b *testing.B) {
 	mustPrefill(b, topic, rows)
 	fmt.Printf("prefill   %9d records in %6.2fs  %9.0f records/s\n", n, time.Since(t0).Seconds(), float64(n)/time.Since(t0).Seconds())
 
+	// The sinker's defaults, overridable like the binary's.
+	workers, batch := 1, 5000
+	if v, err := strconv.Atoi(os.Getenv("COUPON_SINK_WORKERS")); err == nil {
+		workers = v
+	}
+	if v, err := strconv.Atoi(os.Getenv("COUPON_BATCH_SIZE")); err == nil {
+		batch = v
+	}
+	// The batches the sinker forms: one partition's records, up to batch
+	// rows, partitions taking turns. The ceiling and the guarded run write
+	// the same batches.
+	byPart := map[int][]coupon.Issue{}
+	for _, r := range rows {
+		p := ops.PartitionOf(r.CouponID, parts)
+		byPart[p] = append(byPart[p], r)
+	}
+	var batches [][]coupon.Issue
+	for more := true; more; {
+		more = false
+		for p := range parts {
+			if len(byPart[p]) == 0 {
+				continue
+			}
+			k := min(batch, len(byPart[p]))
+			batches = append(batches, byPart[p][:k])
+			byPart[p] = byPart[p][k:]
+			more = true
+		}
+	}
 	for b.Loop() {
 		// The ceiling: plain multi-row INSERTs into the empty table.
 		reset := func() {
@@ -84,19 +117,19 @@ func BenchmarkSink(b *testing.B) {
 			}
 		}
 		t0 = time.Now()
-		mustRawInsert(b, db, rows, 5000)
+		mustRawInsert(b, db, batches)
 		ceiling := float64(n) / time.Since(t0).Seconds()
-		fmt.Printf("ceiling   %9d rows    in %6.2fs  %9.0f rows/s   (raw 5,000-row INSERTs, one client)\n", n, time.Since(t0).Seconds(), ceiling)
+		fmt.Printf("ceiling   %9d rows    in %6.2fs  %9.0f rows/s   (raw INSERTs of the sinker's batches: one partition, <= %d rows; autocommit, one client)\n", n, time.Since(t0).Seconds(), ceiling, batch)
 		reset()
 
 		t0 = time.Now()
-		for start := 0; start < len(rows); start += 5000 {
-			if _, err := db.InsertIssues(ctx, rows[start:min(start+5000, len(rows))]); err != nil {
+		for _, rows := range batches {
+			if _, err := db.InsertIssues(ctx, rows); err != nil {
 				b.Fatal(err)
 			}
 		}
 		guarded := float64(n) / time.Since(t0).Seconds()
-		fmt.Printf("guarded   %9d rows    in %6.2fs  %9.0f rows/s   (InsertIssues, 5,000-row batches, no Kafka)  %.2f of ceiling\n",
+		fmt.Printf("guarded   %9d rows    in %6.2fs  %9.0f rows/s   (InsertIssues of the same batches, no Kafka)  %.2f of ceiling\n",
 			n, time.Since(t0).Seconds(), guarded, guarded/ceiling)
 		reset()
 
@@ -110,6 +143,7 @@ func BenchmarkSink(b *testing.B) {
 
 		cfg := testConfig(topic, dlq)
 		cfg.MySQLDSN = dsn
+		cfg.BatchSize, cfg.Workers = batch, workers
 		s, err := sinker.New(cfg, testenv.Logger(b))
 		if err != nil {
 			b.Fatal(err)
@@ -143,8 +177,8 @@ func BenchmarkSink(b *testing.B) {
 		}
 		_ = s.Close()
 		sustained := float64(int64(n)-firstRows) / tEnd.Sub(tFirst).Seconds()
-		fmt.Printf("sink      %9d rows    in %6.2fs  %9.0f rows/s   sustained (first row to last); %.2fs with the group join  %.2f of ceiling\n",
-			n, tEnd.Sub(tFirst).Seconds(), sustained, tEnd.Sub(tStart).Seconds(), sustained/ceiling)
+		fmt.Printf("sink      %9d rows    in %6.2fs  %9.0f rows/s   sustained (first row to last; %.2fs with the group join), batch %d, %d worker(s)  %.2f of ceiling\n",
+			n, tEnd.Sub(tFirst).Seconds(), sustained, tEnd.Sub(tStart).Seconds(), batch, workers, sustained/ceiling)
 		b.ReportMetric(sustained, "sink_rows/s")
 		b.ReportMetric(ceiling, "ceiling_rows/s")
 		b.ReportMetric(sustained/ceiling, "ratio")
@@ -279,14 +313,15 @@ func mustPrefill(tb testing.TB, topic string, rows []coupon.Issue) {
 	}
 }
 
-// mustRawInsert is the ceiling: plain multi-row INSERTs, no guard, no
-// counter, autocommit, one client; each statement's rows sorted by primary
-// key, as InsertIssues sorts them.
-func mustRawInsert(tb testing.TB, db *mysql.DB, rows []coupon.Issue, per int) {
+// mustRawInsert is the ceiling: one plain multi-row INSERT per batch, no
+// guard, no counter, autocommit, one client; each statement's rows sorted by
+// primary key, as InsertIssues sorts them.
+func mustRawInsert(tb testing.TB, db *mysql.DB, batches [][]coupon.Issue) {
 	tb.Helper()
 	var q []byte
-	for start := 0; start < len(rows); start += per {
-		chunk := slices.Clone(rows[start:min(start+per, len(rows))])
+	off := 0
+	for _, rows := range batches {
+		chunk := slices.Clone(rows)
 		slices.SortFunc(chunk, func(a, b coupon.Issue) int {
 			if c := cmp.Compare(a.CouponID, b.CouponID); c != 0 {
 				return c
@@ -307,11 +342,12 @@ func mustRawInsert(tb testing.TB, db *mysql.DB, rows []coupon.Issue, per int) {
 			q = append(q, ",'"...)
 			q = r.AdmittedAt.AppendFormat(q, "2006-01-02 15:04:05.000000")
 			q = append(q, "',0,"...)
-			q = strconv.AppendInt(q, int64(start+i), 10)
+			q = strconv.AppendInt(q, int64(off+i), 10)
 			q = append(q, ')')
 		}
 		if _, err := db.ExecContext(context.Background(), string(q)); err != nil {
 			tb.Fatalf("raw insert: %v", err)
 		}
+		off += len(rows)
 	}
 }

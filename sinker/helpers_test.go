@@ -152,7 +152,7 @@ func runSinker(tb testing.TB, cfg sinker.Config) {
 func testConfig(topic, dlq string) sinker.Config {
 	return sinker.Config{
 		Brokers: testenv.KafkaBrokers, Topic: topic, DLQTopic: dlq, GroupID: "sinker-test-" + testenv.RandomID(),
-		MySQLDSN: testenv.MySQLDSN, MySQLConns: 4, BatchSize: 5000, BatchWait: 20 * time.Millisecond,
+		MySQLDSN: testenv.MySQLDSN, MySQLConns: 4, BatchSize: 5000, Workers: 2, BatchWait: 20 * time.Millisecond,
 		SessionTimeout: 6 * time.Second, ShutdownTimeout: 10 * time.Second, MaxBytes: 8 << 20,
 	}
 }

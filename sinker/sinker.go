@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/coupondrop/coupon"
@@ -68,7 +69,7 @@ func New(cfg Config, logger *slog.Logger) (*Sinker, error) {
 		Topic:   cfg.Topic,
 		// Room for the next batch while the current one is in MySQL, so
 		// the partition readers keep fetching during the transaction.
-		QueueCapacity:     2 * cfg.BatchSize,
+		QueueCapacity:     2 * cfg.BatchSize * cfg.Workers,
 		MinBytes:          1,
 		MaxBytes:          cfg.MaxBytes,
 		MaxWait:           500 * time.Millisecond,
@@ -141,61 +142,72 @@ func (s *Sinker) Run(ctx context.Context) error {
 	defer stop()
 
 	s.log.Info("sinker started", "topic", s.cfg.Topic, "group", s.cfg.GroupID)
-	// Pipeline: the fetcher gathers and decodes the next batch while this
-	// goroutine settles the current one; batches are settled in order.
-	batches := make(chan *batch, 1)
+	// Pipeline: the fetcher gathers and decodes the next per-partition
+	// batches (fetch.go) while Workers goroutines settle them, each worker
+	// owning the partitions p with p % Workers == its index, so one
+	// partition's batches are settled in order by one worker. A coupon lives
+	// in one partition, so workers never contend for a coupon's lock.
+	w := s.cfg.Workers
+	work := make([]chan *batch, w)
+	for i := range work {
+		work[i] = make(chan *batch, 1)
+	}
 	fetchErr := make(chan error, 1)
 	go func() {
-		defer close(batches)
-		for {
-			t0 := time.Now()
-			msgs, err := s.fetchBatch(ctx, make([]kafka.Message, 0, s.cfg.BatchSize))
-			if len(msgs) > 0 {
-				b := s.decode(msgs)
-				b.fetched = time.Since(t0)
-				batches <- b // the settler drains batches until the channel closes
+		defer func() {
+			for _, c := range work {
+				close(c)
 			}
-			if err != nil {
-				fetchErr <- err
-				return
-			}
-		}
+		}()
+		fetchErr <- s.fetchLoop(ctx, work) // workers drain their channel until it closes
 	}()
-	// Offsets are committed by one goroutine, in batch order, while the
-	// next batch is in MySQL: each commit follows its own batch's
-	// transaction, and a lost commit only means a harmless redelivery.
-	var st runStats
-	commits := make(chan []kafka.Message, 8)
+	// Offsets are committed by one goroutine while the next batches are in
+	// MySQL: each commit follows its own batch's transaction, one
+	// partition's commits come in order (from its one worker), and a lost
+	// commit only means a harmless redelivery.
+	var offsetTime time.Duration
+	commits := make(chan []kafka.Message, 8*w)
 	committerDone := make(chan struct{})
 	go func() {
 		defer close(committerDone)
 		for c := range commits {
-			st.offset += s.commitOffsets(settleCtx, c)
+			offsetTime += s.commitOffsets(settleCtx, c)
 		}
 	}()
-	finish := func() {
-		close(commits)
-		<-committerDone
-		s.logStats(st)
-	}
-	for {
-		t0 := time.Now()
-		b, ok := <-batches
-		st.waited += time.Since(t0)
-		if !ok {
-			break
-		}
-		c, err := s.settle(ctx, settleCtx, b, &st)
-		if err != nil {
-			s.log.Warn("batch abandoned at shutdown; it will be redelivered", "records", len(b.msgs), "err", err)
-			for range batches { // let the fetcher finish
+	stats := make([]runStats, w)
+	var wg sync.WaitGroup
+	for i := range w {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			st := &stats[i]
+			for {
+				t0 := time.Now()
+				b, ok := <-work[i]
+				st.waited += time.Since(t0)
+				if !ok {
+					return
+				}
+				c, err := s.settle(ctx, settleCtx, b, st)
+				if err != nil {
+					s.log.Warn("batch abandoned at shutdown; it will be redelivered", "records", len(b.msgs), "err", err)
+					for range work[i] { // let the fetcher finish
+					}
+					return
+				}
+				commits <- c
 			}
-			finish()
-			return nil
-		}
-		commits <- c
+		}()
 	}
-	finish()
+	wg.Wait()
+	close(commits)
+	<-committerDone
+	var total runStats
+	for _, st := range stats {
+		total.add(st)
+	}
+	total.offset = offsetTime
+	s.logStats(total)
 	if err := <-fetchErr; ctx.Err() == nil {
 		return fmt.Errorf("sinker: fetch: %w", err)
 	}
@@ -203,10 +215,19 @@ func (s *Sinker) Run(ctx context.Context) error {
 	return nil
 }
 
-// runStats add up where a run's time went, logged at exit.
+// runStats add up where a run's time went, logged at exit; waited, db and
+// dlq are summed over the workers.
 type runStats struct {
 	batches, records        int64
 	waited, db, dlq, offset time.Duration
+}
+
+func (st *runStats) add(o runStats) {
+	st.batches += o.batches
+	st.records += o.records
+	st.waited += o.waited
+	st.db += o.db
+	st.dlq += o.dlq
 }
 
 func (s *Sinker) logStats(st runStats) {
@@ -214,32 +235,9 @@ func (s *Sinker) logStats(st runStats) {
 	if st.batches > 0 {
 		avg = st.records / st.batches
 	}
-	s.log.Info("sinker totals", "batches", st.batches, "records", st.records, "avg_batch", avg,
+	s.log.Info("sinker totals", "workers", s.cfg.Workers, "batches", st.batches, "records", st.records, "avg_batch", avg,
 		"waited_for_fetch", st.waited.Round(time.Millisecond).String(), "db", st.db.Round(time.Millisecond).String(),
 		"dead_letter", st.dlq.Round(time.Millisecond).String(), "offset_commit", st.offset.Round(time.Millisecond).String())
-}
-
-// fetchBatch appends records to batch until BatchSize or BatchWait after
-// the first record. An error comes with whatever was gathered before it.
-func (s *Sinker) fetchBatch(ctx context.Context, batch []kafka.Message) ([]kafka.Message, error) {
-	m, err := s.reader.FetchMessage(ctx)
-	if err != nil {
-		return batch, err
-	}
-	batch = append(batch, m)
-	wctx, cancel := context.WithTimeout(ctx, s.cfg.BatchWait)
-	defer cancel()
-	for len(batch) < s.cfg.BatchSize {
-		m, err := s.reader.FetchMessage(wctx)
-		if err != nil {
-			if wctx.Err() != nil && ctx.Err() == nil {
-				return batch, nil // the wait is over
-			}
-			return batch, err
-		}
-		batch = append(batch, m)
-	}
-	return batch, nil
 }
 
 // poison is a record headed for the dead-letter topic.
@@ -256,10 +254,9 @@ type position struct {
 
 // batch is a fetched batch, decoded.
 type batch struct {
-	msgs    []kafka.Message
-	rows    []coupon.Issue
-	bad     []poison
-	fetched time.Duration
+	msgs []kafka.Message
+	rows []coupon.Issue
+	bad  []poison
 }
 
 // decode turns records into rows; the undecodable ones become poison.

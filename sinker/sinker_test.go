@@ -196,7 +196,7 @@ func TestTwoSinkers(t *testing.T) {
 	const n = 200_000
 	b := mustBacklog(t, n)
 	group := "sinker-two-" + testenv.RandomID()
-	p1 := startSinkerProc(t, b.topic, b.dlq, group, "COUPON_BATCH_SIZE=2000", "COUPON_LOG_LEVEL=debug")
+	p1 := startSinkerProc(t, b.topic, b.dlq, group, "COUPON_BATCH_SIZE=2000", "COUPON_SINK_WORKERS=2", "COUPON_LOG_LEVEL=debug")
 	p2 := startSinkerProc(t, b.topic, b.dlq, group, "COUPON_BATCH_SIZE=2000", "COUPON_LOG_LEVEL=debug")
 	waitCommitted(t, b.topic, group, b.parts, 3*time.Minute)
 	b.mustExact(t)
