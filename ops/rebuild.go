@@ -2,6 +2,8 @@ package ops
 
 import (
 	"context"
+	"database/sql"
+	"errors"
 	"fmt"
 	"log/slog"
 	"slices"
@@ -119,6 +121,17 @@ func RebuildGate(ctx context.Context, db *mysql.DB, t *Topic, rdb redis.Universa
 	out := make([]GateRebuild, 0, len(couponIDs))
 	var todo []int64
 	for _, id := range couponIDs {
+		var strategy string
+		switch err := db.QueryRowContext(ctx, "SELECT strategy FROM coupons WHERE id = ?", id).Scan(&strategy); {
+		case errors.Is(err, sql.ErrNoRows):
+			out = append(out, GateRebuild{CouponID: id, Skipped: "no such coupon"})
+			continue
+		case err != nil:
+			return out, fmt.Errorf("rebuild gate: coupon %d: %w", id, err)
+		case strategy != string(coupon.StrategyAsync):
+			out = append(out, GateRebuild{CouponID: id, Skipped: "strategy " + strategy + " has no gate"})
+			continue
+		}
 		n, err := rdb.Exists(ctx, admitter.SeqKey(id)).Result()
 		if err != nil {
 			return out, fmt.Errorf("rebuild gate: %w", err)

@@ -139,11 +139,13 @@ func Replay(ctx context.Context, db *mysql.DB, t *Topic, opts ReplayOptions, log
 	if err != nil {
 		return sum, fmt.Errorf("replay: load: %w (the live tables are untouched)", err)
 	}
-	// Keep the issue times of rows that survive the rebuild.
+	// Keep the issue times of rows that survive the rebuild (part of the
+	// load figure).
 	if _, err := db.ExecContext(ctx, "UPDATE "+ShadowIssuesTable+" s JOIN "+mysql.LiveTables.Issues+
 		" o ON o.coupon_id = s.coupon_id AND o.user_id = s.user_id SET s.issued_at = o.issued_at"); err != nil {
 		return sum, fmt.Errorf("replay: copy issue times: %w (the live tables are untouched)", err)
 	}
+	sum.Load = time.Since(t0)
 
 	t1 := time.Now()
 	if err := swapIn(ctx, db, first, end, &sum); err != nil {
