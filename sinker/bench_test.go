@@ -36,7 +36,7 @@ import (
 //
 // Run: go test ./sinker -run x -bench BenchmarkSink -benchtime 1x
 // (COUPON_BENCH_RECORDS overrides the 1,000,000 records; COUPON_BATCH_SIZE
-// and COUPON_SINK_WORKERS the sinker's defaults, 5,000 and 1; the ceiling
+// and COUPON_SINK_WORKERS the sinker's defaults, 5,000 and 2; the ceiling
 // and guarded runs write the same per-partition batches).
 func BenchmarkSink(b *testing.B) {
 	n := 1_000_000
@@ -79,7 +79,7 @@ func BenchmarkSink(b *testing.B) {
 	fmt.Printf("prefill   %9d records in %6.2fs  %9.0f records/s\n", n, time.Since(t0).Seconds(), float64(n)/time.Since(t0).Seconds())
 
 	// The sinker's defaults, overridable like the binary's.
-	workers, batch := 1, 5000
+	workers, batch := 2, 5000
 	if v, err := strconv.Atoi(os.Getenv("COUPON_SINK_WORKERS")); err == nil {
 		workers = v
 	}
