@@ -40,9 +40,12 @@ type CouponReconcile struct {
 	Topic          int  // distinct users in the topic
 	Rows           int  // rows in MySQL
 
-	// Unpublished are admitted (and marked pending) but neither in the
-	// topic nor in MySQL: the gateway's unknown-outcome publishes that never
-	// landed. --fix releases their slots.
+	// Unpublished are admitted but neither in the topic nor in MySQL once
+	// the sinker has caught up: the gateway's unknown-outcome publishes
+	// that never landed (marked pending), and admissions whose gate call
+	// itself timed out or whose gateway died before publishing (unmarked).
+	// No client was told "accepted" for any of them. --fix releases their
+	// slots after the grace period.
 	Unpublished []Admission
 	Released    int // slots released by --fix
 	// SettledPending are pending marks whose record did land; --fix clears them.
@@ -228,11 +231,7 @@ func reconcileCoupon(ctx context.Context, db *mysql.DB, rdb redis.UniversalClien
 		if _, ok := topic[u]; ok {
 			continue // reported above
 		}
-		if pr, ok := pending[u]; ok && pr == rank {
-			r.Unpublished = append(r.Unpublished, Admission{UserID: u, Rank: rank})
-			continue
-		}
-		bad("user %d (rank %d) is admitted in the gate but neither in the topic, in MySQL nor pending", u, rank)
+		r.Unpublished = append(r.Unpublished, Admission{UserID: u, Rank: rank})
 	}
 	for _, u := range sortedKeys(rows) {
 		if _, ok := gate[u]; !ok {

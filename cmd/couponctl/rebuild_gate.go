@@ -20,7 +20,7 @@ func runRebuildGate(ctx context.Context, args []string) error {
 	var all, force bool
 	var settle time.Duration
 	f.bind(fs, true)
-	fs.DurationVar(&settle, "settle", "COUPON_REBUILD_SETTLE", 3*time.Second, "wait for publishes in flight (the gateway's publish timeout) before the last topic read")
+	fs.DurationVar(&settle, "settle", "COUPON_REBUILD_SETTLE", 10*time.Second, "wait for publishes in flight (the gateway's publish timeout) before the last topic read")
 	fs.FlagSet.IntVar(&id, "coupon", 0, "coupon ID to rebuild")
 	fs.FlagSet.BoolVar(&all, "all", false, "every async coupon whose state is lost")
 	fs.FlagSet.BoolVar(&force, "force", false, "rewrite a state that is present (only with the gateway stopped)")

@@ -24,7 +24,7 @@ func runReconcile(ctx context.Context, args []string) error {
 	fs.FlagSet.BoolVar(&all, "all", false, "every async coupon")
 	fs.FlagSet.BoolVar(&opts.Fix, "fix", false, "release unpublished admissions and clear settled pending marks")
 	fs.DurationVar(&opts.Wait, "wait", "COUPON_RECONCILE_WAIT", 2*time.Minute, "how long to wait for the sinker to catch up")
-	fs.DurationVar(&opts.Grace, "grace", "COUPON_RECONCILE_GRACE", 5*time.Second, "with --fix: wait this long for late publishes before releasing")
+	fs.DurationVar(&opts.Grace, "grace", "COUPON_RECONCILE_GRACE", 30*time.Second, "with --fix: wait this long for late publishes before releasing (keep it well above the gateway's publish timeout)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
