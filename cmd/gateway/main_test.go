@@ -181,9 +181,17 @@ func TestSIGTERMUnderLoad(t *testing.T) {
 	t.Logf("%d accepted before shutdown", len(accepted))
 
 	// Every 202 is an issued row with its rank.
-	testenv.Eventually(t, 60*time.Second, func() error {
-		n, err := countIssued(db, created.ID)
-		if err != nil {
+	mustAllIssued(t, db, created.ID, accepted, 60*time.Second)
+	sk()
+}
+
+// mustAllIssued waits until every accepted user of couponID is an issued
+// row, then checks each row keeps the rank the user was told.
+func mustAllIssued(t *testing.T, db *sql.DB, couponID int64, accepted map[int64]int64, within time.Duration) {
+	t.Helper()
+	testenv.Eventually(t, within, func() error {
+		var n int
+		if err := db.QueryRow(`SELECT COUNT(*) FROM coupon_issues WHERE coupon_id = ?`, couponID).Scan(&n); err != nil {
 			return err
 		}
 		if n < len(accepted) {
@@ -191,7 +199,7 @@ func TestSIGTERMUnderLoad(t *testing.T) {
 		}
 		return nil
 	})
-	rows, err := db.Query(`SELECT user_id, issue_rank FROM coupon_issues WHERE coupon_id = ?`, created.ID)
+	rows, err := db.Query(`SELECT user_id, issue_rank FROM coupon_issues WHERE coupon_id = ?`, couponID)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -204,18 +212,14 @@ func TestSIGTERMUnderLoad(t *testing.T) {
 		}
 		issued[u] = r
 	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
 	for u, r := range accepted {
 		if got, ok := issued[u]; !ok || got != r {
 			t.Fatalf("user %d accepted with rank %d; issued %v with rank %d", u, r, ok, got)
 		}
 	}
-	sk()
-}
-
-func countIssued(db *sql.DB, couponID int64) (int, error) {
-	var n int
-	err := db.QueryRow(`SELECT COUNT(*) FROM coupon_issues WHERE coupon_id = ?`, couponID).Scan(&n)
-	return n, err
 }
 
 // mustStartSinker runs a sinker on topic in-process; the returned func stops it.

@@ -143,37 +143,7 @@ func TestProcessesSIGTERMUnderLoad(t *testing.T) {
 	}
 	t.Logf("%d accepted, %d of them answered after SIGTERM", len(accepted), len(accepted)-beforeTERM)
 
-	testenv.Eventually(t, 90*time.Second, func() error {
-		n, err := countIssued(db, created.ID)
-		if err != nil {
-			return err
-		}
-		if n < len(accepted) {
-			return fmt.Errorf("%d of %d accepted requests issued", n, len(accepted))
-		}
-		return nil
-	})
-	rows, err := db.Query(`SELECT user_id, issue_rank FROM coupon_issues WHERE coupon_id = ?`, created.ID)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rows.Close()
-	issued := map[int64]int64{}
-	for rows.Next() {
-		var u, r int64
-		if err := rows.Scan(&u, &r); err != nil {
-			t.Fatal(err)
-		}
-		issued[u] = r
-	}
-	if err := rows.Err(); err != nil {
-		t.Fatal(err)
-	}
-	for u, r := range accepted {
-		if got, ok := issued[u]; !ok || got != r {
-			t.Fatalf("user %d accepted with rank %d; issued %v with rank %d", u, r, ok, got)
-		}
-	}
+	mustAllIssued(t, db, created.ID, accepted, 90*time.Second)
 	sinkerB.terminate(t, 20*time.Second)
 }
 
