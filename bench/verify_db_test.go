@@ -6,35 +6,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/coupondrop/coupon/infra"
 	"github.com/coupondrop/coupon/internal/testenv"
-	"github.com/go-sql-driver/mysql"
 )
 
-// mustPrivateDB creates a fresh migrated database coupon_test_<random>,
-// dropped at cleanup, so a test may break its constraints.
 func mustPrivateDB(t *testing.T) *sql.DB {
 	t.Helper()
-	shared := testenv.MustOpenDB(t) // skips under -short; creates nothing of ours
-	name := "coupon_test_" + testenv.RandomID()
-	ctx := context.Background()
-	if _, err := shared.ExecContext(ctx, "CREATE DATABASE `"+name+"`"); err != nil {
-		t.Fatalf("create private database: %v", err)
-	}
-	t.Cleanup(func() { _, _ = shared.ExecContext(context.Background(), "DROP DATABASE `"+name+"`") })
-	cfg, err := mysql.ParseDSN(testenv.MySQLDSN)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.DBName = name
-	db, err := sql.Open("mysql", cfg.FormatDSN())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = db.Close() })
-	if err := infra.Migrate(ctx, db, testenv.Logger(t)); err != nil {
-		t.Fatalf("migrate private database: %v", err)
-	}
+	db, _ := testenv.MustOpenPrivateDB(t)
 	return db
 }
 

@@ -9,48 +9,19 @@ import (
 	"time"
 
 	"github.com/coupondrop/coupon"
-	"github.com/coupondrop/coupon/infra"
 	"github.com/coupondrop/coupon/internal/cli"
 	"github.com/coupondrop/coupon/internal/testenv"
 	"github.com/coupondrop/coupon/mysql"
 	"github.com/coupondrop/coupon/ops"
 	"github.com/coupondrop/coupon/sinker"
-	driver "github.com/go-sql-driver/mysql"
 	"github.com/segmentio/kafka-go"
 )
 
-// mustPrivateDB creates and migrates a database of its own on the test
-// MariaDB, dropped at cleanup: for tests that TRUNCATE or swap tables.
+// mustPrivateDB is testenv.MustOpenPrivateDB as a store.
 func mustPrivateDB(tb testing.TB) (*mysql.DB, string) {
 	tb.Helper()
-	testenv.Integration(tb)
-	cfg, err := driver.ParseDSN(testenv.MySQLDSN)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	name := "coupon_test_" + testenv.RandomID()
-	admin := testenv.MustOpenDB(tb)
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	if _, err := admin.ExecContext(ctx, "CREATE DATABASE `"+name+"`"); err != nil {
-		tb.Fatalf("create private database: %v", err)
-	}
-	tb.Cleanup(func() {
-		if _, err := admin.ExecContext(context.Background(), "DROP DATABASE IF EXISTS `"+name+"`"); err != nil {
-			tb.Errorf("drop private database %s: %v", name, err)
-		}
-	})
-	cfg.DBName = name
-	dsn := cfg.FormatDSN()
-	db, err := mysql.Open(ctx, dsn, 8)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() { _ = db.Close() })
-	if err := infra.Migrate(ctx, db.DB, testenv.Logger(tb)); err != nil {
-		tb.Fatalf("migrate private database: %v", err)
-	}
-	return db, dsn
+	db, dsn := testenv.MustOpenPrivateDB(tb)
+	return &mysql.DB{DB: db}, dsn
 }
 
 func mustCreateCoupon(tb testing.TB, db *sql.DB, total int64) int64 {

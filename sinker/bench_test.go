@@ -13,13 +13,11 @@ import (
 	"time"
 
 	"github.com/coupondrop/coupon"
-	"github.com/coupondrop/coupon/infra"
 	"github.com/coupondrop/coupon/internal/cli"
 	"github.com/coupondrop/coupon/internal/testenv"
 	"github.com/coupondrop/coupon/mysql"
 	"github.com/coupondrop/coupon/ops"
 	"github.com/coupondrop/coupon/sinker"
-	driver "github.com/go-sql-driver/mysql"
 	"github.com/segmentio/kafka-go"
 )
 
@@ -231,30 +229,11 @@ func loadavg() string {
 	return strings.Join(strings.Fields(string(b))[:3], " ")
 }
 
-// mustBenchDB creates a migrated private database, dropped at cleanup.
+// mustBenchDB is testenv.MustOpenPrivateDB as a store.
 func mustBenchDB(tb testing.TB) (*mysql.DB, string) {
 	tb.Helper()
-	cfg, err := driver.ParseDSN(testenv.MySQLDSN)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	admin := testenv.MustOpenDB(tb)
-	name := "coupon_bench_" + testenv.RandomID()
-	if _, err := admin.Exec("CREATE DATABASE `" + name + "`"); err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() { _, _ = admin.Exec("DROP DATABASE IF EXISTS `" + name + "`") })
-	cfg.DBName = name
-	dsn := cfg.FormatDSN()
-	db, err := mysql.Open(context.Background(), dsn, 8)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() { _ = db.Close() })
-	if err := infra.Migrate(context.Background(), db.DB, testenv.Logger(tb)); err != nil {
-		tb.Fatal(err)
-	}
-	return db, dsn
+	db, dsn := testenv.MustOpenPrivateDB(tb)
+	return &mysql.DB{DB: db}, dsn
 }
 
 // mustPrefill writes the rows as admission records, a few writers at once

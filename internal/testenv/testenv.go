@@ -117,6 +117,42 @@ func MustOpenDB(tb testing.TB) *sql.DB {
 	return db
 }
 
+// MustOpenPrivateDB creates and migrates a database of its own,
+// coupon_test_<random>, on the test MariaDB, dropped at cleanup: for tests
+// that truncate, swap or break tables. It returns the pool and its DSN.
+func MustOpenPrivateDB(tb testing.TB) (*sql.DB, string) {
+	tb.Helper()
+	shared := MustOpenDB(tb) // skips under -short, creates the server's first database
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	name := "coupon_test_" + RandomID()
+	if _, err := shared.ExecContext(ctx, "CREATE DATABASE `"+name+"`"); err != nil {
+		tb.Fatalf("create private database: %v", err)
+	}
+	tb.Cleanup(func() {
+		if _, err := shared.ExecContext(context.Background(), "DROP DATABASE IF EXISTS `"+name+"`"); err != nil {
+			tb.Errorf("drop private database %s: %v", name, err)
+		}
+	})
+	cfg, err := mysql.ParseDSN(MySQLDSN)
+	if err != nil {
+		tb.Fatalf("parse test DSN: %v", err)
+	}
+	cfg.DBName = name
+	dsn := cfg.FormatDSN()
+	db, err := sql.Open("mysql", dsn)
+	if err != nil {
+		tb.Fatalf("open private database: %v", err)
+	}
+	db.SetMaxOpenConns(16)
+	db.SetMaxIdleConns(16)
+	tb.Cleanup(func() { _ = db.Close() })
+	if err := infra.Migrate(ctx, db, Logger(tb)); err != nil {
+		tb.Fatalf("migrate private database: %v", err)
+	}
+	return db, dsn
+}
+
 // MustCreateTopic creates a fresh topic named test-<random> with the given
 // partitions on the test broker, deleted at cleanup, and returns its name.
 func MustCreateTopic(tb testing.TB, partitions int) string {
