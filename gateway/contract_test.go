@@ -481,3 +481,36 @@ func TestCouponCacheLoadsOnce(t *testing.T) {
 		t.Fatalf("200 requests for a missing coupon made %d loads; want 1", n-1)
 	}
 }
+
+// initFailingGate is a gate whose Init fails, as when Redis is down.
+type initFailingGate struct{ coupon.Gate }
+
+func (initFailingGate) Init(context.Context, int64) error {
+	return coupon.Errorf(coupon.EUNAVAILABLE, "Redis is down.")
+}
+
+// TestCreateCouponGateDown: a coupon whose gate cannot be initialised is not
+// left half-created: the creation is undone and the answer is 503.
+func TestCreateCouponGateDown(t *testing.T) {
+	h := mustStartGateway(t, harnessOpts{deps: func(d *gateway.Deps) {
+		d.Gate = initFailingGate{d.Gate}
+		d.Issuers = map[coupon.Strategy]coupon.Issuer{
+			coupon.StrategyDBLock: baseline.NewDBLock(d.Store.(*mysql.DB).DB, baseline.DefaultDBLockConfig(), testenv.Logger(t)),
+		}
+	}})
+	name := "gate-down-" + testenv.RandomID()
+	r := h.do("POST", "/v1/coupons", map[string]any{"name": name, "totalQuantity": 5}, "Authorization", "Bearer "+testToken)
+	want{503, coupon.EUNAVAILABLE, "was not created"}.check(t, r)
+	var n int
+	if err := h.db.QueryRow(`SELECT COUNT(*) FROM coupons WHERE name = ?`, name).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	if n != 0 {
+		t.Fatalf("%d coupons named %s left in MySQL; want the creation undone", n, name)
+	}
+	// Baseline coupons need no gate and are created as usual.
+	r = h.do("POST", "/v1/coupons", map[string]any{"name": name, "totalQuantity": 5, "strategy": "db-lock"}, "Authorization", "Bearer "+testToken)
+	if r.status != http.StatusCreated {
+		t.Fatalf("db-lock coupon: %d %s", r.status, r.body)
+	}
+}

@@ -77,9 +77,18 @@ func (s *Server) createCoupon(c *fiber.Ctx) error {
 	}
 	if cp.Strategy == coupon.StrategyAsync {
 		if err := s.gate.Init(ctx, cp.ID); err != nil {
-			s.requestLogger(c).Error("coupon created but its gate state was not initialised", "couponId", cp.ID, "err", err)
-			return coupon.Errorf(coupon.EUNAVAILABLE,
-				"Coupon %d was created but its admission gate could not be initialised; its issue requests answer 503 until the gate is rebuilt.", cp.ID)
+			// Undo the creation, so no coupon is left half-made.
+			log := s.requestLogger(c).With("couponId", cp.ID, "err", err)
+			if deleted, derr := s.store.DeleteUnissuedCoupon(ctx, cp.ID); derr == nil && deleted {
+				log.Warn("coupon creation undone: its gate state could not be initialised")
+				return joinCause(coupon.Errorf(coupon.EUNAVAILABLE,
+					"The coupon was not created: its admission gate is unavailable; please retry."), err)
+			} else if derr != nil {
+				log = log.With("deleteErr", derr)
+			}
+			log.Error("coupon created but its gate state was not initialised, and the creation could not be undone")
+			return joinCause(coupon.Errorf(coupon.EUNAVAILABLE,
+				"Coupon %d was created but its admission gate could not be initialised; its issue requests answer 503 until an operator runs couponctl rebuild-gate --coupon %d.", cp.ID, cp.ID), err)
 		}
 	}
 	s.cache.put(cp)

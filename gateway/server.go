@@ -32,6 +32,9 @@ type Store interface {
 	PingContext(ctx context.Context) error
 	// CreateCoupon inserts c and fills its ID and CreatedAt.
 	CreateCoupon(ctx context.Context, c *coupon.Coupon) error
+	// DeleteUnissuedCoupon deletes a coupon nothing was issued from,
+	// reporting whether it did.
+	DeleteUnissuedCoupon(ctx context.Context, id int64) (bool, error)
 	// FindCoupon returns the coupon or an ENOTFOUND error.
 	FindCoupon(ctx context.Context, id int64) (*coupon.Coupon, error)
 	// IssuedCount returns how many issued rows the coupon has.

@@ -37,6 +37,22 @@ func (db *DB) CreateCoupon(ctx context.Context, c *coupon.Coupon) error {
 	return nil
 }
 
+// DeleteUnissuedCoupon deletes the coupon if nothing was issued from it and
+// reports whether it did: the undo of a creation whose gate could not be
+// initialised.
+func (db *DB) DeleteUnissuedCoupon(ctx context.Context, id int64) (bool, error) {
+	res, err := db.ExecContext(ctx, `DELETE FROM coupons WHERE id = ? AND issued_quantity = 0
+		AND NOT EXISTS (SELECT 1 FROM coupon_issues WHERE coupon_id = ?)`, id, id)
+	if err != nil {
+		return false, fmt.Errorf("delete coupon %d: %w", id, err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return false, fmt.Errorf("delete coupon %d: %w", id, err)
+	}
+	return n == 1, nil
+}
+
 // FindCoupon returns the coupon with the given ID, or an ENOTFOUND error.
 func (db *DB) FindCoupon(ctx context.Context, id int64) (*coupon.Coupon, error) {
 	var (
