@@ -27,7 +27,7 @@ var fuzzCoupon = coupon.Coupon{ID: 1, Name: "fuzz", TotalQuantity: 100, Strategy
 func (fuzzStore) PingContext(context.Context) error                              { return nil }
 func (fuzzStore) CreateCoupon(context.Context, *coupon.Coupon) error             { return nil }
 func (fuzzStore) IssuedCount(context.Context, int64) (int64, error)              { return 0, nil }
-func (fuzzStore) DeleteUnissuedCoupon(context.Context, int64) (bool, error) { return false, nil }
+func (fuzzStore) DeleteUnissuedCoupon(context.Context, int64) (bool, error)      { return false, nil }
 func (fuzzStore) ListUserIssues(context.Context, int64) ([]*coupon.Issue, error) { return nil, nil }
 func (fuzzStore) FindIssue(_ context.Context, couponID, userID int64) (*coupon.Issue, error) {
 	return nil, coupon.Errorf(coupon.ENOTISSUED, "User %d holds no issue of coupon %d.", userID, couponID)
