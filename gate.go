@@ -12,7 +12,8 @@ type Gate interface {
 	// Init creates the coupon's gate state (empty set, rank counter 0).
 	// Idempotent: an existing state is left untouched.
 	Init(ctx context.Context, couponID int64) error
-	// Admit adds userID to the coupon's admitted set and returns its rank.
+	// Admit adds userID to the coupon's admitted set and returns its rank;
+	// with EALREADY it returns the rank the user already holds.
 	Admit(ctx context.Context, couponID, userID, total int64) (rank int64, err error)
 	// Release removes userID's admission if it still has this rank, returning
 	// the slot. Only for admissions whose record certainly never reached Kafka.
