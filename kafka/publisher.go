@@ -254,6 +254,11 @@ func (p *Publisher) Ready(ctx context.Context) error {
 	return fmt.Errorf("kafka topic %s: not found", p.cfg.Topic)
 }
 
+// Stats returns the writer's counters since the previous call (kafka-go
+// resets them on every read): produce requests, records, batch sizes and
+// times. For profiling a run (the gateway's pprof listener serves it).
+func (p *Publisher) Stats() kafkago.WriterStats { return p.w.Stats() }
+
 // Close flushes pending records, waits for their acks and closes the
 // connections.
 func (p *Publisher) Close() error {

@@ -401,10 +401,11 @@ func startBenchSystem(ctx context.Context, f *benchFlags, root, dir string, step
 	_, _ = rand.Read(b)
 	sys.token, sys.url = hex.EncodeToString(b), "http://"+httpAddr
 	// The children see no COUPON_* setting of the caller's shell (a rate
-	// limit or user auth there would change what is measured), only these.
+	// limit or user auth there would change what is measured), only these
+	// and COUPON_PPROF_ADDR (the gateway's opt-in profiler, to profile a run).
 	var env []string
 	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "COUPON_") {
+		if !strings.HasPrefix(kv, "COUPON_") || strings.HasPrefix(kv, "COUPON_PPROF_ADDR=") {
 			env = append(env, kv)
 		}
 	}

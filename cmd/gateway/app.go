@@ -30,6 +30,7 @@ type config struct {
 	RedisPassword string
 	RedisPoolSize int
 	GateBatchMax  int
+	GatePipelines int
 
 	MySQLDSN   string
 	MySQLConns int
@@ -45,6 +46,7 @@ type config struct {
 	RateLimit ratelimit.Settings
 
 	LogFormat, LogLevel string
+	PprofAddr           string // net/http/pprof listener; empty: off
 }
 
 func (c *config) bind(fs *cli.FlagSet) {
@@ -54,6 +56,7 @@ func (c *config) bind(fs *cli.FlagSet) {
 	fs.SecretVar(&c.RedisPassword, "redis-password", "COUPON_REDIS_PASSWORD", "", "Redis password")
 	fs.IntVar(&c.RedisPoolSize, "redis-pool-size", "COUPON_REDIS_POOL_SIZE", 0, "Redis connections per node (0: go-redis default, 10 per CPU)")
 	fs.IntVar(&c.GateBatchMax, "gate-batch-max", "COUPON_GATE_BATCH_MAX", 0, "admissions per Redis pipeline at most (0: default, 1: no batching)")
+	fs.IntVar(&c.GatePipelines, "gate-pipelines", "COUPON_GATE_PIPELINES", 0, "admission pipelines in flight at once (0: default)")
 	fs.SecretVar(&c.MySQLDSN, "mysql-dsn", "COUPON_MYSQL_DSN", "root@tcp(127.0.0.1:3306)/coupon", "MySQL/MariaDB DSN (go-sql-driver format)")
 	fs.IntVar(&c.MySQLConns, "mysql-conns", "COUPON_MYSQL_CONNS", 32, "MySQL connection pool size")
 	fs.StringVar(&c.KafkaBrokers, "kafka-brokers", "COUPON_KAFKA_BROKERS", "127.0.0.1:9092", "Kafka bootstrap brokers, comma-separated")
@@ -65,6 +68,7 @@ func (c *config) bind(fs *cli.FlagSet) {
 	c.RateLimit.Bind(fs)
 	fs.StringVar(&c.LogFormat, "log-format", "COUPON_LOG_FORMAT", "json", "log format: json or text")
 	fs.StringVar(&c.LogLevel, "log-level", "COUPON_LOG_LEVEL", "info", "log level: debug, info, warn or error")
+	fs.StringVar(&c.PprofAddr, "pprof-addr", "COUPON_PPROF_ADDR", "", "serve net/http/pprof on this address, like 127.0.0.1:6060 (empty: off)")
 }
 
 // validate reports every problem at once.
@@ -78,6 +82,7 @@ func (c *config) validate() error {
 	add(len(cli.List(c.RedisAddrs)) == 0, "redis address is required (COUPON_REDIS_ADDRS)")
 	add(c.RedisPoolSize < 0, "redis pool size must not be negative (COUPON_REDIS_POOL_SIZE)")
 	add(c.GateBatchMax < 0, "gate batch max must not be negative (COUPON_GATE_BATCH_MAX)")
+	add(c.GatePipelines < 0, "gate pipelines must not be negative (COUPON_GATE_PIPELINES)")
 	add(c.MySQLDSN == "", "mysql DSN is required (COUPON_MYSQL_DSN)")
 	add(c.MySQLConns < 1, "mysql connections must be at least 1 (COUPON_MYSQL_CONNS)")
 	add(len(cli.List(c.KafkaBrokers)) == 0, "kafka brokers are required (COUPON_KAFKA_BROKERS)")
@@ -142,7 +147,7 @@ func run(ctx context.Context, cfg config, logger *slog.Logger) error {
 
 	gate, err := admitter.New(admitter.Config{
 		Addrs: cli.List(cfg.RedisAddrs), Cluster: cfg.RedisCluster, Password: cfg.RedisPassword,
-		PoolSize: cfg.RedisPoolSize, BatchMax: cfg.GateBatchMax,
+		PoolSize: cfg.RedisPoolSize, BatchMax: cfg.GateBatchMax, BatchPipelines: cfg.GatePipelines,
 	}, logger)
 	if err != nil {
 		return fmt.Errorf("admission gate: %w", err)
@@ -157,6 +162,12 @@ func run(ctx context.Context, cfg config, logger *slog.Logger) error {
 		return fmt.Errorf("kafka publisher: %w", err)
 	}
 	defer closeLogged(logger, "kafka publisher", pub.Close)
+
+	if cfg.PprofAddr != "" {
+		if err := servePprof(ctx, cfg.PprofAddr, pub, logger); err != nil {
+			return fmt.Errorf("pprof listener: %w", err)
+		}
+	}
 
 	deps := gateway.Deps{
 		Store: db, Gate: gate, Publisher: pub,
