@@ -28,7 +28,7 @@ type Config struct {
 	// before it is sent; kafka-go's default (1s) would add a second to
 	// every answer. Default 2ms.
 	BatchTimeout time.Duration
-	BatchSize    int   // records per produce request at most; default 1000
+	BatchSize    int   // records per produce request at most; default 256
 	BatchBytes   int64 // bytes per produce request at most; default 1 MiB
 
 	// WriteTimeout bounds one produce attempt (dial, send, broker ack) and
@@ -57,7 +57,7 @@ func (c *Config) setDefaults() {
 		c.BatchTimeout = 2 * time.Millisecond
 	}
 	if c.BatchSize == 0 {
-		c.BatchSize = 1000
+		c.BatchSize = 256
 	}
 	if c.BatchBytes == 0 {
 		c.BatchBytes = 1 << 20
