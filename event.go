@@ -29,10 +29,44 @@ type Admission struct {
 // EventKey is the Kafka message key of a coupon's admissions.
 func EventKey(couponID int64) []byte { return strconv.AppendInt(nil, couponID, 10) }
 
-// MarshalAdmission encodes a as a version-EventVersion JSON record.
+// MarshalAdmission encodes a as a version-EventVersion JSON record, the
+// JSON encoding/json would write for it (same fields, names and order). It
+// is hand-built with appends because it runs once per accepted request.
 func MarshalAdmission(a Admission) ([]byte, error) {
-	a.Version = EventVersion
-	return json.Marshal(a)
+	if y := a.AdmittedAt.Year(); y < 0 || y > 9999 {
+		return nil, fmt.Errorf("encode admission: admittedAt year %d outside [0,9999]", y)
+	}
+	b := make([]byte, 0, 128+len(a.RequestID))
+	b = append(b, `{"v":`...)
+	b = strconv.AppendInt(b, EventVersion, 10)
+	b = append(b, `,"couponId":`...)
+	b = strconv.AppendInt(b, a.CouponID, 10)
+	b = append(b, `,"userId":`...)
+	b = strconv.AppendInt(b, a.UserID, 10)
+	b = append(b, `,"rank":`...)
+	b = strconv.AppendInt(b, a.Rank, 10)
+	b = append(b, `,"admittedAt":"`...)
+	b = a.AdmittedAt.AppendFormat(b, time.RFC3339Nano)
+	b = append(b, '"')
+	if a.RequestID != "" {
+		b = append(b, `,"requestId":`...)
+		b = appendJSONString(b, a.RequestID)
+	}
+	return append(b, '}'), nil
+}
+
+// appendJSONString appends s as a JSON string: printable ASCII other than
+// the quote and the backslash as is, anything else through encoding/json.
+func appendJSONString(b []byte, s string) []byte {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c > 0x7e || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+			q, _ := json.Marshal(s) // a string always encodes
+			return append(b, q...)
+		}
+	}
+	b = append(b, '"')
+	b = append(b, s...)
+	return append(b, '"')
 }
 
 // UnmarshalAdmission decodes and validates a record; the error says why a

@@ -1,0 +1,95 @@
+package coupon_test
+
+import (
+	"bytes"
+	"encoding/json"
+	"math"
+	"math/rand/v2"
+	"reflect"
+	"testing"
+	"time"
+
+	"github.com/coupondrop/coupon"
+)
+
+// TestMarshalAdmissionMatchesEncodingJSON: the hand-built encoder writes
+// what encoding/json writes for the struct, and UnmarshalAdmission reads
+// it back unchanged (round trip), for edge values and random ones.
+func TestMarshalAdmissionMatchesEncodingJSON(t *testing.T) {
+	at := time.Date(2026, 11, 24, 22, 30, 1, 123456789, time.UTC)
+	cases := []struct {
+		name string
+		a    coupon.Admission
+	}{
+		{"typical", coupon.Admission{CouponID: 42, UserID: 7, Rank: 1, AdmittedAt: at, RequestID: "a1b2c3d4-1z"}},
+		{"no request id", coupon.Admission{CouponID: 1, UserID: 1, Rank: 1, AdmittedAt: at}},
+		{"max ids", coupon.Admission{CouponID: math.MaxInt64, UserID: math.MaxInt64, Rank: math.MaxInt64, AdmittedAt: at, RequestID: "x"}},
+		{"whole second", coupon.Admission{CouponID: 3, UserID: 4, Rank: 5, AdmittedAt: at.Truncate(time.Second)}},
+		{"other zone", coupon.Admission{CouponID: 3, UserID: 4, Rank: 5, AdmittedAt: at.In(time.FixedZone("KST", 9*3600))}},
+		{"request id needing escapes", coupon.Admission{CouponID: 3, UserID: 4, Rank: 5, AdmittedAt: at, RequestID: `q"b\s<a>&é` + "\x01"}},
+		{"version is forced", coupon.Admission{Version: 99, CouponID: 3, UserID: 4, Rank: 5, AdmittedAt: at}},
+	}
+	rng := rand.New(rand.NewPCG(1, 2))
+	for range 200 {
+		rid := make([]byte, rng.IntN(40))
+		for i := range rid {
+			rid[i] = byte(0x21 + rng.IntN(0x7e-0x21+1)) // what the gateway accepts as X-Request-ID
+		}
+		cases = append(cases, struct {
+			name string
+			a    coupon.Admission
+		}{"random", coupon.Admission{
+			CouponID: rng.Int64N(math.MaxInt64) + 1, UserID: rng.Int64N(math.MaxInt64) + 1, Rank: rng.Int64N(1e9) + 1,
+			AdmittedAt: time.Unix(rng.Int64N(4e9), rng.Int64N(1e9)).UTC(), RequestID: string(rid),
+		}})
+	}
+	for _, tc := range cases {
+		got, err := coupon.MarshalAdmission(tc.a)
+		if err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		want := tc.a
+		want.Version = coupon.EventVersion
+		std, err := json.Marshal(want)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(got, std) {
+			t.Errorf("%s:\n got %s\nwant %s", tc.name, got, std)
+		}
+		back, err := coupon.UnmarshalAdmission(got)
+		if err != nil {
+			t.Fatalf("%s: unmarshal %s: %v", tc.name, got, err)
+		}
+		if !back.AdmittedAt.Equal(want.AdmittedAt) {
+			t.Errorf("%s: admittedAt %v, want %v", tc.name, back.AdmittedAt, want.AdmittedAt)
+		}
+		back.AdmittedAt, want.AdmittedAt = time.Time{}, time.Time{}
+		if !reflect.DeepEqual(back, want) {
+			t.Errorf("%s: round trip %+v, want %+v", tc.name, back, want)
+		}
+	}
+}
+
+func TestMarshalAdmissionRefusesYearOutOfRange(t *testing.T) {
+	a := coupon.Admission{CouponID: 1, UserID: 1, Rank: 1, AdmittedAt: time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC)}
+	if b, err := coupon.MarshalAdmission(a); err == nil {
+		t.Fatalf("encoded %s, want an error", b)
+	}
+}
+
+func BenchmarkMarshalAdmission(b *testing.B) {
+	a := coupon.Admission{CouponID: 42, UserID: 123456789, Rank: 4321, AdmittedAt: time.Now().UTC(), RequestID: "3f2a9c1e-2kx9"}
+	b.Run("appends", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			_, _ = coupon.MarshalAdmission(a)
+		}
+	})
+	b.Run("encoding/json", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			_, _ = json.Marshal(a)
+		}
+	})
+}
