@@ -46,7 +46,7 @@ func (c *Config) Bind(fs *cli.FlagSet) {
 	// Two workers: with per-partition batches, two transactions at once
 	// gain 7-28% on the 2-core reference machine (BenchmarkSink).
 	fs.IntVar(&c.Workers, "workers", "COUPON_SINK_WORKERS", 2, "batches written at once, each worker owning partition % workers")
-	fs.DurationVar(&c.BatchWait, "batch-wait", "COUPON_BATCH_WAIT", 20*time.Millisecond, "how long a batch waits for more records after its first")
+	fs.DurationVar(&c.BatchWait, "batch-wait", "COUPON_BATCH_WAIT", 100*time.Millisecond, "how long a batch waits for more records after its first")
 	fs.StringVar(&c.MetricsAddr, "metrics-addr", "COUPON_METRICS_ADDR", "127.0.0.1:9464", "address of /metrics, /healthz and /readyz (empty: off)")
 	fs.DurationVar(&c.SessionTimeout, "session-timeout", "COUPON_SESSION_TIMEOUT", 10*time.Second, "consumer-group session timeout")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", "COUPON_SHUTDOWN_TIMEOUT", 15*time.Second, "bound on finishing the batch in flight after SIGTERM")
