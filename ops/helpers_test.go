@@ -11,6 +11,7 @@ import (
 	"github.com/coupondrop/coupon"
 	"github.com/coupondrop/coupon/internal/cli"
 	"github.com/coupondrop/coupon/internal/testenv"
+	"github.com/coupondrop/coupon/internal/testsink"
 	"github.com/coupondrop/coupon/mysql"
 	"github.com/coupondrop/coupon/ops"
 	"github.com/coupondrop/coupon/sinker"
@@ -78,20 +79,7 @@ func startSinker(tb testing.TB, dsn, topic, dlq string) string {
 		MySQLDSN: dsn, MySQLConns: 4, BatchSize: 5000, Workers: 2, BatchWait: 10 * time.Millisecond,
 		SessionTimeout: 6 * time.Second, ShutdownTimeout: 10 * time.Second, MaxBytes: 8 << 20,
 	}
-	s, err := sinker.New(cfg, testenv.Logger(tb))
-	if err != nil {
-		tb.Fatalf("sinker.New: %v", err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- s.Run(ctx) }()
-	tb.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			tb.Errorf("sinker.Run: %v", err)
-		}
-		_ = s.Close()
-	})
+	testsink.Start(tb, cfg)
 	return cfg.GroupID
 }
 

@@ -18,6 +18,7 @@ import (
 
 	"github.com/coupondrop/coupon"
 	"github.com/coupondrop/coupon/internal/testenv"
+	"github.com/coupondrop/coupon/internal/testsink"
 	"github.com/coupondrop/coupon/sinker"
 	"github.com/segmentio/kafka-go"
 )
@@ -131,22 +132,7 @@ func (p *proc) kill9(tb testing.TB) {
 // runSinker runs a sinker in this process until cleanup.
 func runSinker(tb testing.TB, cfg sinker.Config) {
 	tb.Helper()
-	s, err := sinker.New(cfg, testenv.Logger(tb))
-	if err != nil {
-		tb.Fatalf("sinker.New: %v", err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- s.Run(ctx) }()
-	tb.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			tb.Errorf("sinker.Run: %v", err)
-		}
-		if err := s.Close(); err != nil {
-			tb.Errorf("sinker.Close: %v", err)
-		}
-	})
+	testsink.Start(tb, cfg)
 }
 
 func testConfig(topic, dlq string) sinker.Config {

@@ -2,7 +2,6 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"database/sql"
 	"encoding/json"
 	"fmt"
@@ -18,6 +17,7 @@ import (
 
 	"github.com/coupondrop/coupon/internal/cli"
 	"github.com/coupondrop/coupon/internal/testenv"
+	"github.com/coupondrop/coupon/internal/testsink"
 	"github.com/coupondrop/coupon/sinker"
 )
 
@@ -232,25 +232,7 @@ func mustStartSinker(t *testing.T, topic, dlq string) func() {
 		"--group-id", "test-" + testenv.RandomID(), "--mysql-dsn", testenv.MySQLDSN, "--metrics-addr", ""}); err != nil {
 		t.Fatal(err)
 	}
-	s, err := sinker.New(cfg, testenv.Logger(t))
-	if err != nil {
-		t.Fatalf("sinker: %v", err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- s.Run(ctx) }()
-	var once sync.Once
-	stop := func() {
-		once.Do(func() {
-			cancel()
-			if err := <-done; err != nil {
-				t.Errorf("sinker: %v", err)
-			}
-			_ = s.Close()
-		})
-	}
-	t.Cleanup(stop)
-	return stop
+	return testsink.Start(t, cfg)
 }
 
 // syncWriter serialises writes of concurrent loggers into w.

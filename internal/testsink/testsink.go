@@ -1,0 +1,40 @@
+// Package testsink runs a sinker in the test's process, for integration
+// tests of the packages that feed or read what it writes.
+package testsink
+
+import (
+	"context"
+	"sync"
+	"testing"
+
+	"github.com/coupondrop/coupon/internal/testenv"
+	"github.com/coupondrop/coupon/sinker"
+)
+
+// Start runs a sinker with cfg until the returned stop is called or the
+// test ends; stop finishes the batch in flight, commits and leaves the
+// group, and reports a failed run or close as a test error.
+func Start(tb testing.TB, cfg sinker.Config) (stop func()) {
+	tb.Helper()
+	s, err := sinker.New(cfg, testenv.Logger(tb))
+	if err != nil {
+		tb.Fatalf("sinker.New: %v", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx) }()
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			cancel()
+			if err := <-done; err != nil {
+				tb.Errorf("sinker.Run: %v", err)
+			}
+			if err := s.Close(); err != nil {
+				tb.Errorf("sinker.Close: %v", err)
+			}
+		})
+	}
+	tb.Cleanup(stop)
+	return stop
+}
