@@ -101,68 +101,12 @@ func TestSIGTERMUnderLoad(t *testing.T) {
 		return nil
 	})
 
-	req, _ := http.NewRequest("POST", base+"/v1/coupons", strings.NewReader(`{"name":"sigterm","totalQuantity":1000000}`))
-	req.Header.Set("Authorization", "Bearer "+token)
-	resp, err := client.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var created struct{ ID int64 }
-	_ = json.NewDecoder(resp.Body).Decode(&created)
-	resp.Body.Close()
-	if resp.StatusCode != 201 || created.ID == 0 {
-		t.Fatalf("create coupon: %d", resp.StatusCode)
-	}
+	couponID := mustCreateCoupon(t, client, base, token, "sigterm")
 
 	sk := mustStartSinker(t, topic, dlq)
 
-	// Load: workers issue to fresh users until the gateway stops answering.
-	var (
-		mu       sync.Mutex
-		accepted = map[int64]int64{} // user -> rank
-		odd      []string
-		nextUser atomic.Int64
-		wg       sync.WaitGroup
-	)
-	nextUser.Store(testenv.RandomCouponID())
-	deadline := time.Now().Add(60 * time.Second)
-	for range 16 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for time.Now().Before(deadline) {
-				u := nextUser.Add(1)
-				resp, err := client.Post(fmt.Sprintf("%s/v1/coupons/%d/issues", base, created.ID), "application/json",
-					strings.NewReader(fmt.Sprintf(`{"userId":%d}`, u)))
-				if err != nil {
-					return // the gateway closed its listener
-				}
-				var body struct {
-					Rank  int64
-					Error string
-				}
-				err = json.NewDecoder(resp.Body).Decode(&body)
-				resp.Body.Close()
-				mu.Lock()
-				switch {
-				case resp.StatusCode == 202 && err == nil:
-					accepted[u] = body.Rank
-				case resp.StatusCode == 503 && body.Error == "unavailable":
-				default:
-					odd = append(odd, fmt.Sprintf("user %d: %d %s %v", u, resp.StatusCode, body.Error, err))
-				}
-				mu.Unlock()
-			}
-		}()
-	}
-	testenv.Eventually(t, 30*time.Second, func() error {
-		mu.Lock()
-		defer mu.Unlock()
-		if len(accepted) < 300 {
-			return fmt.Errorf("%d accepted so far", len(accepted))
-		}
-		return nil
-	})
+	load := startIssueLoad(client, base, couponID, 60*time.Second)
+	testenv.Eventually(t, 30*time.Second, load.atLeast(300))
 	if err := syscall.Kill(os.Getpid(), syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
@@ -174,15 +118,106 @@ func TestSIGTERMUnderLoad(t *testing.T) {
 	case <-time.After(30 * time.Second):
 		t.Fatal("gateway did not exit within 30s of SIGTERM")
 	}
-	wg.Wait()
-	if len(odd) > 0 {
-		t.Fatalf("%d odd answers, first: %s", len(odd), odd[0])
-	}
+	accepted := load.wait(t)
 	t.Logf("%d accepted before shutdown", len(accepted))
 
 	// Every 202 is an issued row with its rank.
-	mustAllIssued(t, db, created.ID, accepted, 60*time.Second)
+	mustAllIssued(t, db, couponID, accepted, 60*time.Second)
 	sk()
+}
+
+// mustCreateCoupon creates an async coupon of supply 1,000,000 through the
+// admin API and returns its ID.
+func mustCreateCoupon(t *testing.T, client *http.Client, base, token, name string) int64 {
+	t.Helper()
+	req, _ := http.NewRequest("POST", base+"/v1/coupons", strings.NewReader(fmt.Sprintf(`{"name":%q,"totalQuantity":1000000}`, name)))
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var created struct{ ID int64 }
+	_ = json.NewDecoder(resp.Body).Decode(&created)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusCreated || created.ID == 0 {
+		t.Fatalf("create coupon: %d", resp.StatusCode)
+	}
+	return created.ID
+}
+
+// issueLoad is 16 workers issuing a coupon to fresh users until the gateway
+// stops answering or the deadline passes. Answers other than 202 and 503
+// unavailable are odd.
+type issueLoad struct {
+	mu       sync.Mutex
+	accepted map[int64]int64 // user -> rank
+	odd      []string
+	wg       sync.WaitGroup
+}
+
+func startIssueLoad(client *http.Client, base string, couponID int64, within time.Duration) *issueLoad {
+	l := &issueLoad{accepted: map[int64]int64{}}
+	var nextUser atomic.Int64
+	nextUser.Store(testenv.RandomCouponID())
+	deadline := time.Now().Add(within)
+	for range 16 {
+		l.wg.Add(1)
+		go func() {
+			defer l.wg.Done()
+			for time.Now().Before(deadline) {
+				u := nextUser.Add(1)
+				resp, err := client.Post(fmt.Sprintf("%s/v1/coupons/%d/issues", base, couponID), "application/json",
+					strings.NewReader(fmt.Sprintf(`{"userId":%d}`, u)))
+				if err != nil {
+					return // the gateway closed its listener
+				}
+				var body struct {
+					Rank  int64
+					Error string
+				}
+				err = json.NewDecoder(resp.Body).Decode(&body)
+				resp.Body.Close()
+				l.mu.Lock()
+				switch {
+				case resp.StatusCode == http.StatusAccepted && err == nil:
+					l.accepted[u] = body.Rank
+				case resp.StatusCode == http.StatusServiceUnavailable && body.Error == "unavailable":
+				default:
+					l.odd = append(l.odd, fmt.Sprintf("user %d: %d %s %v", u, resp.StatusCode, body.Error, err))
+				}
+				l.mu.Unlock()
+			}
+		}()
+	}
+	return l
+}
+
+// count returns how many requests were accepted so far.
+func (l *issueLoad) count() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(l.accepted)
+}
+
+// atLeast is a condition for testenv.Eventually: n requests accepted.
+func (l *issueLoad) atLeast(n int) func() error {
+	return func() error {
+		if got := l.count(); got < n {
+			return fmt.Errorf("%d accepted so far", got)
+		}
+		return nil
+	}
+}
+
+// wait waits for the workers, fails on odd answers and returns the
+// accepted users with their ranks.
+func (l *issueLoad) wait(t *testing.T) map[int64]int64 {
+	t.Helper()
+	l.wg.Wait()
+	if len(l.odd) > 0 {
+		t.Fatalf("%d odd answers, first: %s", len(l.odd), l.odd[0])
+	}
+	return l.accepted
 }
 
 // mustAllIssued waits until every accepted user of couponID is an issued

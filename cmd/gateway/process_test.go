@@ -1,15 +1,11 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
-	"sync"
-	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -61,89 +57,23 @@ func TestProcessesSIGTERMUnderLoad(t *testing.T) {
 		}
 		return nil
 	})
-	req, _ := http.NewRequest("POST", base+"/v1/coupons", strings.NewReader(`{"name":"process sigterm","totalQuantity":1000000}`))
-	req.Header.Set("Authorization", "Bearer "+token)
-	resp, err := client.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var created struct{ ID int64 }
-	_ = json.NewDecoder(resp.Body).Decode(&created)
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusCreated || created.ID == 0 {
-		t.Fatalf("create coupon: %d", resp.StatusCode)
-	}
-
-	// Load: workers issue to fresh users until the gateway stops answering.
-	var (
-		mu       sync.Mutex
-		accepted = map[int64]int64{} // user -> rank
-		odd      []string
-		nextUser atomic.Int64
-		wg       sync.WaitGroup
-	)
-	nextUser.Store(testenv.RandomCouponID())
-	nAccepted := func() int {
-		mu.Lock()
-		defer mu.Unlock()
-		return len(accepted)
-	}
-	deadline := time.Now().Add(2 * time.Minute)
-	for range 16 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for time.Now().Before(deadline) {
-				u := nextUser.Add(1)
-				resp, err := client.Post(fmt.Sprintf("%s/v1/coupons/%d/issues", base, created.ID), "application/json",
-					strings.NewReader(fmt.Sprintf(`{"userId":%d}`, u)))
-				if err != nil {
-					return // the gateway is gone
-				}
-				var body struct {
-					Rank  int64
-					Error string
-				}
-				err = json.NewDecoder(resp.Body).Decode(&body)
-				resp.Body.Close()
-				mu.Lock()
-				switch {
-				case resp.StatusCode == http.StatusAccepted && err == nil:
-					accepted[u] = body.Rank
-				case resp.StatusCode == http.StatusServiceUnavailable && body.Error == "unavailable":
-				default:
-					odd = append(odd, fmt.Sprintf("user %d: %d %s %v", u, resp.StatusCode, body.Error, err))
-				}
-				mu.Unlock()
-			}
-		}()
-	}
-	atLeast := func(n int) func() error {
-		return func() error {
-			if got := nAccepted(); got < n {
-				return fmt.Errorf("%d accepted so far", got)
-			}
-			return nil
-		}
-	}
+	couponID := mustCreateCoupon(t, client, base, token, "process sigterm")
+	load := startIssueLoad(client, base, couponID, 2*time.Minute)
 
 	// The sinker stops mid-load (finishing and committing its batch); a
 	// second one takes the group over.
-	testenv.Eventually(t, 60*time.Second, atLeast(300))
+	testenv.Eventually(t, 60*time.Second, load.atLeast(300))
 	sinkerA.terminate(t, 20*time.Second)
 	sinkerB := startSinker("sinker-b")
 
 	// The gateway stops mid-load: it drains the requests in flight.
-	testenv.Eventually(t, 60*time.Second, atLeast(nAccepted()+300))
-	beforeTERM := nAccepted()
+	testenv.Eventually(t, 60*time.Second, load.atLeast(load.count()+300))
+	beforeTERM := load.count()
 	gw.terminate(t, 20*time.Second)
-	wg.Wait()
-	if len(odd) > 0 {
-		t.Fatalf("%d odd answers, first: %s", len(odd), odd[0])
-	}
+	accepted := load.wait(t)
 	t.Logf("%d accepted, %d of them answered after SIGTERM", len(accepted), len(accepted)-beforeTERM)
 
-	mustAllIssued(t, db, created.ID, accepted, 90*time.Second)
+	mustAllIssued(t, db, couponID, accepted, 90*time.Second)
 	sinkerB.terminate(t, 20*time.Second)
 }
 
