@@ -75,6 +75,39 @@ func (f *opsFlags) openRedis(ctx context.Context) (redis.UniversalClient, error)
 	return rdb, nil
 }
 
+// gateConns are what rebuild-gate and reconcile work on.
+type gateConns struct {
+	db    *mysql.DB
+	topic *ops.Topic
+	rdb   redis.UniversalClient
+	ids   []int64 // the coupons --coupon / --all name
+}
+
+// openGate opens MySQL, the topic and Redis and resolves --coupon / --all.
+func (f *opsFlags) openGate(ctx context.Context, id int, all bool) (*gateConns, error) {
+	db, topic, err := f.open(ctx)
+	if err != nil {
+		return nil, err
+	}
+	rdb, err := f.openRedis(ctx)
+	if err != nil {
+		_ = db.Close()
+		return nil, err
+	}
+	c := &gateConns{db: db, topic: topic, rdb: rdb}
+	if c.ids, err = couponsArg(ctx, db, id, all); err != nil {
+		c.Close()
+		return nil, err
+	}
+	return c, nil
+}
+
+// Close closes Redis and MySQL.
+func (c *gateConns) Close() {
+	_ = c.rdb.Close()
+	_ = c.db.Close()
+}
+
 // couponsArg resolves --coupon N / --all into coupon IDs.
 func couponsArg(ctx context.Context, db *mysql.DB, id int, all bool) ([]int64, error) {
 	switch {

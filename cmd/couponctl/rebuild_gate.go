@@ -27,21 +27,12 @@ func runRebuildGate(ctx context.Context, args []string) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	db, topic, err := f.open(ctx)
+	c, err := f.openGate(ctx, id, all)
 	if err != nil {
 		return err
 	}
-	defer db.Close()
-	rdb, err := f.openRedis(ctx)
-	if err != nil {
-		return err
-	}
-	defer rdb.Close()
-	ids, err := couponsArg(ctx, db, id, all)
-	if err != nil {
-		return err
-	}
-	res, err := ops.RebuildGate(ctx, db, topic, rdb, ids, ops.RebuildOptions{Group: f.group, Force: force, Settle: settle}, f.logger())
+	defer c.Close()
+	res, err := ops.RebuildGate(ctx, c.db, c.topic, c.rdb, c.ids, ops.RebuildOptions{Group: f.group, Force: force, Settle: settle}, f.logger())
 	fmt.Print(ops.FormatRebuilds(res))
 	return err
 }

@@ -29,21 +29,12 @@ func runReconcile(ctx context.Context, args []string) error {
 		return err
 	}
 	opts.Group = f.group
-	db, topic, err := f.open(ctx)
+	c, err := f.openGate(ctx, id, all)
 	if err != nil {
 		return err
 	}
-	defer db.Close()
-	rdb, err := f.openRedis(ctx)
-	if err != nil {
-		return err
-	}
-	defer rdb.Close()
-	ids, err := couponsArg(ctx, db, id, all)
-	if err != nil {
-		return err
-	}
-	res, err := ops.Reconcile(ctx, db, topic, rdb, ids, opts, f.logger())
+	defer c.Close()
+	res, err := ops.Reconcile(ctx, c.db, c.topic, c.rdb, c.ids, opts, f.logger())
 	fmt.Print(ops.FormatReconcile(res, opts.Fix))
 	if err != nil {
 		return err
