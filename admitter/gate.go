@@ -202,7 +202,10 @@ func (g *Gate) Admit(ctx context.Context, couponID, userID, total int64) (int64,
 	if g.batch != nil {
 		code, rank, err = g.batch.admit(ctx, couponID, userID, total)
 	} else {
-		code, rank, err = parseAdmit(g.admit.Run(ctx, g.client, admitKeys(couponID), userID, total))
+		var res []admitResult
+		if res, err = parseAdmit(g.admit.Run(ctx, g.client, admitKeys(couponID), total, userID), 1); err == nil {
+			code, rank = res[0].code, res[0].rank
+		}
 	}
 	if err != nil {
 		return 0, g.wrap(err, "admit user %d to coupon %d", userID, couponID)
@@ -214,16 +217,24 @@ func admitKeys(couponID int64) []string {
 	return []string{UsersKey(couponID), SeqKey(couponID)}
 }
 
-// parseAdmit decodes the admit script's {code, rank} reply.
-func parseAdmit(cmd *redis.Cmd) (code, rank int64, err error) {
+// admitResult is one user's {code, rank} pair of the admit script's reply.
+type admitResult struct{ code, rank int64 }
+
+// parseAdmit decodes the admit script's reply for n users: n {code, rank}
+// pairs, flattened.
+func parseAdmit(cmd *redis.Cmd, n int) ([]admitResult, error) {
 	v, err := cmd.Int64Slice()
 	if err != nil {
-		return 0, 0, err
+		return nil, err
 	}
-	if len(v) != 2 {
-		return 0, 0, fmt.Errorf("admit script: unexpected reply %v", v)
+	if len(v) != 2*n {
+		return nil, fmt.Errorf("admit script: %d values for %d users", len(v), n)
 	}
-	return v[0], v[1], nil
+	out := make([]admitResult, n)
+	for i := range out {
+		out[i] = admitResult{v[2*i], v[2*i+1]}
+	}
+	return out, nil
 }
 
 // admitError maps an admit script code to the domain error.
@@ -332,9 +343,9 @@ func unavailable(err error) bool {
 		redis.IsOOMError(err) || redis.IsNoReplicasError(err) || redis.HasErrorPrefix(err, "BUSY")
 }
 
-// batcher runs concurrent Admit calls as pipelines of EVALSHA: a loop takes
-// the queued calls once a pipeline slot is free, so batches grow with load
-// and a lone call goes out at once. (A timed collection window was measured
+// batcher runs concurrent Admit calls as pipelines of EVALSHA, one script
+// call per coupon of a batch: a loop takes the queued calls once a pipeline
+// slot is free, so batches grow with load and a lone call goes out at once. (A timed collection window was measured
 // slower: with callers waiting on replies, it only adds latency.)
 type batcher struct {
 	g         *Gate
@@ -434,16 +445,17 @@ func (b *batcher) exec(batch []*admitReq) {
 		return
 	}
 	ctx := context.Background() // callers' contexts are honoured while queued
-	cmds := b.run(ctx, live)
+	groups := groupByCoupon(live)
+	cmds := b.run(ctx, groups)
 	if noScript(cmds) {
 		// The server lost its script cache (restart, SCRIPT FLUSH): those
 		// commands did not run. Load the script and run them again.
 		if err := b.g.admit.Load(ctx, b.g.client).Err(); err == nil {
-			var retry []*admitReq
+			var retry [][]*admitReq
 			var at []int
 			for i, c := range cmds {
 				if redis.HasErrorPrefix(c.Err(), "NOSCRIPT") {
-					retry, at = append(retry, live[i]), append(at, i)
+					retry, at = append(retry, groups[i]), append(at, i)
 				}
 			}
 			for j, c := range b.run(ctx, retry) {
@@ -451,17 +463,50 @@ func (b *batcher) exec(batch []*admitReq) {
 			}
 		}
 	}
-	for i, r := range live {
-		r.code, r.rank, r.err = parseAdmit(cmds[i])
-		close(r.done)
+	for i, group := range groups {
+		res, err := parseAdmit(cmds[i], len(group))
+		for j, r := range group {
+			if err != nil {
+				r.err = err
+			} else {
+				r.code, r.rank = res[j].code, res[j].rank
+			}
+			close(r.done)
+		}
 	}
 }
 
-func (b *batcher) run(ctx context.Context, reqs []*admitReq) []*redis.Cmd {
-	cmds := make([]*redis.Cmd, len(reqs))
+// groupByCoupon splits a batch into one group per (coupon, total), each in
+// arrival order: one script call admits a group, so ranks follow the order
+// the calls were queued in.
+func groupByCoupon(batch []*admitReq) [][]*admitReq {
+	type key struct{ couponID, total int64 }
+	groups := make([][]*admitReq, 0, 1)
+	at := make(map[key]int, 1)
+	for _, r := range batch {
+		k := key{r.couponID, r.total}
+		i, ok := at[k]
+		if !ok {
+			i = len(groups)
+			at[k] = i
+			groups = append(groups, nil)
+		}
+		groups[i] = append(groups[i], r)
+	}
+	return groups
+}
+
+// run sends one EVALSHA per group in one pipeline.
+func (b *batcher) run(ctx context.Context, groups [][]*admitReq) []*redis.Cmd {
+	cmds := make([]*redis.Cmd, len(groups))
 	pipe := b.g.client.Pipeline()
-	for i, r := range reqs {
-		cmds[i] = b.g.admit.EvalSha(ctx, pipe, admitKeys(r.couponID), r.userID, r.total)
+	for i, group := range groups {
+		args := make([]any, 1, 1+len(group))
+		args[0] = group[0].total
+		for _, r := range group {
+			args = append(args, r.userID)
+		}
+		cmds[i] = b.g.admit.EvalSha(ctx, pipe, admitKeys(group[0].couponID), args...)
 	}
 	_, _ = pipe.Exec(ctx) // each command carries its own error
 	return cmds

@@ -47,7 +47,7 @@ func BenchmarkMemoryPerUser(b *testing.B) {
 				pipe := client.Pipeline()
 				cmds := make([]*redis.Cmd, 0, pipeline)
 				for u := from; u < from+pipeline && u <= users; u++ {
-					cmds = append(cmds, script.EvalSha(ctx, pipe, keys, u, users))
+					cmds = append(cmds, script.EvalSha(ctx, pipe, keys, users, u))
 				}
 				if _, err := pipe.Exec(ctx); err != nil {
 					b.Error(err)

@@ -1,20 +1,52 @@
--- Admit one user to one coupon, atomically.
+-- Admit users to one coupon, atomically, in argument order.
 -- KEYS[1] users hash (userId -> rank), KEYS[2] seq counter (exists once initialised)
--- ARGV[1] userId, ARGV[2] total supply
--- Reply {code, rank}: {0, new rank} admitted; {1, existing rank} already admitted;
--- {2, 0} sold out; {3, 0} gate state lost (seq missing: refuse until rebuilt).
-if redis.call('EXISTS', KEYS[2]) == 0 then
-  return {3, 0}
+-- ARGV[1] total supply, ARGV[2..] one or more userIds (canonical decimal)
+-- Reply: a flat array with one {code, rank} pair per userId, in order:
+-- {0, new rank} admitted; {1, existing rank} already admitted (a userId
+-- repeated in one call is admitted by its first occurrence); {2, 0} sold out;
+-- {3, 0} gate state lost (seq missing: refuse until rebuilt).
+-- A batch costs the server five commands whatever its size: that, not the
+-- per-call overhead, is what the gateway's micro-batches pay.
+local out = {}
+local seq = redis.call('GET', KEYS[2])
+if not seq then
+  for _ = 2, #ARGV do
+    out[#out + 1] = 3
+    out[#out + 1] = 0
+  end
+  return out
 end
-local existing = redis.call('HGET', KEYS[1], ARGV[1])
-if existing then
-  return {1, tonumber(existing)}
+seq = tonumber(seq)
+local total = tonumber(ARGV[1])
+local held = redis.call('HLEN', KEYS[1])
+local existing = redis.call('HMGET', KEYS[1], unpack(ARGV, 2))
+local new = {}    -- userId -> rank admitted by this call
+local fields = {} -- HSET arguments
+local admitted = 0
+for i = 2, #ARGV do
+  local user = ARGV[i]
+  local rank = existing[i - 1] or new[user]
+  if rank then
+    out[#out + 1] = 1
+    out[#out + 1] = tonumber(rank)
+  elseif held >= total then
+    out[#out + 1] = 2
+    out[#out + 1] = 0
+  else
+    -- Ranks come from the counter, never from HLEN: they never repeat,
+    -- even after a release frees a slot.
+    admitted = admitted + 1
+    held = held + 1
+    rank = seq + admitted
+    new[user] = rank
+    fields[#fields + 1] = user
+    fields[#fields + 1] = rank
+    out[#out + 1] = 0
+    out[#out + 1] = rank
+  end
 end
-if redis.call('HLEN', KEYS[1]) >= tonumber(ARGV[2]) then
-  return {2, 0}
+if admitted > 0 then
+  redis.call('HSET', KEYS[1], unpack(fields))
+  redis.call('INCRBY', KEYS[2], admitted)
 end
--- Ranks come from the counter, never from HLEN: they never repeat, even
--- after a release frees a slot.
-local rank = redis.call('INCR', KEYS[2])
-redis.call('HSET', KEYS[1], ARGV[1], rank)
-return {0, rank}
+return out

@@ -4,8 +4,9 @@ package lua
 
 import _ "embed"
 
-// Admit admits a user to a coupon. KEYS: users hash, seq counter. ARGV:
-// userId, total. Returns {code, rank}: see the AdmitXxx codes.
+// Admit admits one or more users to a coupon, in order. KEYS: users hash,
+// seq counter. ARGV: total, then the userIds. Returns a flat array with one
+// {code, rank} pair per userId: see the AdmitXxx codes.
 //
 //go:embed admit.lua
 var Admit string
@@ -22,7 +23,7 @@ var Release string
 //go:embed unlock.lua
 var Unlock string
 
-// Result codes of the Admit script (first element of its reply).
+// Result codes of the Admit script (first element of each reply pair).
 const (
 	AdmitOK      = 0 // admitted; second element is the new rank
 	AdmitAlready = 1 // already admitted; second element is the existing rank

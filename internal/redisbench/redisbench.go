@@ -68,8 +68,8 @@ func (o *Options) setDefaults() {
 }
 
 // AdmitCeiling runs redis-benchmark doing EVALSHA of the real admit script
-// (loaded first) on one initialised coupon with random user IDs, and
-// returns the rate it reports. The coupon's keys are deleted afterwards.
+// (loaded first), one random user per call (what a lone request costs the
+// server), on one initialised coupon, and returns the rate it reports. The coupon's keys are deleted afterwards.
 func AdmitCeiling(ctx context.Context, o Options) (Result, error) {
 	o.setDefaults()
 	host, port, err := net.SplitHostPort(o.Addr)
@@ -102,7 +102,7 @@ func AdmitCeiling(ctx context.Context, o Options) (Result, error) {
 	if o.Password != "" {
 		args = append(args, "-a", o.Password)
 	}
-	args = append(args, "EVALSHA", sha, "2", users, seq, "__rand_int__", strconv.FormatInt(o.Total, 10))
+	args = append(args, "EVALSHA", sha, "2", users, seq, strconv.FormatInt(o.Total, 10), "__rand_int__")
 	var stdout, stderr bytes.Buffer
 	cmd := exec.CommandContext(ctx, bin, args...)
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr

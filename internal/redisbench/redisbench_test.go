@@ -15,8 +15,8 @@ func TestParseCSV(t *testing.T) {
 		wantErr bool
 	}{
 		{"redis 7", `"test","rps","avg_latency_ms","min_latency_ms","p50_latency_ms","p95_latency_ms","p99_latency_ms","max_latency_ms"
-"EVALSHA abc 2 k1 k2 __rand_int__ 10","81300.81","0.550","0.104","0.519","0.815","1.047","3.151"
-`, Result{Command: "EVALSHA abc 2 k1 k2 __rand_int__ 10", OpsPerSec: 81300.81, P50Ms: 0.519, P99Ms: 1.047}, false},
+"EVALSHA abc 2 k1 k2 10 __rand_int__","81300.81","0.550","0.104","0.519","0.815","1.047","3.151"
+`, Result{Command: "EVALSHA abc 2 k1 k2 10 __rand_int__", OpsPerSec: 81300.81, P50Ms: 0.519, P99Ms: 1.047}, false},
 		{"redis 6", `"EVALSHA","61728.39"
 `, Result{}, true}, // no header row: refuse rather than guess
 		{"empty", ``, Result{}, true},
