@@ -48,8 +48,24 @@ func (t *Topic) Partitions(ctx context.Context) (int, error) {
 }
 
 // Offsets returns each partition's first and end offsets (end = the offset
-// the next record will get).
+// the next record will get). A retriable broker answer (a partition whose
+// leader is moving or not yet elected) is retried for about five seconds.
 func (t *Topic) Offsets(ctx context.Context, partitions int) (first, end []int64, err error) {
+	for attempt := 1; ; attempt++ {
+		first, end, err = t.offsets(ctx, partitions)
+		var kerr kafka.Error
+		if err == nil || attempt == 10 || !errors.As(err, &kerr) || !kerr.Temporary() {
+			return first, end, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, nil, ctx.Err()
+		case <-time.After(time.Duration(attempt) * 100 * time.Millisecond):
+		}
+	}
+}
+
+func (t *Topic) offsets(ctx context.Context, partitions int) (first, end []int64, err error) {
 	reqs := make([]kafka.OffsetRequest, 0, 2*partitions)
 	for p := range partitions {
 		reqs = append(reqs, kafka.FirstOffsetOf(p), kafka.LastOffsetOf(p))
