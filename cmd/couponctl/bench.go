@@ -43,7 +43,7 @@ type benchFlags struct {
 
 	baseConc, baseReqs, baseSupply    int
 	asyncConc, asyncReqs, asyncSupply int
-	openRate                          int
+	openRate, warmupReqs              int
 	openDur                           time.Duration
 	dupPercent, coupons               int
 	redisBenchReqs                    int
@@ -65,6 +65,7 @@ func (f *benchFlags) bind(fs *cli.FlagSet) {
 	fs.IntVar(&f.asyncConc, "async-concurrency", "COUPON_BENCH_ASYNC_CONCURRENCY", 128, "closed-model workers for async")
 	fs.IntVar(&f.asyncReqs, "async-requests", "COUPON_BENCH_ASYNC_REQUESTS", 120000, "requests of the async closed-model phase")
 	fs.IntVar(&f.asyncSupply, "async-supply", "COUPON_BENCH_ASYNC_SUPPLY", 80000, "supply of each async coupon (below demand)")
+	fs.IntVar(&f.warmupReqs, "warmup-requests", "COUPON_BENCH_WARMUP_REQUESTS", 40000, "unmeasured async requests before the phases, so the JIT, pools and caches are warm (0: none)")
 	fs.IntVar(&f.openRate, "open-rate", "COUPON_BENCH_OPEN_RATE", 10000, "arrival rate of the async open-model phase, req/s")
 	fs.DurationVar(&f.openDur, "open-duration", "COUPON_BENCH_OPEN_DURATION", 4*time.Second, "length of the open-model phase")
 	fs.IntVar(&f.dupPercent, "dup-percent", "COUPON_BENCH_DUP_PERCENT", 10, "share of requests repeating an earlier user, percent (closed-model phases)")
@@ -85,6 +86,9 @@ func (f *benchFlags) validate() error {
 		if v.n < 1 {
 			errs = append(errs, fmt.Errorf("--%s must be at least 1 (it is %d)", v.name, v.n))
 		}
+	}
+	if f.warmupReqs < 0 {
+		errs = append(errs, fmt.Errorf("--warmup-requests must not be negative (it is %d)", f.warmupReqs))
 	}
 	if f.dupPercent < 0 || f.dupPercent > 90 {
 		errs = append(errs, fmt.Errorf("--dup-percent must be 0..90 (it is %d)", f.dupPercent))
@@ -133,6 +137,22 @@ func (f *benchFlags) phases() []bench.PhaseSpec {
 	return out
 }
 
+// warmup returns the unmeasured async phase run before the others, if any:
+// a fresh broker's JIT, the gateway's pools and the sinker's batches reach
+// their steady state on it, so the first measured phase does not pay for
+// them. Every request is accepted (supply covers them all).
+func (f *benchFlags) warmup() (bench.PhaseSpec, bool) {
+	want := map[string]bool{}
+	for _, s := range cli.List(f.strategies) {
+		want[s] = true
+	}
+	if f.warmupReqs == 0 || !(want["async"] || want["async-open"]) {
+		return bench.PhaseSpec{}, false
+	}
+	return bench.PhaseSpec{Name: "warm-up", Strategy: coupon.StrategyAsync, Coupons: 1, Supply: int64(f.warmupReqs), DrainTimeout: f.drainTimeout,
+		Load: bench.Load{Requests: f.warmupReqs, Concurrency: f.asyncConc, UserBase: 1, Seed: 4, Timeout: f.timeout}}, true
+}
+
 // benchStep prints numbered phase lines.
 type benchStep struct {
 	n, total int
@@ -165,7 +185,11 @@ func runBench(ctx context.Context, args []string) error {
 		return fmt.Errorf("results folder: %w", err)
 	}
 	specs := f.phases()
+	warmSpec, warm := f.warmup()
 	steps := &benchStep{total: len(specs) + 3, started: started}
+	if warm {
+		steps.total++
+	}
 	if f.url == "" {
 		steps.total += 4
 	}
@@ -207,6 +231,23 @@ func runBench(ctx context.Context, args []string) error {
 	steps.next("warm up: one async issue until its row is in MySQL")
 	if err := target.WarmUp(ctx, time.Minute); err != nil {
 		return err
+	}
+	if warm {
+		steps.next("warm up: async %s, %d requests, not measured", warmSpec.Model(), warmSpec.Load.Requests)
+		res, err := bench.RunPhase(ctx, target, warmSpec, func(format string, args ...any) { fmt.Printf(format+"\n", args...) })
+		if err != nil {
+			return err
+		}
+		fmt.Printf("      %d accepted (%.0f req/s), sink drained in %s, verified %s\n",
+			res.Stats.Accepted, res.Stats.AcceptedPerSec, res.Sink.Drain.Round(time.Millisecond), okWord(res.Verdict.OK() && res.Sink.Drained))
+		if !res.Verdict.OK() || !res.Sink.Drained {
+			return fmt.Errorf("warm-up failed: sink drained %t, problems %q", res.Sink.Drained, res.Verdict.Problems)
+		}
+		if sys != nil {
+			if err := dropGateKeys(ctx, redisAddr, res.CouponIDs); err != nil {
+				fmt.Printf("      could not drop the gate keys of the warm-up coupon: %v\n", err)
+			}
+		}
 	}
 
 	for _, spec := range specs {
