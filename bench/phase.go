@@ -74,7 +74,7 @@ func (t Target) WarmUp(ctx context.Context, within time.Duration) error {
 	}
 	deadline := time.Now().Add(within)
 	for {
-		n, err := CountRows(ctx, t.DB, []int64{id})
+		n, err := IssuedCount(ctx, t.DB, []int64{id})
 		if err != nil {
 			return fmt.Errorf("warm-up: %w", err)
 		}
@@ -156,7 +156,7 @@ func RunPhase(ctx context.Context, t Target, spec PhaseSpec, say func(format str
 	}
 	l := spec.Load
 	l.BaseURL, l.Strategy, l.Coupons = t.BaseURL, spec.Strategy, res.CouponIDs
-	// Count the phase's rows in MySQL while the load runs and after, until
+	// Poll the phase's issued count in MySQL while the load runs and after, until
 	// every accepted request has its row: when that happened gives the
 	// persisted rate and the drain time, on the client's clock.
 	type poll struct {
@@ -173,7 +173,7 @@ func RunPhase(ctx context.Context, t Target, spec PhaseSpec, say func(format str
 	go func() {
 		defer close(polled)
 		for {
-			n, err := CountRows(pollCtx, t.DB, res.CouponIDs)
+			n, err := IssuedCount(pollCtx, t.DB, res.CouponIDs)
 			mu.Lock()
 			if err != nil && pollCtx.Err() == nil {
 				pollErr = err

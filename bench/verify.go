@@ -60,13 +60,18 @@ func Collect(ctx context.Context, db *sql.DB, couponID int64) (DBState, error) {
 	return st, nil
 }
 
-// CountRows returns how many coupon_issues rows the coupons have together.
-func CountRows(ctx context.Context, db *sql.DB, couponIDs []int64) (int64, error) {
+// IssuedCount returns the coupons' issued_quantity, summed: how many rows
+// the writers have committed (they raise it in the transaction that inserts
+// the rows; Verify checks the two agree). The phase polls it every few
+// milliseconds while the sinker writes, so it reads one primary-key row per
+// coupon: counting the rows themselves (a range scan of up to the supply)
+// cost MariaDB a third of a core during a 20k req/s phase.
+func IssuedCount(ctx context.Context, db *sql.DB, couponIDs []int64) (int64, error) {
 	var total int64
 	for _, id := range couponIDs {
 		var n int64
-		if err := db.QueryRowContext(ctx, `SELECT COUNT(*) FROM coupon_issues WHERE coupon_id = ?`, id).Scan(&n); err != nil {
-			return 0, fmt.Errorf("count rows of coupon %d: %w", id, err)
+		if err := db.QueryRowContext(ctx, `SELECT issued_quantity FROM coupons WHERE id = ?`, id).Scan(&n); err != nil {
+			return 0, fmt.Errorf("issued count of coupon %d: %w", id, err)
 		}
 		total += n
 	}

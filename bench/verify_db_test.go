@@ -59,8 +59,8 @@ func TestCollectReportsOverIssueAndDuplicates(t *testing.T) {
 	if v.OverIssued != 2 || v.DupRows != 1 || v.AcceptedTwice != 1 || v.Duplicates != 2 || v.RepeatedRanks != 1 || v.OK() {
 		t.Fatalf("verdict %+v: want over-issued 2, duplicates 2, repeated ranks 1, not OK", v)
 	}
-	if n, err := CountRows(ctx, db, []int64{1, 2}); err != nil || n != 7 {
-		t.Fatalf("CountRows = %d, %v", n, err)
+	if n, err := IssuedCount(ctx, db, []int64{1, 2}); err != nil || n != 7 {
+		t.Fatalf("IssuedCount = %d, %v", n, err)
 	}
 	// The clean coupon alone passes.
 	if v := Verify(states[1:], map[Key]int{{2, 20}: 1, {2, 21}: 1}); !v.OK() || v.OverIssued != 0 {
