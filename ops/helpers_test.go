@@ -78,6 +78,7 @@ func startSinker(tb testing.TB, dsn, topic, dlq string) string {
 		Brokers: testenv.KafkaBrokers, Topic: topic, DLQTopic: dlq, GroupID: "ops-test-" + testenv.RandomID(),
 		MySQLDSN: dsn, MySQLConns: 4, BatchSize: 5000, Workers: 2, BatchWait: 10 * time.Millisecond,
 		SessionTimeout: 6 * time.Second, ShutdownTimeout: 10 * time.Second, MaxBytes: 8 << 20,
+		MinBytes: 64 << 10, MaxWait: 50 * time.Millisecond,
 	}
 	testsink.Start(tb, cfg)
 	return cfg.GroupID

@@ -30,6 +30,13 @@ type Config struct {
 	ShutdownTimeout time.Duration
 	// MaxBytes is the largest fetch response per partition (kafka-go MaxBytes).
 	MaxBytes int
+	// MinBytes and MaxWait: the broker answers a fetch once it has MinBytes
+	// for the partition or MaxWait has passed. A larger MinBytes means fewer,
+	// fuller fetches under load (with 1, the hot partition was fetched after
+	// nearly every produce request), at the price of up to MaxWait of
+	// delay before a batch starts when traffic is light.
+	MinBytes int
+	MaxWait  time.Duration
 }
 
 // Bind binds every field to a flag whose default comes from COUPON_* env.
@@ -51,6 +58,8 @@ func (c *Config) Bind(fs *cli.FlagSet) {
 	fs.DurationVar(&c.SessionTimeout, "session-timeout", "COUPON_SESSION_TIMEOUT", 10*time.Second, "consumer-group session timeout")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", "COUPON_SHUTDOWN_TIMEOUT", 15*time.Second, "bound on finishing the batch in flight after SIGTERM")
 	fs.IntVar(&c.MaxBytes, "fetch-max-bytes", "COUPON_FETCH_MAX_BYTES", 8<<20, "largest fetch response per partition, bytes")
+	fs.IntVar(&c.MinBytes, "fetch-min-bytes", "COUPON_FETCH_MIN_BYTES", 64<<10, "bytes a partition's fetch waits for (up to fetch-max-wait) before the broker answers")
+	fs.DurationVar(&c.MaxWait, "fetch-max-wait", "COUPON_FETCH_MAX_WAIT", 250*time.Millisecond, "longest a fetch waits for fetch-min-bytes")
 }
 
 // Validate reports the first bad field, naming it.
@@ -78,6 +87,10 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("shutdown-timeout (COUPON_SHUTDOWN_TIMEOUT) must be positive, got %s", c.ShutdownTimeout)
 	case c.MaxBytes < 1<<16:
 		return fmt.Errorf("fetch-max-bytes (COUPON_FETCH_MAX_BYTES) must be at least 65536, got %d", c.MaxBytes)
+	case c.MinBytes < 1 || c.MinBytes > c.MaxBytes:
+		return fmt.Errorf("fetch-min-bytes (COUPON_FETCH_MIN_BYTES) must be 1..fetch-max-bytes (%d), got %d", c.MaxBytes, c.MinBytes)
+	case c.MaxWait < 10*time.Millisecond || c.MaxWait > 5*time.Second:
+		return fmt.Errorf("fetch-max-wait (COUPON_FETCH_MAX_WAIT) must be 10ms..5s, got %s", c.MaxWait)
 	}
 	dsn, err := driver.ParseDSN(c.MySQLDSN)
 	if err != nil {

@@ -13,6 +13,7 @@ func TestConfigValidate(t *testing.T) {
 		Brokers: "127.0.0.1:9092", Topic: "t", DLQTopic: "t.dlq", GroupID: "g",
 		MySQLDSN: "root@tcp(127.0.0.1:3306)/coupon", MySQLConns: 4, BatchSize: 5000, Workers: 1,
 		BatchWait: 20 * time.Millisecond, SessionTimeout: 10 * time.Second, ShutdownTimeout: 15 * time.Second, MaxBytes: 8 << 20,
+		MinBytes: 64 << 10, MaxWait: 250 * time.Millisecond,
 	}
 	if err := good.Validate(); err != nil {
 		t.Fatalf("good config: %v", err)
@@ -27,6 +28,8 @@ func TestConfigValidate(t *testing.T) {
 		{"no group", func(c *sinker.Config) { c.GroupID = "" }, "COUPON_GROUP_ID"},
 		{"batch too large", func(c *sinker.Config) { c.BatchSize = 1_000_000 }, "COUPON_BATCH_SIZE"},
 		{"negative wait", func(c *sinker.Config) { c.BatchWait = -time.Second }, "COUPON_BATCH_WAIT"},
+		{"fetch min over max", func(c *sinker.Config) { c.MinBytes = c.MaxBytes + 1 }, "COUPON_FETCH_MIN_BYTES"},
+		{"fetch wait too short", func(c *sinker.Config) { c.MaxWait = time.Millisecond }, "COUPON_FETCH_MAX_WAIT"},
 		{"fewer connections than workers", func(c *sinker.Config) { c.Workers, c.MySQLConns = 4, 2 }, "COUPON_MYSQL_CONNS"},
 		{"bad DSN", func(c *sinker.Config) { c.MySQLDSN = "tcp(" }, "COUPON_MYSQL_DSN"},
 		{"clientFoundRows", func(c *sinker.Config) { c.MySQLDSN += "?clientFoundRows=true" }, "clientFoundRows"},

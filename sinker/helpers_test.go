@@ -140,6 +140,7 @@ func testConfig(topic, dlq string) sinker.Config {
 		Brokers: testenv.KafkaBrokers, Topic: topic, DLQTopic: dlq, GroupID: "sinker-test-" + testenv.RandomID(),
 		MySQLDSN: testenv.MySQLDSN, MySQLConns: 4, BatchSize: 5000, Workers: 2, BatchWait: 20 * time.Millisecond,
 		SessionTimeout: 6 * time.Second, ShutdownTimeout: 10 * time.Second, MaxBytes: 8 << 20,
+		MinBytes: 64 << 10, MaxWait: 50 * time.Millisecond,
 	}
 }
 

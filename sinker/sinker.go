@@ -70,9 +70,9 @@ func New(cfg Config, logger *slog.Logger) (*Sinker, error) {
 		// Room for the next batch while the current one is in MySQL, so
 		// the partition readers keep fetching during the transaction.
 		QueueCapacity:     2 * cfg.BatchSize * cfg.Workers,
-		MinBytes:          1,
+		MinBytes:          cfg.MinBytes,
 		MaxBytes:          cfg.MaxBytes,
-		MaxWait:           500 * time.Millisecond,
+		MaxWait:           cfg.MaxWait,
 		ReadBatchTimeout:  10 * time.Second,
 		CommitInterval:    0, // synchronous commits, only after the DB transaction
 		StartOffset:       kafka.FirstOffset,
