@@ -62,7 +62,7 @@ func (f *benchFlags) bind(fs *cli.FlagSet) {
 	fs.IntVar(&f.baseConc, "baseline-concurrency", "COUPON_BENCH_BASELINE_CONCURRENCY", 32, "closed-model workers for db-lock and redis-lock")
 	fs.IntVar(&f.baseReqs, "baseline-requests", "COUPON_BENCH_BASELINE_REQUESTS", 3000, "requests per baseline phase")
 	fs.IntVar(&f.baseSupply, "baseline-supply", "COUPON_BENCH_BASELINE_SUPPLY", 2000, "supply of each baseline coupon (below demand)")
-	fs.IntVar(&f.asyncConc, "async-concurrency", "COUPON_BENCH_ASYNC_CONCURRENCY", 128, "closed-model workers for async")
+	fs.IntVar(&f.asyncConc, "async-concurrency", "COUPON_BENCH_ASYNC_CONCURRENCY", 256, "closed-model workers for async")
 	fs.IntVar(&f.asyncReqs, "async-requests", "COUPON_BENCH_ASYNC_REQUESTS", 120000, "requests of the async closed-model phase")
 	fs.IntVar(&f.asyncSupply, "async-supply", "COUPON_BENCH_ASYNC_SUPPLY", 80000, "supply of each async coupon (below demand)")
 	fs.IntVar(&f.warmupReqs, "warmup-requests", "COUPON_BENCH_WARMUP_REQUESTS", 40000, "unmeasured async requests before the phases, so the JIT, pools and caches are warm (0: none)")
