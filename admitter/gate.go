@@ -58,6 +58,11 @@ const (
 	DefaultBatchPipelines = 2
 )
 
+// MaxBatch bounds BatchMax: one script call admits at most that many users
+// of a coupon, and Lua's unpack of their HMGET and HSET arguments must stay
+// under its stack limit (8,000 values).
+const MaxBatch = 2048
+
 func (c *Config) setDefaults() {
 	if c.DialTimeout == 0 {
 		c.DialTimeout = 2 * time.Second
@@ -85,6 +90,8 @@ func (c *Config) Validate() error {
 		return errors.New("redis: pool size must not be negative")
 	case c.BatchMax < 0 || c.BatchPipelines < 0:
 		return errors.New("redis: batch settings must not be negative")
+	case c.BatchMax > MaxBatch:
+		return fmt.Errorf("redis: batch max must be at most %d, got %d", MaxBatch, c.BatchMax)
 	}
 	for _, a := range c.Addrs {
 		if strings.TrimSpace(a) == "" {

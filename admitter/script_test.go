@@ -39,6 +39,18 @@ func TestAdmitScriptBatch(t *testing.T) {
 		{"sold out before the call", true, []int64{1, 2}, 2, []int64{3, 1}, []int64{soldOut, 0, already, 1}},
 		{"lost state refuses every user", false, nil, 10, []int64{1, 2}, []int64{lost, 0, lost, 0}},
 	}
+	var most, mostWant []int64
+	for u := int64(1); u <= MaxBatch; u++ {
+		most, mostWant = append(most, u), append(mostWant, ok, u)
+	}
+	tests = append(tests, struct {
+		name  string
+		init  bool
+		held  []int64
+		total int64
+		users []int64
+		want  []int64
+	}{"the largest batch fits Lua's stack", true, nil, MaxBatch, most, mostWant})
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			id := newCoupon(t, g)

@@ -55,7 +55,7 @@ func (c *config) bind(fs *cli.FlagSet) {
 	fs.BoolVar(&c.RedisCluster, "redis-cluster", "COUPON_REDIS_CLUSTER", false, "use the Redis Cluster client even with one address")
 	fs.SecretVar(&c.RedisPassword, "redis-password", "COUPON_REDIS_PASSWORD", "", "Redis password")
 	fs.IntVar(&c.RedisPoolSize, "redis-pool-size", "COUPON_REDIS_POOL_SIZE", 0, "Redis connections per node (0: go-redis default, 10 per CPU)")
-	fs.IntVar(&c.GateBatchMax, "gate-batch-max", "COUPON_GATE_BATCH_MAX", 0, "admissions per Redis pipeline at most (0: default, 1: no batching)")
+	fs.IntVar(&c.GateBatchMax, "gate-batch-max", "COUPON_GATE_BATCH_MAX", 0, "admissions per Redis pipeline at most, 0..2048 (0: default, 1: no batching)")
 	fs.IntVar(&c.GatePipelines, "gate-pipelines", "COUPON_GATE_PIPELINES", 0, "admission pipelines in flight at once (0: default)")
 	fs.SecretVar(&c.MySQLDSN, "mysql-dsn", "COUPON_MYSQL_DSN", "root@tcp(127.0.0.1:3306)/coupon", "MySQL/MariaDB DSN (go-sql-driver format)")
 	fs.IntVar(&c.MySQLConns, "mysql-conns", "COUPON_MYSQL_CONNS", 32, "MySQL connection pool size")
@@ -81,7 +81,7 @@ func (c *config) validate() error {
 	}
 	add(len(cli.List(c.RedisAddrs)) == 0, "redis address is required (COUPON_REDIS_ADDRS)")
 	add(c.RedisPoolSize < 0, "redis pool size must not be negative (COUPON_REDIS_POOL_SIZE)")
-	add(c.GateBatchMax < 0, "gate batch max must not be negative (COUPON_GATE_BATCH_MAX)")
+	add(c.GateBatchMax < 0 || c.GateBatchMax > admitter.MaxBatch, "gate batch max must be 0..%d (COUPON_GATE_BATCH_MAX)", admitter.MaxBatch)
 	add(c.GatePipelines < 0, "gate pipelines must not be negative (COUPON_GATE_PIPELINES)")
 	add(c.MySQLDSN == "", "mysql DSN is required (COUPON_MYSQL_DSN)")
 	add(c.MySQLConns < 1, "mysql connections must be at least 1 (COUPON_MYSQL_CONNS)")

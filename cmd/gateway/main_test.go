@@ -39,6 +39,7 @@ func TestParseConfig(t *testing.T) {
 		{"short jwt secret", map[string]string{"COUPON_ADMIN_TOKEN": "0123456789abcdef", "COUPON_JWT_HS256_SECRET": "x"}, nil, []string{"HS256 secret must be at least 32 bytes"}},
 		{"two jwt keys", map[string]string{"COUPON_ADMIN_TOKEN": "0123456789abcdef", "COUPON_JWT_HS256_SECRET": strings.Repeat("s", 32), "COUPON_JWT_PUBLIC_KEY_FILE": "/k.pem"}, nil, []string{"only one of"}},
 		{"rate limit", map[string]string{"COUPON_ADMIN_TOKEN": "0123456789abcdef", "COUPON_RATE_LIMIT": "30/m", "COUPON_RATE_LIMIT_BY_IP": "true"}, nil, nil},
+		{"gate batch too large", map[string]string{"COUPON_ADMIN_TOKEN": "0123456789abcdef", "COUPON_GATE_BATCH_MAX": "5000"}, nil, []string{"gate batch max must be 0..2048 (COUPON_GATE_BATCH_MAX)"}},
 		{"bad rate limit", map[string]string{"COUPON_ADMIN_TOKEN": "0123456789abcdef", "COUPON_RATE_LIMIT": "fast"}, nil, []string{`rate limit "fast"`, "COUPON_RATE_LIMIT"}},
 	}
 	for _, tt := range tests {
