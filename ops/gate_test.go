@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -271,8 +272,11 @@ func TestReconcile(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if r := res[0]; r.Released != 2 || r.Cleared != 1 || len(r.Mismatches) != 0 {
-		t.Errorf("fix: %+v", r)
+	if r := res[0]; r.Released != 2 || r.Cleared != 1 || len(r.Mismatches) != 0 || r.Gate != 9 || r.Pending != 0 {
+		t.Errorf("fix: %+v; want 2 released, 1 cleared, and the gate (9) and pending (0) counted after the fix", r)
+	}
+	if out := ops.FormatReconcile(res, true); !strings.Contains(out, "user 4 (rank 4) admitted but never published: released") {
+		t.Errorf("fix report does not say what it released:\n%s", out)
 	}
 	if n, err := gate.Admitted(ctx, id); err != nil || n != 9 {
 		t.Errorf("after the fix the gate admits %d (%v), want 9", n, err)

@@ -2,6 +2,7 @@ package ops
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"maps"
@@ -47,7 +48,7 @@ type CouponReconcile struct {
 	// No client was told "accepted" for any of them. --fix releases their
 	// slots after the grace period.
 	Unpublished []Admission
-	Released    int // slots released by --fix
+	Released    int // slots released by --fix (Gate and Pending are then counted after the fix)
 	// SettledPending are pending marks whose record did land; --fix clears them.
 	SettledPending []Admission
 	Cleared        int
@@ -163,6 +164,13 @@ func Reconcile(ctx context.Context, db *mysql.DB, t *Topic, rdb redis.UniversalC
 			}
 			r.Cleared++
 		}
+		// The report shows the gate as the fix left it.
+		gate, gerr := rdb.HLen(ctx, admitter.UsersKey(r.CouponID)).Result()
+		pending, perr := rdb.HLen(ctx, admitter.PendingKey(r.CouponID)).Result()
+		if err := errors.Join(gerr, perr); err != nil {
+			return out, fmt.Errorf("reconcile: recount coupon %d after the fix: %w", r.CouponID, err)
+		}
+		r.Gate, r.Pending = int(gate), int(pending)
 	}
 	return out, nil
 }
@@ -275,8 +283,14 @@ func sortedKeys(m map[int64]int64) []int64 {
 }
 
 // FormatReconcile renders the report; mismatches are listed after the table.
+// With fix, the gate and pending columns are counted after the fix.
 func FormatReconcile(rs []CouponReconcile, fix bool) string {
 	var b strings.Builder
+	unpublished := "admitted but never published"
+	if fix {
+		b.WriteString("gate and pending as the fix left them\n")
+		unpublished += ": released"
+	}
 	fmt.Fprintf(&b, "%-12s %9s %9s %9s %9s %9s %9s %11s %9s  %s\n",
 		"coupon", "total", "issued", "rows", "gate", "pending", "topic", "unpublished", "mismatch", "action")
 	for _, r := range rs {
@@ -300,7 +314,7 @@ func FormatReconcile(rs []CouponReconcile, fix bool) string {
 				fmt.Fprintf(&b, "coupon %d: ... and %d more unpublished\n", r.CouponID, len(r.Unpublished)-20)
 				break
 			}
-			fmt.Fprintf(&b, "coupon %d: user %d (rank %d) admitted but never published\n", r.CouponID, a.UserID, a.Rank)
+			fmt.Fprintf(&b, "coupon %d: user %d (rank %d) %s\n", r.CouponID, a.UserID, a.Rank, unpublished)
 		}
 	}
 	for _, r := range rs {
