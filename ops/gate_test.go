@@ -358,3 +358,50 @@ func TestRebuildGateFromTopicTail(t *testing.T) {
 		t.Errorf("new user: rank %d %v, want 106", rank, err)
 	}
 }
+
+// TestRebuildGateCountsDeadLetters: a record the sinker dead-lettered (here
+// the third of a coupon of two) has no row and lies before the committed
+// offsets; its rank still counts for the rebuilt rank counter.
+func TestRebuildGateCountsDeadLetters(t *testing.T) {
+	rdb := testenv.MustOpenRedis(t)
+	sdb := testenv.MustOpenDB(t)
+	db := &mysql.DB{DB: sdb}
+	topicName, dlqName := testenv.MustCreateTopic(t, 1), testenv.MustCreateTopic(t, 1)
+	brokers := cli.List(testenv.KafkaBrokers)
+	topic, dlq := ops.NewTopic(brokers, topicName), ops.NewTopic(brokers, dlqName)
+	ctx := context.Background()
+	id := mustCreateCoupon(t, sdb, 2)
+	t.Cleanup(func() {
+		rdb.Del(context.Background(), admitter.UsersKey(id), admitter.SeqKey(id), admitter.PendingKey(id))
+	})
+	group := startSinker(t, testenv.MySQLDSN, topicName, dlqName)
+	mustProduce(t, topicName, []kafka.Message{admissionMessage(t, id, 1, 1), admissionMessage(t, id, 2, 2), admissionMessage(t, id, 3, 3)})
+	waitCaughtUp(t, topic, group)
+	var n int
+	if err := sdb.QueryRowContext(ctx, "SELECT COUNT(*) FROM coupon_issues WHERE coupon_id = ?", id).Scan(&n); err != nil || n != 2 {
+		t.Fatalf("%d rows (%v), want 2 (the third over the total)", n, err)
+	}
+
+	for _, tc := range []struct {
+		name    string
+		dlq     *ops.Topic
+		wantSeq int64
+	}{
+		{"without the dead letters the counter stops at the rows (rank 3 would be handed out again)", nil, 2},
+		{"with them it covers the dead-lettered rank", dlq, 3},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			rdb.Del(ctx, admitter.UsersKey(id), admitter.SeqKey(id))
+			res, err := ops.RebuildGate(ctx, db, topic, rdb, []int64{id}, ops.RebuildOptions{Group: group, DeadLetters: tc.dlq}, testenv.Logger(t))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if r := res[0]; !r.Rebuilt || r.Users != 2 || r.Seq != tc.wantSeq {
+				t.Fatalf("rebuild: %+v, want 2 users and seq %d", r, tc.wantSeq)
+			}
+			if seq, err := rdb.Get(ctx, admitter.SeqKey(id)).Int64(); err != nil || seq != tc.wantSeq {
+				t.Fatalf("seq key %d (%v), want %d", seq, err, tc.wantSeq)
+			}
+		})
+	}
+}

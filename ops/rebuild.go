@@ -41,6 +41,11 @@ type RebuildOptions struct {
 	// publishes in flight when the state was lost (bounded by the gateway's
 	// publish timeout) have landed or failed.
 	Settle time.Duration
+	// DeadLetters, when set, is the dead-letter topic, read whole: the ranks
+	// of records the sinker dead-lettered (no row, and before the committed
+	// offsets) count for the rank counter too, so the rebuilt gate never
+	// hands one of them out again.
+	DeadLetters *Topic
 }
 
 // AsyncCoupons returns the IDs of every coupon of the async strategy.
@@ -81,6 +86,33 @@ func readAdmissions(ctx context.Context, t *Topic, partitions []int, from, to []
 			}
 			if r, dup := users[a.UserID]; !dup || a.Rank < r {
 				users[a.UserID] = a.Rank
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// highestRanks reads every partition of t whole and raises into[coupon] to
+// the highest rank among the records of the coupons it holds.
+func highestRanks(ctx context.Context, t *Topic, into map[int64]int64) error {
+	n, err := t.Partitions(ctx)
+	if err != nil {
+		return err
+	}
+	first, end, err := t.Offsets(ctx, n)
+	if err != nil {
+		return err
+	}
+	for p := range n {
+		err := t.Read(ctx, p, first[p], end[p], func(m kafka.Message) error {
+			if a, err := coupon.UnmarshalAdmission(m.Value); err == nil {
+				if r, ok := into[a.CouponID]; ok && a.Rank > r {
+					into[a.CouponID] = a.Rank
+				}
 			}
 			return nil
 		})
@@ -200,9 +232,19 @@ func RebuildGate(ctx context.Context, db *mysql.DB, t *Topic, rdb redis.Universa
 		return out, fmt.Errorf("rebuild gate: read topic: %w", err)
 	}
 
+	dead := map[int64]int64{} // coupon -> highest dead-lettered rank
+	if opts.DeadLetters != nil {
+		for _, id := range todo {
+			dead[id] = 0
+		}
+		if err := highestRanks(ctx, opts.DeadLetters, dead); err != nil {
+			return out, fmt.Errorf("rebuild gate: dead letters: %w", err)
+		}
+	}
+
 	for _, id := range todo {
 		users := make(map[int64]int64, len(fromMySQL[id])+len(tail[id]))
-		r := GateRebuild{CouponID: id}
+		r := GateRebuild{CouponID: id, Seq: dead[id]}
 		for u, rank := range fromMySQL[id] {
 			users[u] = rank
 			r.Seq = max(r.Seq, rank)

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/coupondrop/coupon"
 	"github.com/coupondrop/coupon/internal/cli"
 	"github.com/coupondrop/coupon/ops"
 )
@@ -19,7 +20,9 @@ func runRebuildGate(ctx context.Context, args []string) error {
 	var id int
 	var all, force bool
 	var settle time.Duration
+	var dlq string
 	f.bind(fs, true)
+	fs.StringVar(&dlq, "dead-letter-topic", "COUPON_DLQ_TOPIC", coupon.DefaultDeadLetterTopic, "dead-letter topic, read whole: its ranks are never handed out again (empty: not read)")
 	fs.DurationVar(&settle, "settle", "COUPON_REBUILD_SETTLE", 10*time.Second, "wait for publishes in flight (the gateway's publish timeout) before the last topic read")
 	fs.FlagSet.IntVar(&id, "coupon", 0, "coupon ID to rebuild")
 	fs.FlagSet.BoolVar(&all, "all", false, "every async coupon whose state is lost")
@@ -32,7 +35,11 @@ func runRebuildGate(ctx context.Context, args []string) error {
 		return err
 	}
 	defer c.Close()
-	res, err := ops.RebuildGate(ctx, c.db, c.topic, c.rdb, c.ids, ops.RebuildOptions{Group: f.group, Force: force, Settle: settle}, f.logger())
+	opts := ops.RebuildOptions{Group: f.group, Force: force, Settle: settle}
+	if dlq != "" {
+		opts.DeadLetters = ops.NewTopic(cli.List(f.brokers), dlq)
+	}
+	res, err := ops.RebuildGate(ctx, c.db, c.topic, c.rdb, c.ids, opts, f.logger())
 	fmt.Print(ops.FormatRebuilds(res))
 	return err
 }
