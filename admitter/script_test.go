@@ -95,46 +95,51 @@ func TestAdmitScriptBatch(t *testing.T) {
 // different supplies) share batches: each coupon admits exactly its supply,
 // ranked 1..supply.
 func TestBatchedManyCoupons(t *testing.T) {
-	const coupons, users = 4, 200
 	g := mustOpenGate(t, Config{BatchPipelines: 1})
-	ids := make([]int64, coupons)
-	for i := range ids {
-		ids[i] = newCoupon(t, g)
+	supply := map[int64]int64{}
+	for c := range 4 {
+		supply[newCoupon(t, g)] = int64(50 * (c + 1))
 	}
-	supply := func(c int) int64 { return int64(50 * (c + 1)) }
+	admitConcurrently(t, g, supply, 200)
+}
+
+// admitConcurrently has users 1..users call Admit on every coupon at once
+// and checks that each coupon admitted exactly its supply, ranked
+// 1..supply, every other answer being sold out.
+func admitConcurrently(t *testing.T, g *Gate, supply map[int64]int64, users int64) {
+	t.Helper()
 	var mu sync.Mutex
-	ranks := make([]map[int64]bool, coupons)
-	for i := range ranks {
-		ranks[i] = map[int64]bool{}
-	}
+	ranks := map[int64]map[int64]bool{}
 	var wg sync.WaitGroup
 	start := make(chan struct{})
-	for i := range coupons * users {
-		wg.Go(func() {
-			c, u := i%coupons, int64(i/coupons)+1
-			<-start
-			rank, err := g.Admit(context.Background(), ids[c], u, supply(c))
-			if coupon.ErrorCode(err) == coupon.ESOLDOUT {
-				return
-			}
-			mu.Lock()
-			defer mu.Unlock()
-			if err != nil || ranks[c][rank] {
-				t.Errorf("coupon %d user %d: rank %d, %v", c, u, rank, err)
-			}
-			ranks[c][rank] = true
-		})
+	for id, total := range supply {
+		ranks[id] = map[int64]bool{}
+		for u := int64(1); u <= users; u++ {
+			wg.Go(func() {
+				<-start
+				rank, err := g.Admit(context.Background(), id, u, total)
+				if coupon.ErrorCode(err) == coupon.ESOLDOUT {
+					return
+				}
+				mu.Lock()
+				defer mu.Unlock()
+				if err != nil || ranks[id][rank] {
+					t.Errorf("coupon %d user %d: rank %d, %v", id, u, rank, err)
+				}
+				ranks[id][rank] = true
+			})
+		}
 	}
 	close(start)
 	wg.Wait()
-	for c := range coupons {
-		if int64(len(ranks[c])) != supply(c) {
-			t.Errorf("coupon %d admitted %d, want %d", c, len(ranks[c]), supply(c))
-		}
-		for r := int64(1); r <= supply(c); r++ {
-			if !ranks[c][r] {
-				t.Errorf("coupon %d: rank %d missing", c, r)
+	for id, total := range supply {
+		for r := int64(1); r <= total; r++ {
+			if !ranks[id][r] {
+				t.Errorf("coupon %d: rank %d missing", id, r)
 			}
+		}
+		if n, err := g.Admitted(context.Background(), id); err != nil || n != total || int64(len(ranks[id])) != total {
+			t.Errorf("coupon %d: Admitted %d (%v), %d ranks answered; want %d", id, n, err, len(ranks[id]), total)
 		}
 	}
 }
