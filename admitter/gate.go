@@ -146,6 +146,9 @@ func New(cfg Config, logger *slog.Logger) (*Gate, error) {
 // NewFromClient returns a gate on an existing client (which Close leaves
 // open), loading the scripts. Only cfg's batch settings and timeouts are used.
 func NewFromClient(client redis.UniversalClient, cfg Config, logger *slog.Logger) (*Gate, error) {
+	if cfg.BatchMax < 0 || cfg.BatchMax > MaxBatch || cfg.BatchPipelines < 0 {
+		return nil, fmt.Errorf("redis: batch max must be 0..%d and pipelines not negative, got %d and %d", MaxBatch, cfg.BatchMax, cfg.BatchPipelines)
+	}
 	cfg.setDefaults()
 	ctx, cancel := context.WithTimeout(context.Background(), cfg.DialTimeout+cfg.ReadTimeout)
 	defer cancel()
@@ -484,8 +487,9 @@ func (b *batcher) exec(batch []*admitReq) {
 }
 
 // groupByCoupon splits a batch into one group per (coupon, total), each in
-// arrival order: one script call admits a group, so ranks follow the order
-// the calls were queued in.
+// arrival order: one script call admits a group, so within it ranks follow
+// the order the calls were queued in (two pipelines in flight, or two
+// groups of a coupon, may run in either order).
 func groupByCoupon(batch []*admitReq) [][]*admitReq {
 	type key struct{ couponID, total int64 }
 	groups := make([][]*admitReq, 0, 1)

@@ -280,7 +280,7 @@ func TestReportRenders(t *testing.T) {
 	var sb strings.Builder
 	r.WriteTable(&sb)
 	table := sb.String()
-	for _, want := range []string{"async / db-lock accepted req/s: 50.0x", "async / redis-lock accepted req/s: 100.0x", "2 FAIL", "VERIFY FAILED async: over-issued", "seed: batch consumer", "gateway / Redis ceiling: 0.50"} {
+	for _, want := range []string{"async / db-lock accepted req/s: 50.0x", "async / redis-lock accepted req/s: 100.0x", "2 FAIL", "VERIFY FAILED async: over-issued", "seed: batch consumer", "gateway / that rate: 0.50"} {
 		if !strings.Contains(table, want) {
 			t.Errorf("table lacks %q:\n%s", want, table)
 		}

@@ -181,7 +181,7 @@ tr.seed td{color:#718096;font-style:italic}.ok{color:#276749}.fail{color:#c53030
 {{with .R.Speed}}<h2>Async path speed</h2><ul>
 {{if .MaxAccepted}}<li>max accepted (closed model, c={{.Concurrency}}, 202 only after the Kafka ack): <b>{{rate .MaxAccepted}} req/s</b></li>{{end}}
 {{if .OpenRate}}<li>open model at {{rate .OpenRate}} req/s offered: {{rate .OpenAchieved}} req/s answered 2xx, p50 {{ms .OpenLatency.P50}} / p95 {{ms .OpenLatency.P95}} / <b>p99 {{ms .OpenLatency.P99}} ms</b>, {{.OpenErrors}} errors</li>{{end}}
-{{if .EvalshaPerSec}}<li>redis-benchmark EVALSHA of the admit script: {{rate .EvalshaPerSec}} ops/s (p99 {{ms .EvalshaP99}} ms); gateway / Redis ceiling = {{printf "%.2f" .Ratio}}</li>{{else}}<li>redis-benchmark: not measured ({{.RedisNote}})</li>{{end}}
+{{if .EvalshaPerSec}}<li>redis-benchmark EVALSHA of the admit script, one user per call: {{rate .EvalshaPerSec}} ops/s (p99 {{ms .EvalshaP99}} ms); gateway / that rate = {{printf "%.2f" .Ratio}}</li>{{else}}<li>redis-benchmark: not measured ({{.RedisNote}})</li>{{end}}
 </ul>{{end}}
 <figure>{{.Throughput}}</figure>
 <figure>{{.Latency}}</figure>

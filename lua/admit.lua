@@ -5,8 +5,9 @@
 -- {0, new rank} admitted; {1, existing rank} already admitted (a userId
 -- repeated in one call is admitted by its first occurrence); {2, 0} sold out;
 -- {3, 0} gate state lost (seq missing: refuse until rebuilt).
--- A batch costs the server five commands whatever its size: that, not the
--- per-call overhead, is what the gateway's micro-batches pay.
+-- A call costs the server five commands whatever its size (the gateway makes
+-- one call per coupon of a pipeline): that, not one call per user, is what
+-- its micro-batches pay.
 local out = {}
 local seq = redis.call('GET', KEYS[2])
 if not seq then

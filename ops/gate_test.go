@@ -272,7 +272,7 @@ func TestReconcile(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if r := res[0]; r.Released != 2 || r.Cleared != 1 || len(r.Mismatches) != 0 || r.Gate != 9 || r.Pending != 0 {
+	if r := res[0]; len(r.Released) != 2 || r.Cleared != 1 || len(r.Mismatches) != 0 || !r.Fixed || r.Gate != 9 || r.Pending != 0 {
 		t.Errorf("fix: %+v; want 2 released, 1 cleared, and the gate (9) and pending (0) counted after the fix", r)
 	}
 	if out := ops.FormatReconcile(res, true); !strings.Contains(out, "user 4 (rank 4) admitted but never published: released") {
@@ -403,5 +403,16 @@ func TestRebuildGateCountsDeadLetters(t *testing.T) {
 				t.Fatalf("seq key %d (%v), want %d", seq, err, tc.wantSeq)
 			}
 		})
+	}
+
+	// A dead-letter topic that does not exist fails before anything is read or written.
+	rdb.Del(ctx, admitter.UsersKey(id), admitter.SeqKey(id))
+	missing := ops.NewTopic(brokers, "no-such-topic-"+testenv.RandomID())
+	_, err := ops.RebuildGate(ctx, db, topic, rdb, []int64{id}, ops.RebuildOptions{Group: group, DeadLetters: missing}, testenv.Logger(t))
+	if err == nil || !strings.Contains(err.Error(), "dead letters") {
+		t.Fatalf("rebuild with a missing dead-letter topic: %v", err)
+	}
+	if n, _ := rdb.Exists(ctx, admitter.SeqKey(id)).Result(); n != 0 {
+		t.Fatal("the failed rebuild wrote the gate state")
 	}
 }

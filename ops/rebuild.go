@@ -177,6 +177,11 @@ func RebuildGate(ctx context.Context, db *mysql.DB, t *Topic, rdb redis.Universa
 	if len(todo) == 0 {
 		return out, nil
 	}
+	if opts.DeadLetters != nil { // a wrong name fails now, not after the reads and the settle time
+		if _, err := opts.DeadLetters.Partitions(ctx); err != nil {
+			return out, fmt.Errorf("rebuild gate: dead letters: %w", err)
+		}
+	}
 
 	n, err := t.Partitions(ctx)
 	if err != nil {

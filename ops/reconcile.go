@@ -48,7 +48,12 @@ type CouponReconcile struct {
 	// No client was told "accepted" for any of them. --fix releases their
 	// slots after the grace period.
 	Unpublished []Admission
-	Released    int // slots released by --fix (Gate and Pending are then counted after the fix)
+	// Released are the Unpublished admissions --fix released (one already
+	// gone, released by the gateway meanwhile, is not among them). Fixed
+	// says --fix finished with this coupon: Gate and Pending are then
+	// counted after the fix.
+	Released []Admission
+	Fixed    bool
 	// SettledPending are pending marks whose record did land; --fix clears them.
 	SettledPending []Admission
 	Cleared        int
@@ -154,7 +159,7 @@ func Reconcile(ctx context.Context, db *mysql.DB, t *Topic, rdb redis.UniversalC
 				return out, fmt.Errorf("reconcile: release coupon %d user %d: %w", r.CouponID, a.UserID, err)
 			}
 			if res == 1 {
-				r.Released++
+				r.Released = append(r.Released, a)
 				logger.Info("released unpublished admission", "coupon", r.CouponID, "user", a.UserID, "rank", a.Rank)
 			}
 		}
@@ -170,7 +175,7 @@ func Reconcile(ctx context.Context, db *mysql.DB, t *Topic, rdb redis.UniversalC
 		if err := errors.Join(gerr, perr); err != nil {
 			return out, fmt.Errorf("reconcile: recount coupon %d after the fix: %w", r.CouponID, err)
 		}
-		r.Gate, r.Pending = int(gate), int(pending)
+		r.Gate, r.Pending, r.Fixed = int(gate), int(pending), true
 	}
 	return out, nil
 }
@@ -286,18 +291,18 @@ func sortedKeys(m map[int64]int64) []int64 {
 // With fix, the gate and pending columns are counted after the fix.
 func FormatReconcile(rs []CouponReconcile, fix bool) string {
 	var b strings.Builder
-	unpublished := "admitted but never published"
 	if fix {
-		b.WriteString("gate and pending as the fix left them\n")
-		unpublished += ": released"
+		b.WriteString("gate and pending as the fix left them (action: what it did)\n")
 	}
 	fmt.Fprintf(&b, "%-12s %9s %9s %9s %9s %9s %9s %11s %9s  %s\n",
 		"coupon", "total", "issued", "rows", "gate", "pending", "topic", "unpublished", "mismatch", "action")
 	for _, r := range rs {
 		action := ""
 		switch {
-		case fix && (r.Released > 0 || r.Cleared > 0):
-			action = fmt.Sprintf("released %d, cleared %d pending", r.Released, r.Cleared)
+		case fix && !r.Fixed:
+			action = "not fixed (see the error)"
+		case fix && (len(r.Released) > 0 || r.Cleared > 0):
+			action = fmt.Sprintf("released %d, cleared %d pending", len(r.Released), r.Cleared)
 		case !fix && (len(r.Unpublished) > 0 || len(r.SettledPending) > 0):
 			action = "run with --fix"
 		}
@@ -314,7 +319,14 @@ func FormatReconcile(rs []CouponReconcile, fix bool) string {
 				fmt.Fprintf(&b, "coupon %d: ... and %d more unpublished\n", r.CouponID, len(r.Unpublished)-20)
 				break
 			}
-			fmt.Fprintf(&b, "coupon %d: user %d (rank %d) %s\n", r.CouponID, a.UserID, a.Rank, unpublished)
+			state := ""
+			switch {
+			case slices.Contains(r.Released, a):
+				state = ": released"
+			case r.Fixed:
+				state = ": already gone"
+			}
+			fmt.Fprintf(&b, "coupon %d: user %d (rank %d) admitted but never published%s\n", r.CouponID, a.UserID, a.Rank, state)
 		}
 	}
 	for _, r := range rs {

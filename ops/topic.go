@@ -7,6 +7,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"net"
 	"time"
 
 	"github.com/coupondrop/coupon"
@@ -27,7 +29,9 @@ func NewTopic(brokers []string, name string) *Topic {
 	return &Topic{
 		Name:    name,
 		brokers: brokers,
-		client:  &kafka.Client{Addr: kafka.TCP(brokers...), Timeout: 15 * time.Second},
+		// Metadata (partition leaders) is refreshed every second, not every
+		// 6 s: a retried call after a leader move reaches the new leader.
+		client:  &kafka.Client{Addr: kafka.TCP(brokers...), Timeout: 15 * time.Second, Transport: &kafka.Transport{MetadataTTL: time.Second}},
 		dialer:  &kafka.Dialer{Timeout: 10 * time.Second, DualStack: true},
 	}
 }
@@ -48,21 +52,38 @@ func (t *Topic) Partitions(ctx context.Context) (int, error) {
 }
 
 // Offsets returns each partition's first and end offsets (end = the offset
-// the next record will get). A retriable broker answer (a partition whose
-// leader is moving or not yet elected) is retried for about five seconds.
+// the next record will get). A broker answer that may pass (a partition
+// whose leader is moving, not yet elected or unreachable) is retried for
+// about nine seconds, past a metadata refresh.
 func (t *Topic) Offsets(ctx context.Context, partitions int) (first, end []int64, err error) {
 	for attempt := 1; ; attempt++ {
 		first, end, err = t.offsets(ctx, partitions)
-		var kerr kafka.Error
-		if err == nil || attempt == 10 || !errors.As(err, &kerr) || !kerr.Temporary() {
+		if err == nil || attempt == 10 || !transient(err) {
 			return first, end, err
 		}
 		select {
 		case <-ctx.Done():
 			return nil, nil, ctx.Err()
-		case <-time.After(time.Duration(attempt) * 100 * time.Millisecond):
+		case <-time.After(time.Duration(attempt) * 200 * time.Millisecond):
 		}
 	}
+}
+
+// transient tells a Kafka error another attempt may not meet: a retriable
+// broker code, an unknown one (a leader gone away answers -1) or a
+// connection problem.
+func transient(err error) bool {
+	var kerr kafka.Error
+	var nerr net.Error
+	switch {
+	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		return false
+	case errors.As(err, &kerr):
+		return kerr.Temporary() || kerr == kafka.Unknown
+	case errors.As(err, &nerr), errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
+		return true
+	}
+	return false
 }
 
 func (t *Topic) offsets(ctx context.Context, partitions int) (first, end []int64, err error) {

@@ -70,7 +70,7 @@ func (f *benchFlags) bind(fs *cli.FlagSet) {
 	fs.DurationVar(&f.openDur, "open-duration", "COUPON_BENCH_OPEN_DURATION", 4*time.Second, "length of the open-model phase")
 	fs.IntVar(&f.dupPercent, "dup-percent", "COUPON_BENCH_DUP_PERCENT", 10, "share of requests repeating an earlier user, percent (closed-model phases)")
 	fs.IntVar(&f.coupons, "coupons", "COUPON_BENCH_COUPONS", 1, "coupons per phase: 1 is one hot coupon, more spread the load (round robin)")
-	fs.IntVar(&f.redisBenchReqs, "redis-benchmark-requests", "COUPON_BENCH_REDIS_REQUESTS", 100000, "EVALSHA calls of the redis-benchmark ceiling (0: skip)")
+	fs.IntVar(&f.redisBenchReqs, "redis-benchmark-requests", "COUPON_BENCH_REDIS_REQUESTS", 100000, "EVALSHA calls of the redis-benchmark run, one user per call (0: skip)")
 	fs.DurationVar(&f.drainTimeout, "drain-timeout", "COUPON_BENCH_DRAIN_TIMEOUT", time.Minute, "bound on waiting for the sinker to write every accepted request")
 	fs.DurationVar(&f.timeout, "request-timeout", "COUPON_BENCH_REQUEST_TIMEOUT", 10*time.Second, "per-request timeout of the load generator")
 }
