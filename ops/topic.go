@@ -31,8 +31,8 @@ func NewTopic(brokers []string, name string) *Topic {
 		brokers: brokers,
 		// Metadata (partition leaders) is refreshed every second, not every
 		// 6 s: a retried call after a leader move reaches the new leader.
-		client:  &kafka.Client{Addr: kafka.TCP(brokers...), Timeout: 15 * time.Second, Transport: &kafka.Transport{MetadataTTL: time.Second}},
-		dialer:  &kafka.Dialer{Timeout: 10 * time.Second, DualStack: true},
+		client: &kafka.Client{Addr: kafka.TCP(brokers...), Timeout: 15 * time.Second, Transport: &kafka.Transport{MetadataTTL: time.Second}},
+		dialer: &kafka.Dialer{Timeout: 10 * time.Second, DualStack: true},
 	}
 }
 
