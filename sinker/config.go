@@ -59,7 +59,7 @@ func (c *Config) Bind(fs *cli.FlagSet) {
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", "COUPON_SHUTDOWN_TIMEOUT", 15*time.Second, "bound on finishing the batch in flight after SIGTERM")
 	fs.IntVar(&c.MaxBytes, "fetch-max-bytes", "COUPON_FETCH_MAX_BYTES", 8<<20, "largest fetch response per partition, bytes")
 	fs.IntVar(&c.MinBytes, "fetch-min-bytes", "COUPON_FETCH_MIN_BYTES", 64<<10, "bytes a partition's fetch waits for (up to fetch-max-wait) before the broker answers")
-	fs.DurationVar(&c.MaxWait, "fetch-max-wait", "COUPON_FETCH_MAX_WAIT", 250*time.Millisecond, "longest a fetch waits for fetch-min-bytes")
+	fs.DurationVar(&c.MaxWait, "fetch-max-wait", "COUPON_FETCH_MAX_WAIT", 100*time.Millisecond, "longest a fetch waits for fetch-min-bytes")
 }
 
 // Validate reports the first bad field, naming it.

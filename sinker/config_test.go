@@ -13,7 +13,7 @@ func TestConfigValidate(t *testing.T) {
 		Brokers: "127.0.0.1:9092", Topic: "t", DLQTopic: "t.dlq", GroupID: "g",
 		MySQLDSN: "root@tcp(127.0.0.1:3306)/coupon", MySQLConns: 4, BatchSize: 5000, Workers: 1,
 		BatchWait: 20 * time.Millisecond, SessionTimeout: 10 * time.Second, ShutdownTimeout: 15 * time.Second, MaxBytes: 8 << 20,
-		MinBytes: 64 << 10, MaxWait: 250 * time.Millisecond,
+		MinBytes: 64 << 10, MaxWait: 100 * time.Millisecond,
 	}
 	if err := good.Validate(); err != nil {
 		t.Fatalf("good config: %v", err)
