@@ -88,15 +88,25 @@ func (c *Config) Validate() error {
 		return errors.New("redis: at least one address is required")
 	case c.PoolSize < 0:
 		return errors.New("redis: pool size must not be negative")
-	case c.BatchMax < 0 || c.BatchPipelines < 0:
-		return errors.New("redis: batch settings must not be negative")
-	case c.BatchMax > MaxBatch:
-		return fmt.Errorf("redis: batch max must be at most %d, got %d", MaxBatch, c.BatchMax)
+	}
+	if err := c.validateBatch(); err != nil {
+		return err
 	}
 	for _, a := range c.Addrs {
 		if strings.TrimSpace(a) == "" {
 			return errors.New("redis: empty address")
 		}
+	}
+	return nil
+}
+
+// validateBatch checks the batch settings, the part of Config NewFromClient uses.
+func (c *Config) validateBatch() error {
+	switch {
+	case c.BatchMax < 0 || c.BatchPipelines < 0:
+		return errors.New("redis: batch settings must not be negative")
+	case c.BatchMax > MaxBatch:
+		return fmt.Errorf("redis: batch max must be at most %d, got %d", MaxBatch, c.BatchMax)
 	}
 	return nil
 }
@@ -146,8 +156,8 @@ func New(cfg Config, logger *slog.Logger) (*Gate, error) {
 // NewFromClient returns a gate on an existing client (which Close leaves
 // open), loading the scripts. Only cfg's batch settings and timeouts are used.
 func NewFromClient(client redis.UniversalClient, cfg Config, logger *slog.Logger) (*Gate, error) {
-	if cfg.BatchMax < 0 || cfg.BatchMax > MaxBatch || cfg.BatchPipelines < 0 {
-		return nil, fmt.Errorf("redis: batch max must be 0..%d and pipelines not negative, got %d and %d", MaxBatch, cfg.BatchMax, cfg.BatchPipelines)
+	if err := cfg.validateBatch(); err != nil {
+		return nil, err
 	}
 	cfg.setDefaults()
 	ctx, cancel := context.WithTimeout(context.Background(), cfg.DialTimeout+cfg.ReadTimeout)
@@ -355,8 +365,9 @@ func unavailable(err error) bool {
 
 // batcher runs concurrent Admit calls as pipelines of EVALSHA, one script
 // call per coupon of a batch: a loop takes the queued calls once a pipeline
-// slot is free, so batches grow with load and a lone call goes out at once. (A timed collection window was measured
-// slower: with callers waiting on replies, it only adds latency.)
+// slot is free, so batches grow with load and a lone call goes out at once.
+// (A timed collection window was measured slower: with callers waiting on
+// replies, it only adds latency.)
 type batcher struct {
 	g         *Gate
 	max       int
