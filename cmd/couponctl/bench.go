@@ -109,12 +109,18 @@ func (f *benchFlags) validate() error {
 	return errors.Join(errs...)
 }
 
-// phases returns the phases to run, in order.
-func (f *benchFlags) phases() []bench.PhaseSpec {
+// wanted is the set of phases --strategies names.
+func (f *benchFlags) wanted() map[string]bool {
 	want := map[string]bool{}
 	for _, s := range cli.List(f.strategies) {
 		want[s] = true
 	}
+	return want
+}
+
+// phases returns the phases to run, in order.
+func (f *benchFlags) phases() []bench.PhaseSpec {
+	want := f.wanted()
 	dup := float64(f.dupPercent) / 100
 	var out []bench.PhaseSpec
 	for _, s := range []coupon.Strategy{coupon.StrategyDBLock, coupon.StrategyRedisLock} {
@@ -142,10 +148,7 @@ func (f *benchFlags) phases() []bench.PhaseSpec {
 // their steady state on it, so the first measured phase does not pay for
 // them. Every request is accepted (supply covers them all).
 func (f *benchFlags) warmup() (bench.PhaseSpec, bool) {
-	want := map[string]bool{}
-	for _, s := range cli.List(f.strategies) {
-		want[s] = true
-	}
+	want := f.wanted()
 	if f.warmupReqs == 0 || !(want["async"] || want["async-open"]) {
 		return bench.PhaseSpec{}, false
 	}
