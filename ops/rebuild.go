@@ -96,13 +96,9 @@ func readAdmissions(ctx context.Context, t *Topic, partitions []int, from, to []
 	return nil
 }
 
-// highestRanks reads every partition of t whole and raises into[coupon] to
+// highestRanks reads the n partitions of t whole and raises into[coupon] to
 // the highest rank among the records of the coupons it holds.
-func highestRanks(ctx context.Context, t *Topic, into map[int64]int64) error {
-	n, err := t.Partitions(ctx)
-	if err != nil {
-		return err
-	}
+func highestRanks(ctx context.Context, t *Topic, n int, into map[int64]int64) error {
 	first, end, err := t.Offsets(ctx, n)
 	if err != nil {
 		return err
@@ -177,8 +173,10 @@ func RebuildGate(ctx context.Context, db *mysql.DB, t *Topic, rdb redis.Universa
 	if len(todo) == 0 {
 		return out, nil
 	}
+	var deadParts int
 	if opts.DeadLetters != nil { // a wrong name fails now, not after the reads and the settle time
-		if _, err := opts.DeadLetters.Partitions(ctx); err != nil {
+		var err error
+		if deadParts, err = opts.DeadLetters.Partitions(ctx); err != nil {
 			return out, fmt.Errorf("rebuild gate: dead letters: %w", err)
 		}
 	}
@@ -237,12 +235,14 @@ func RebuildGate(ctx context.Context, db *mysql.DB, t *Topic, rdb redis.Universa
 		return out, fmt.Errorf("rebuild gate: read topic: %w", err)
 	}
 
+	// Read after the committed offsets: a record dead-lettered since is in
+	// the dead-letter topic now, or was in the tail read above.
 	dead := map[int64]int64{} // coupon -> highest dead-lettered rank
 	if opts.DeadLetters != nil {
 		for _, id := range todo {
 			dead[id] = 0
 		}
-		if err := highestRanks(ctx, opts.DeadLetters, dead); err != nil {
+		if err := highestRanks(ctx, opts.DeadLetters, deadParts, dead); err != nil {
 			return out, fmt.Errorf("rebuild gate: dead letters: %w", err)
 		}
 	}
