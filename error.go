@@ -8,19 +8,22 @@ import (
 // Error codes: stable strings users and clients switch on. Each maps to one
 // HTTP status in the gateway; the message beside it is for humans.
 const (
-	EINVALID      = "invalid_request"   // 400: malformed input, names the field
-	EUNAUTHORIZED = "unauthorized"      // 401: missing or bad credentials
-	ENOTSTARTED   = "issue_not_started" // 403: before the coupon's window
-	EENDED        = "issue_ended"       // 403: after the coupon's window
-	ENOTFOUND     = "coupon_not_found"  // 404: no such coupon
-	ENOTISSUED    = "not_issued"        // 404: the user holds no issue of the coupon
-	EALREADY      = "already_issued"    // 409: the user already holds (or is admitted to) the coupon
-	ECONFLICT     = "conflict"          // 409: the request contradicts the coupon (e.g. another strategy)
-	ESOLDOUT      = "sold_out"          // 410: no supply left
-	ETOOLARGE     = "payload_too_large" // 413: body over the limit
-	ERATELIMITED  = "rate_limited"      // 429: slow down, see Retry-After
-	EINTERNAL     = "internal"          // 500: a bug or an unexpected failure
-	EUNAVAILABLE  = "unavailable"       // 503: a dependency is down or the outcome is unknown; retry later
+	EINVALID      = "invalid_request"        // 400: malformed input, names the field
+	EUNAUTHORIZED = "unauthorized"           // 401: missing or bad credentials
+	ENOTSTARTED   = "issue_not_started"      // 403: before the coupon's window
+	EENDED        = "issue_ended"            // 403: after the coupon's window
+	ENOTFOUND     = "coupon_not_found"       // 404: no such coupon
+	ENOTISSUED    = "not_issued"             // 404: the user holds no issue of the coupon
+	ENOROUTE      = "not_found"              // 404: no such route
+	EMETHOD       = "method_not_allowed"     // 405: a method the route (or HTTP) does not know
+	EALREADY      = "already_issued"         // 409: the user already holds (or is admitted to) the coupon
+	ECONFLICT     = "conflict"               // 409: the request contradicts the coupon (e.g. another strategy)
+	ESOLDOUT      = "sold_out"               // 410: no supply left
+	ETOOLARGE     = "payload_too_large"      // 413: body over the limit
+	EUNSUPPORTED  = "unsupported_media_type" // 415: a body not sent as plain application/json (Content-Type, Content-Encoding)
+	ERATELIMITED  = "rate_limited"           // 429: slow down, see Retry-After
+	EINTERNAL     = "internal"               // 500: a bug or an unexpected failure
+	EUNAVAILABLE  = "unavailable"            // 503: a dependency is down or the outcome is unknown; retry later
 )
 
 // Error is the domain error: a stable Code and a human Message. Wrap it with

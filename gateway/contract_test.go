@@ -173,7 +173,8 @@ func TestIssueContract(t *testing.T) {
 	id := h.createCoupon(map[string]any{"name": "issue", "totalQuantity": 2})
 	one := h.createCoupon(map[string]any{"name": "one", "totalQuantity": 1})
 	future := h.createCoupon(map[string]any{"name": "future", "totalQuantity": 1, "issueStartsAt": time.Now().Add(time.Hour).Format(time.RFC3339)})
-	past := h.createCoupon(map[string]any{"name": "past", "totalQuantity": 1, "issueEndsAt": time.Now().Add(-time.Hour).Format(time.RFC3339)})
+	ended := time.Now().Add(-time.Hour).UTC().Truncate(time.Second)
+	past := h.insertCoupon(coupon.Coupon{Name: "past", TotalQuantity: 1, IssueEndsAt: &ended})
 	dbl := h.createCoupon(map[string]any{"name": "dblock", "totalQuantity": 1, "strategy": "db-lock"})
 	buggy := h.createCoupon(map[string]any{"name": "buggy", "totalQuantity": 1, "strategy": "redis-lock"})
 
@@ -202,7 +203,8 @@ func TestIssueContract(t *testing.T) {
 		{"empty body", path(id), ``, want{400, coupon.EINVALID, "body is empty"}},
 		{"JSON null", path(id), `null`, want{400, coupon.EINVALID, "JSON object"}},
 		{"JSON array", path(id), `[1]`, want{400, coupon.EINVALID, "JSON object"}},
-		{"missing userId", path(id), `{"user": 1}`, want{400, coupon.EINVALID, "userId is required"}},
+		{"missing userId", path(id), `{}`, want{400, coupon.EINVALID, "userId is required"}},
+		{"unknown field", path(id), `{"user": 1}`, want{400, coupon.EINVALID, `Unknown field "user" in the request body (known fields: userId)`}},
 		{"null userId", path(id), `{"userId": null}`, want{400, coupon.EINVALID, "userId is required"}},
 		{"float userId", path(id), `{"userId": 1.5}`, want{400, coupon.EINVALID, "userId must be an integer"}},
 		{"exponent userId", path(id), `{"userId": 1e2}`, want{400, coupon.EINVALID, "userId must be an integer"}},
@@ -224,7 +226,7 @@ func TestIssueContract(t *testing.T) {
 	}
 
 	t.Run("explicit matching strategy", func(t *testing.T) {
-		r := h.do("POST", path(id)+"?strategy=async", `{"userId": 100, "ignored": {"x": [1]}}`)
+		r := h.do("POST", path(id)+"?strategy=async", `{"userId": 100}`)
 		if r.status != http.StatusAccepted || r.int("rank") != 1 {
 			t.Fatalf("got %d %s", r.status, r.body)
 		}

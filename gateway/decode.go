@@ -3,7 +3,6 @@ package gateway
 import (
 	"bytes"
 	"encoding/json"
-	"errors"
 	"math"
 	"strconv"
 	"strings"
@@ -15,10 +14,14 @@ import (
 // maxEcho bounds how much of a bad value an error message repeats.
 const maxEcho = 40
 
-// parsePathID parses a numeric path parameter: decimal digits only, 1..2^63-1.
+// parsePathID parses a numeric path parameter in its one canonical form:
+// decimal digits only, 1..2^63-1, no leading zero (026 is refused, not 26).
 func parsePathID(s, field string) (int64, error) {
 	if s == "" {
 		return 0, coupon.Errorf(coupon.EINVALID, "%s is required.", field)
+	}
+	if len(s) > 1 && s[0] == '0' {
+		return 0, coupon.Errorf(coupon.EINVALID, "%s must be written without leading zeros (got %q).", field, echo(s))
 	}
 	for i := 0; i < len(s); i++ {
 		if s[i] < '0' || s[i] > '9' {
@@ -38,8 +41,8 @@ type issueRequest struct {
 	UserID json.RawMessage `json:"userId"`
 }
 
-// decodeIssueRequest returns the userId of an issue request body.
-// Unknown fields are ignored.
+// decodeIssueRequest returns the userId of an issue request body (strict:
+// see decodeObject).
 func decodeIssueRequest(body []byte) (int64, error) {
 	if id, ok := fastUserID(body); ok {
 		return id, nil
@@ -104,8 +107,10 @@ type createRequest struct {
 	Strategy      json.RawMessage `json:"strategy"`
 }
 
-// decodeCreateRequest returns the coupon a create body describes, validated.
-func decodeCreateRequest(body []byte) (*coupon.Coupon, error) {
+// decodeCreateRequest returns the coupon a create body describes, validated
+// at now: a window that has already ended is refused (such a coupon could
+// never be issued).
+func decodeCreateRequest(body []byte, now time.Time) (*coupon.Coupon, error) {
 	var req createRequest
 	if err := decodeObject(body, &req, `{"name": "Spring drop", "totalQuantity": 1000}`); err != nil {
 		return nil, err
@@ -138,32 +143,10 @@ func decodeCreateRequest(body []byte) (*coupon.Coupon, error) {
 	if err := c.Validate(); err != nil {
 		return nil, err
 	}
+	if c.IssueEndsAt != nil && !now.Before(*c.IssueEndsAt) {
+		return nil, coupon.Errorf(coupon.EINVALID, "issueEndsAt %s has already passed: the coupon could never be issued.", c.IssueEndsAt.Format(time.RFC3339))
+	}
 	return &c, nil
-}
-
-// decodeObject decodes a JSON object body into v, with messages for an
-// empty body, bad JSON and a non-object.
-func decodeObject(body []byte, v any, example string) error {
-	if len(bytes.TrimSpace(body)) == 0 {
-		return coupon.Errorf(coupon.EINVALID, "The request body is empty; send a JSON object like %s.", example)
-	}
-	if err := json.Unmarshal(body, v); err != nil {
-		var se *json.SyntaxError
-		var te *json.UnmarshalTypeError
-		switch {
-		case errors.As(err, &se):
-			return coupon.Errorf(coupon.EINVALID, "The request body is not valid JSON (at byte %d: %s).", se.Offset, se.Error())
-		case errors.As(err, &te):
-			return coupon.Errorf(coupon.EINVALID, "The request body must be a JSON object like %s (got a JSON %s).", example, te.Value)
-		default:
-			return coupon.Errorf(coupon.EINVALID, "The request body is not valid JSON: %s.", err.Error())
-		}
-	}
-	if body = bytes.TrimSpace(body); body[0] != '{' {
-		// "null" decodes into a struct without error.
-		return coupon.Errorf(coupon.EINVALID, "The request body must be a JSON object like %s.", example)
-	}
-	return nil
 }
 
 func absent(raw json.RawMessage) bool {

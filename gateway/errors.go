@@ -8,12 +8,6 @@ import (
 	"github.com/gofiber/fiber/v2"
 )
 
-// Codes of failures that are about HTTP itself, not the domain.
-const (
-	eNoRoute          = "not_found"
-	eMethodNotAllowed = "method_not_allowed"
-)
-
 // statusOf maps an error code to its HTTP status.
 func statusOf(code string) int {
 	switch code {
@@ -23,9 +17,9 @@ func statusOf(code string) int {
 		return fiber.StatusUnauthorized
 	case coupon.ENOTSTARTED, coupon.EENDED:
 		return fiber.StatusForbidden
-	case coupon.ENOTFOUND, coupon.ENOTISSUED, eNoRoute:
+	case coupon.ENOTFOUND, coupon.ENOTISSUED, coupon.ENOROUTE:
 		return fiber.StatusNotFound
-	case eMethodNotAllowed:
+	case coupon.EMETHOD:
 		return fiber.StatusMethodNotAllowed
 	case coupon.EALREADY, coupon.ECONFLICT:
 		return fiber.StatusConflict
@@ -33,6 +27,8 @@ func statusOf(code string) int {
 		return fiber.StatusGone
 	case coupon.ETOOLARGE:
 		return fiber.StatusRequestEntityTooLarge
+	case coupon.EUNSUPPORTED:
+		return fiber.StatusUnsupportedMediaType
 	case coupon.ERATELIMITED:
 		return fiber.StatusTooManyRequests
 	case coupon.EUNAVAILABLE:
@@ -55,9 +51,9 @@ func fromFiber(fe *fiber.Error) *coupon.Error {
 	case fiber.StatusRequestEntityTooLarge:
 		return coupon.Errorf(coupon.ETOOLARGE, "The request body is too large.")
 	case fiber.StatusNotFound:
-		return coupon.Errorf(eNoRoute, "No such route: %s.", fe.Message)
+		return coupon.Errorf(coupon.ENOROUTE, "No such route: %s.", fe.Message)
 	case fiber.StatusMethodNotAllowed:
-		return coupon.Errorf(eMethodNotAllowed, "Method not allowed.")
+		return coupon.Errorf(coupon.EMETHOD, "Method not allowed.")
 	case fiber.StatusRequestHeaderFieldsTooLarge:
 		return coupon.Errorf(coupon.EINVALID, "The request headers are too large.")
 	case fiber.StatusRequestTimeout:

@@ -63,7 +63,11 @@ func (s *Server) createCoupon(c *fiber.Ctx) error {
 	if err := s.authorizeAdmin(c); err != nil {
 		return err
 	}
-	cp, err := decodeCreateRequest(c.Body())
+	body, err := jsonBody(c)
+	if err != nil {
+		return err
+	}
+	cp, err := decodeCreateRequest(body, time.Now())
 	if err != nil {
 		return err
 	}
@@ -210,14 +214,18 @@ func (s *Server) issue(c *fiber.Ctx) error {
 // with user auth on, the token's user (the body's userId, when given, must
 // be the same).
 func (s *Server) issueUser(c *fiber.Ctx) (int64, error) {
+	body, err := jsonBody(c)
+	if err != nil {
+		return 0, err
+	}
 	if s.auth == nil {
-		return decodeIssueRequest(c.Body())
+		return decodeIssueRequest(body)
 	}
 	sub, err := s.auth.FromHeader(c.Get(fiber.HeaderAuthorization))
 	if err != nil {
 		return 0, err
 	}
-	return decodeIssueRequestAs(c.Body(), sub)
+	return decodeIssueRequestAs(body, sub)
 }
 
 // issueStatus: GET /v1/coupons/{couponId}/issues/{userId}.

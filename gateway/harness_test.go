@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/coupondrop/coupon"
 	"github.com/coupondrop/coupon/admitter"
 	"github.com/coupondrop/coupon/gateway"
 	"github.com/coupondrop/coupon/internal/testenv"
@@ -136,7 +137,9 @@ func (r response) int(key string) int64 {
 }
 
 // do sends a request; body is sent as is when a string or []byte, else as
-// JSON. It fails the test on a transport error or a non-JSON answer.
+// JSON, with Content-Type application/json. header is name, value pairs; an
+// empty value removes the header. It fails the test on a transport error or
+// a non-JSON answer.
 func (h *harness) do(method, path string, body any, header ...string) response {
 	h.t.Helper()
 	r, err := h.try(method, path, body, header...)
@@ -170,7 +173,11 @@ func (h *harness) try(method, path string, body any, header ...string) (response
 		req.Header.Set("Content-Type", "application/json")
 	}
 	for i := 0; i+1 < len(header); i += 2 {
-		req.Header.Set(header[i], header[i+1])
+		if header[i+1] == "" {
+			req.Header.Del(header[i])
+		} else {
+			req.Header.Set(header[i], header[i+1])
+		}
 	}
 	resp, err := h.client.Do(req)
 	if err != nil {
@@ -198,6 +205,24 @@ func (h *harness) createCoupon(body map[string]any) int64 {
 		h.t.Fatalf("create coupon %v: %d %s", body, r.status, r.body)
 	}
 	return r.int("id")
+}
+
+// insertCoupon writes c straight to the store and initialises its gate,
+// bypassing the API's checks (for a window the API refuses, like one
+// already ended), and returns its ID.
+func (h *harness) insertCoupon(c coupon.Coupon) int64 {
+	h.t.Helper()
+	if c.Strategy == "" {
+		c.Strategy = coupon.StrategyAsync
+	}
+	ctx := context.Background()
+	if err := h.db.CreateCoupon(ctx, &c); err != nil {
+		h.t.Fatalf("insert coupon %+v: %v", c, err)
+	}
+	if err := h.gate.Init(ctx, c.ID); err != nil {
+		h.t.Fatalf("init the gate of coupon %d: %v", c.ID, err)
+	}
+	return c.ID
 }
 
 func (h *harness) issue(couponID, userID int64) response {

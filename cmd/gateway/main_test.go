@@ -133,6 +133,7 @@ func mustCreateCoupon(t *testing.T, client *http.Client, base, token, name strin
 	t.Helper()
 	req, _ := http.NewRequest("POST", base+"/v1/coupons", strings.NewReader(fmt.Sprintf(`{"name":%q,"totalQuantity":1000000}`, name)))
 	req.Header.Set("Authorization", "Bearer "+token)
+	req.Header.Set("Content-Type", "application/json")
 	resp, err := client.Do(req)
 	if err != nil {
 		t.Fatal(err)
