@@ -2,6 +2,8 @@ package sinker
 
 import (
 	"context"
+	"errors"
+	"io"
 	"time"
 
 	"github.com/segmentio/kafka-go"
@@ -24,9 +26,10 @@ type partitionBuffer struct {
 // each coupon's key range: on the 2-core reference machine that is about
 // 1.5x the rate of batches mixing every partition (BenchmarkSink).
 //
-// On ctx's end it returns ctx's error; records still buffered are dropped
-// (never committed, so redelivered): only batches already handed over are
-// finished at shutdown.
+// Fetch errors are outages to ride out (kafkaWatch reports them): it
+// returns an error only when the reader is closed, or ctx's error on ctx's
+// end; records still buffered are then dropped (never committed, so
+// redelivered): only batches already handed over are finished at shutdown.
 func (s *Sinker) fetchLoop(ctx context.Context, work []chan *batch) error {
 	bufs := map[int]*partitionBuffer{}
 	// emit hands a full batch over, waiting for its worker.
@@ -79,8 +82,19 @@ func (s *Sinker) fetchLoop(ctx context.Context, work []chan *batch) error {
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}
+			if errors.Is(err, io.EOF) {
+				return err // the reader is closed
+			}
 			if fctx.Err() == nil {
-				return err
+				// The reader keeps retrying on its own (broker loss, leader
+				// or coordinator moves) and hands the errors out meanwhile:
+				// the watch reports the outage, the loop goes on.
+				s.metrics.readerErrors.WithLabelValues("fetch").Inc()
+				s.watch.trouble(err, true)
+				if !pause(ctx, fetchErrorPause) {
+					return ctx.Err()
+				}
+				continue
 			}
 			// A wait is over: offer every buffer whose wait is over.
 			now := time.Now()
@@ -102,5 +116,22 @@ func (s *Sinker) fetchLoop(ctx context.Context, work []chan *batch) error {
 				return err
 			}
 		}
+	}
+}
+
+// fetchErrorPause spaces the fetches after an error: the reader retries by
+// itself with its own backoff, so a fetch error is handed out at once
+// again only if another is queued.
+const fetchErrorPause = 100 * time.Millisecond
+
+// pause waits d unless ctx ends first; it reports whether d passed.
+func pause(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
 	}
 }

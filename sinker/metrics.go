@@ -18,6 +18,8 @@ type metrics struct {
 	deadLettered   *prometheus.CounterVec   // reason
 	dbErrors       *prometheus.CounterVec   // kind: transient, other
 	commitErrors   prometheus.Counter
+	unavailable    *prometheus.GaugeVec   // dependency: kafka, mysql
+	readerErrors   *prometheus.CounterVec // kind: fetch, read_timeout, other
 }
 
 func newMetrics() *metrics {
@@ -61,12 +63,26 @@ func newMetrics() *metrics {
 			Name: "coupon_sinker_offset_commit_errors_total",
 			Help: "Failed offset commits (the batch will be redelivered and skipped as duplicates).",
 		}),
+		unavailable: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "coupon_sinker_unavailable",
+			Help: "1 while the sinker waits for a dependency (kafka, mysql) to come back, else 0.",
+		}, []string{"dependency"}),
+		readerErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "coupon_sinker_kafka_reader_errors_total",
+			Help: "Errors the Kafka reader reported, by kind: fetch (a fetch failed: the reader's retries ran out for now), read_timeout (a read i/o timeout the reader reconnects after by itself, noise), other.",
+		}, []string{"kind"}),
 	}
 	m.reg.MustRegister(m.batchSize, m.records, m.inserted, m.duplicates, m.commitDuration, m.lag,
-		m.deadLettered, m.dbErrors, m.commitErrors,
+		m.deadLettered, m.dbErrors, m.commitErrors, m.unavailable, m.readerErrors,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	for _, r := range []string{ReasonUndecodable, ReasonUnknownCoupon, ReasonOverTotal} {
 		m.deadLettered.WithLabelValues(r)
+	}
+	for _, d := range []string{depKafka, depMySQL} {
+		m.unavailable.WithLabelValues(d)
+	}
+	for _, k := range []string{"fetch", "read_timeout", "other"} {
+		m.readerErrors.WithLabelValues(k)
 	}
 	return m
 }

@@ -12,12 +12,14 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/coupondrop/coupon"
 	"github.com/coupondrop/coupon/internal/cli"
 	"github.com/coupondrop/coupon/mysql"
+	driver "github.com/go-sql-driver/mysql"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/segmentio/kafka-go"
 )
@@ -41,12 +43,18 @@ const (
 // Sinker is one consumer-group member. Several processes share the
 // partitions; a rebalance's redeliveries insert nothing twice.
 type Sinker struct {
-	cfg     Config
-	log     *slog.Logger
-	db      *mysql.DB
-	reader  *kafka.Reader
-	dlq     *kafka.Writer
-	metrics *metrics
+	cfg       Config
+	log       *slog.Logger
+	db        *mysql.DB
+	reader    *kafka.Reader
+	dlq       *kafka.Writer
+	metrics   *metrics
+	brokers   []string
+	mysqlAddr string
+
+	kafkaDown *outage // the reader, the dead-letter writer or the cluster
+	mysqlDown *outage // the insert transaction
+	watch     *kafkaWatch
 }
 
 // New opens MySQL and prepares the Kafka reader (joining the group happens
@@ -62,8 +70,15 @@ func New(cfg Config, logger *slog.Logger) (*Sinker, error) {
 		return nil, fmt.Errorf("sinker: %w", err)
 	}
 	brokers := cli.List(cfg.Brokers)
+	s := &Sinker{cfg: cfg, log: logger, db: db, metrics: newMetrics(), brokers: brokers}
+	if dsn, err := driver.ParseDSN(cfg.MySQLDSN); err == nil { // Validate parsed it
+		s.mysqlAddr = dsn.Addr
+	}
+	s.kafkaDown = newOutage(depKafka, logger, s.metrics)
+	s.mysqlDown = newOutage(depMySQL, logger, s.metrics)
+	s.watch = newKafkaWatch(s, s.kafkaDown)
 	kafkaLog := logger.With("component", "kafka")
-	reader := kafka.NewReader(kafka.ReaderConfig{
+	s.reader = kafka.NewReader(kafka.ReaderConfig{
 		Brokers: brokers,
 		GroupID: cfg.GroupID,
 		Topic:   cfg.Topic,
@@ -87,10 +102,10 @@ func New(cfg Config, logger *slog.Logger) (*Sinker, error) {
 			kafkaLog.Debug(fmt.Sprintf(msg, args...))
 		}),
 		ErrorLogger: kafka.LoggerFunc(func(msg string, args ...any) {
-			kafkaLog.Warn(fmt.Sprintf(msg, args...))
+			s.readerError(kafkaLog, fmt.Sprintf(msg, args...))
 		}),
 	})
-	dlq := &kafka.Writer{
+	s.dlq = &kafka.Writer{
 		Addr:         kafka.TCP(brokers...),
 		Topic:        cfg.DLQTopic,
 		Balancer:     &kafka.Murmur2Balancer{},
@@ -100,7 +115,26 @@ func New(cfg Config, logger *slog.Logger) (*Sinker, error) {
 		WriteTimeout: 10 * time.Second,
 		MaxAttempts:  3,
 	}
-	return &Sinker{cfg: cfg, log: logger, db: db, reader: reader, dlq: dlq, metrics: newMetrics()}, nil
+	return s, nil
+}
+
+// readerError handles one error line of the kafka-go reader: its reconnects
+// after a read timeout are noise (readerLogLine), lines that only happen
+// once (leaving the group, skipping to the first offset) are warnings, and
+// the rest is trouble for the Kafka watch to check: an outage is logged
+// once by it, not once per line.
+func (s *Sinker) readerError(log *slog.Logger, line string) {
+	switch {
+	case readerLogLine(line):
+		s.metrics.readerErrors.WithLabelValues("read_timeout").Inc()
+		log.Debug(line)
+	case strings.Contains(line, "leave group failed"), strings.Contains(line, "reading before the first offset"):
+		s.metrics.readerErrors.WithLabelValues("other").Inc()
+		log.Warn(line)
+	default:
+		s.metrics.readerErrors.WithLabelValues("other").Inc()
+		s.watch.trouble(errors.New(line), false)
+	}
 }
 
 // Close leaves the consumer group and closes the connections, in reverse
@@ -118,8 +152,9 @@ func (s *Sinker) Close() error {
 
 // Run consumes until ctx is cancelled. On cancellation it stops fetching,
 // settles the batch in flight (insert, dead letters, offset commit) within
-// ShutdownTimeout, and returns nil. It returns an error only when the
-// metrics listener cannot start or the reader fails for good.
+// ShutdownTimeout, and returns nil. Kafka and MySQL outages are waited out
+// (health.go). It returns an error only when the metrics listener cannot
+// start or the reader is closed under it.
 func (s *Sinker) Run(ctx context.Context) error {
 	if s.cfg.MetricsAddr != "" {
 		srv, err := s.serveMetrics()
@@ -142,6 +177,16 @@ func (s *Sinker) Run(ctx context.Context) error {
 	defer stop()
 
 	s.log.Info("sinker started", "topic", s.cfg.Topic, "group", s.cfg.GroupID)
+	watchCtx, stopWatch := context.WithCancel(ctx)
+	watchDone := make(chan struct{})
+	go func() {
+		defer close(watchDone)
+		s.watch.run(watchCtx)
+	}()
+	defer func() {
+		stopWatch()
+		<-watchDone
+	}()
 	// Pipeline: the fetcher gathers and decodes the next per-partition
 	// batches (fetch.go) while Workers goroutines settle them, each worker
 	// owning the partitions p with p % Workers == its index, so one
@@ -288,7 +333,7 @@ func (s *Sinker) settle(ctx, settleCtx context.Context, b *batch, st *runStats) 
 	t0 := time.Now()
 	var res mysql.InsertResult
 	if len(rows) > 0 {
-		err := retry(ctx, settleCtx, s.log, "insert batch", func() error {
+		err := retry(ctx, settleCtx, s.mysqlDown, "MySQL at "+s.mysqlAddr, "insert batch", func() error {
 			t0 := time.Now()
 			var err error
 			res, err = s.db.InsertIssues(settleCtx, rows)
@@ -357,7 +402,11 @@ func (s *Sinker) commitOffsets(ctx context.Context, commits []kafka.Message) tim
 	t0 := time.Now()
 	if err := s.reader.CommitMessages(ctx, commits...); err != nil {
 		s.metrics.commitErrors.Inc()
-		s.log.Warn("offset commit failed; the batch will be redelivered and skipped as duplicates", "err", err)
+		level := slog.LevelWarn
+		if s.kafkaDown.active() {
+			level = slog.LevelDebug // the outage is logged once
+		}
+		s.log.Log(ctx, level, "offset commit failed; the batch will be redelivered and skipped as duplicates", "err", err)
 	} else {
 		s.metrics.commitDuration.WithLabelValues("offsets").Observe(time.Since(t0).Seconds())
 	}
@@ -383,7 +432,7 @@ func (s *Sinker) deadLetter(ctx, settleCtx context.Context, bad []poison) error 
 		}
 	}
 	t0 := time.Now()
-	err := retry(ctx, settleCtx, s.log, "dead-letter write", func() error {
+	err := retry(ctx, settleCtx, s.kafkaDown, "the dead-letter topic "+s.cfg.DLQTopic, "dead-letter write", func() error {
 		return s.dlq.WriteMessages(settleCtx, msgs...)
 	})
 	if err != nil {
@@ -410,24 +459,23 @@ func (s *Sinker) deadLetter(ctx, settleCtx context.Context, bad []poison) error 
 }
 
 // retry calls f until it succeeds, backing off from 100 ms to 5 s with
-// jitter. After ctx is cancelled (shutdown) it stops retrying; settleCtx
-// bounds the attempt in progress.
-func retry(ctx, settleCtx context.Context, log *slog.Logger, what string, f func() error) error {
+// jitter; a failure is a failure of down (waiting for waitFor), which the
+// success ends. After ctx is cancelled (shutdown) it stops retrying;
+// settleCtx bounds the attempt in progress.
+func retry(ctx, settleCtx context.Context, down *outage, waitFor, what string, f func() error) error {
 	delay := 100 * time.Millisecond
 	for attempt := 1; ; attempt++ {
 		err := f()
 		if err == nil {
+			down.recover()
 			return nil
 		}
 		if ctx.Err() != nil || settleCtx.Err() != nil {
 			return fmt.Errorf("%s: %w", what, err)
 		}
-		log.Error(what+" failed; retrying without committing offsets", "attempt", attempt, "retry_in", delay, "err", err)
-		t := time.NewTimer(delay + rand.N(delay/4+1))
-		select {
-		case <-t.C:
-		case <-ctx.Done():
-			t.Stop()
+		down.fail(waitFor, fmt.Errorf("%s: %w", what, err))
+		down.log.Debug(what+" failed; retrying without committing offsets", "attempt", attempt, "retry_in", delay, "err", err)
+		if !pause(ctx, delay+rand.N(delay/4+1)) {
 			return fmt.Errorf("%s: %w", what, err)
 		}
 		delay = min(delay*2, 5*time.Second)
@@ -465,15 +513,21 @@ func (s *Sinker) serveMetrics() (*http.Server, error) {
 	return srv, nil
 }
 
-// ready checks MySQL and one Kafka broker answer.
+// ready fails during an outage, naming what the sinker waits for, and
+// otherwise checks MySQL and one Kafka broker answer.
 func (s *Sinker) ready(ctx context.Context) error {
+	for _, o := range []*outage{s.kafkaDown, s.mysqlDown} {
+		if err := o.err(); err != nil {
+			return err
+		}
+	}
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
 	if err := s.db.PingContext(ctx); err != nil {
 		return fmt.Errorf("mysql: %w", err)
 	}
 	var lastErr error
-	for _, b := range cli.List(s.cfg.Brokers) {
+	for _, b := range s.brokers {
 		conn, err := (&kafka.Dialer{Timeout: 2 * time.Second}).DialContext(ctx, "tcp", b)
 		if err == nil {
 			_ = conn.Close()

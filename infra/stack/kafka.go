@@ -183,7 +183,11 @@ func (k *kafkaService) command() ([]string, error) {
 
 // ready asks the broker for cluster metadata and wants to see itself.
 func (k *kafkaService) ready(ctx context.Context) error {
-	cl := &kafka.Client{Addr: kafka.TCP(k.addr()), Timeout: 3 * time.Second}
+	// A transport of its own: the shared one answers metadata from its
+	// cache, so a broker killed a moment ago would still look ready.
+	tr := &kafka.Transport{DialTimeout: 3 * time.Second}
+	defer tr.CloseIdleConnections()
+	cl := &kafka.Client{Addr: kafka.TCP(k.addr()), Timeout: 3 * time.Second, Transport: tr}
 	md, err := cl.Metadata(ctx, &kafka.MetadataRequest{})
 	if err != nil {
 		return err

@@ -2,10 +2,12 @@ package testenv
 
 import (
 	"context"
+	"database/sql"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/coupondrop/coupon/infra"
 	"github.com/coupondrop/coupon/infra/stack"
 )
 
@@ -54,6 +56,32 @@ func MustStartPrivate(tb testing.TB, services ...string) *stack.Stack {
 		tb.Fatalf("start private stack (%s): %v", strings.Join(services, ","), err)
 	}
 	return st
+}
+
+// MustOpenStackDB creates and migrates the database coupon on a private
+// stack's MariaDB and returns a pool on it (closed at cleanup) and its DSN.
+func MustOpenStackDB(tb testing.TB, st *stack.Stack) (*sql.DB, string) {
+	tb.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	admin, err := sql.Open("mysql", st.MySQLDSN(""))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer admin.Close()
+	if _, err := admin.ExecContext(ctx, "CREATE DATABASE IF NOT EXISTS coupon"); err != nil {
+		tb.Fatalf("private MariaDB: create database: %v", err)
+	}
+	dsn := st.MySQLDSN("coupon")
+	db, err := sql.Open("mysql", dsn)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { _ = db.Close() })
+	if err := infra.Migrate(ctx, db, Logger(tb)); err != nil {
+		tb.Fatalf("migrate private MariaDB: %v", err)
+	}
+	return db, dsn
 }
 
 // freePorts returns n distinct ports that were free a moment ago.

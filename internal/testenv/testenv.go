@@ -13,6 +13,7 @@ import (
 	"net"
 	"os"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -157,21 +158,28 @@ func MustOpenPrivateDB(tb testing.TB) (*sql.DB, string) {
 // partitions on the test broker, deleted at cleanup, and returns its name.
 func MustCreateTopic(tb testing.TB, partitions int) string {
 	tb.Helper()
+	return MustCreateTopicOn(tb, KafkaBrokers, partitions)
+}
+
+// MustCreateTopicOn is MustCreateTopic on another cluster (brokers
+// comma-separated), such as a private stack's.
+func MustCreateTopicOn(tb testing.TB, brokers string, partitions int) string {
+	tb.Helper()
 	Integration(tb)
 	topic := "test-" + RandomID()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	cl := &kafka.Client{Addr: kafka.TCP(KafkaBrokers), Timeout: 20 * time.Second}
+	cl := &kafka.Client{Addr: kafka.TCP(strings.Split(brokers, ",")...), Timeout: 20 * time.Second}
 	res, err := cl.CreateTopics(ctx, &kafka.CreateTopicsRequest{Topics: []kafka.TopicConfig{{
 		Topic: topic, NumPartitions: partitions, ReplicationFactor: 1,
 	}}})
 	if err != nil {
-		tb.Fatalf("test Kafka at %s: create topic: %v (start the test stack: make up-test)", KafkaBrokers, err)
+		tb.Fatalf("Kafka at %s: create topic: %v (start the test stack: make up-test)", brokers, err)
 	}
 	if err := res.Errors[topic]; err != nil {
 		tb.Fatalf("create topic %s: %v", topic, err)
 	}
-	MustWaitTopic(tb, topic, partitions)
+	mustWaitTopicOn(tb, cl, topic, partitions)
 	tb.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
@@ -183,7 +191,11 @@ func MustCreateTopic(tb testing.TB, partitions int) string {
 // MustWaitTopic waits until every partition of topic has a leader.
 func MustWaitTopic(tb testing.TB, topic string, partitions int) {
 	tb.Helper()
-	cl := &kafka.Client{Addr: kafka.TCP(KafkaBrokers), Timeout: 5 * time.Second}
+	mustWaitTopicOn(tb, &kafka.Client{Addr: kafka.TCP(KafkaBrokers), Timeout: 5 * time.Second}, topic, partitions)
+}
+
+func mustWaitTopicOn(tb testing.TB, cl *kafka.Client, topic string, partitions int) {
+	tb.Helper()
 	Eventually(tb, 30*time.Second, func() error {
 		md, err := cl.Metadata(context.Background(), &kafka.MetadataRequest{Topics: []string{topic}})
 		if err != nil {
