@@ -50,8 +50,12 @@ func (a *AsyncIssuer) Issue(ctx context.Context, c *coupon.Coupon, userID int64,
 	if err != nil {
 		var ce *coupon.Error
 		if errors.As(err, &ce) {
+			if ce.Code == coupon.EUNAVAILABLE {
+				a.metrics.gateError()
+			}
 			return nil, err
 		}
+		a.metrics.gateError()
 		// The script may or may not have run: the reconciliation of the
 		// gate against the topic settles a slot taken this way.
 		return nil, joinCause(coupon.Errorf(coupon.EUNAVAILABLE,

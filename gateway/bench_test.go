@@ -101,11 +101,55 @@ func BenchmarkIssueHTTP(b *testing.B) {
 			return append(strconv.AppendInt([]byte(`{"userId":`), users.Add(1), 10), '}')
 		}, 202)
 	})
-	b.Run("issue-async", func(b *testing.B) {
-		run(b, "POST", issuePath, func() []byte {
-			return append(strconv.AppendInt([]byte(`{"userId":`), users.Add(1), 10), '}')
-		}, 202)
+	issueBody := func() []byte {
+		return append(strconv.AppendInt([]byte(`{"userId":`), users.Add(1), 10), '}')
+	}
+	b.Run("issue-async", func(b *testing.B) { run(b, "POST", issuePath, issueBody, 202) })
+	// The same issue load with 50 drop pages open on the coupon, each
+	// polling its live view once a second like the page does: compare its
+	// req/s with issue-async's just above.
+	b.Run("issue-async-50-viewers", func(b *testing.B) {
+		stop := startViewers(b, h, id, 50, time.Second)
+		defer stop()
+		run(b, "POST", issuePath, issueBody, 202)
 	})
+}
+
+// startViewers starts n pollers of the coupon's live view, each asking
+// once per interval on its own connection, like n open drop pages; stop
+// ends them and reports the polls made.
+func startViewers(b *testing.B, h *harness, couponID int64, n int, interval time.Duration) (stop func()) {
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	var polls atomic.Int64
+	path := fmt.Sprintf("/v1/coupons/%d/live", couponID)
+	for range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			client := &fasthttp.HostClient{Addr: strings.TrimPrefix(h.url, "http://"), MaxConns: 1}
+			tick := time.NewTicker(interval)
+			defer tick.Stop()
+			for {
+				code, body, err := client.Get(nil, h.url+path)
+				if err != nil || code != 200 {
+					b.Errorf("viewer: GET %s: %d %v %s", path, code, err, body)
+					return
+				}
+				polls.Add(1)
+				select {
+				case <-ctx.Done():
+					return
+				case <-tick.C:
+				}
+			}
+		}()
+	}
+	return func() {
+		cancel()
+		wg.Wait()
+		b.ReportMetric(float64(polls.Load()), "viewer-polls")
+	}
 }
 
 // nopGate admits everyone at once (Init and reads go to the real gate).

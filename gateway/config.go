@@ -33,6 +33,7 @@ type Config struct {
 	ReadyTimeout  time.Duration // bound on one round of readiness checks
 	RetryAfter    time.Duration // Retry-After of 503 and 429 answers
 	RateLimitByIP bool          // the issue rate limit (Deps.Limiter) counts per client IP, not per user
+	LiveRefresh   time.Duration // a coupon's live view is computed at most once per this, shared by its viewers
 }
 
 // DefaultConfig returns the defaults documented in the README.
@@ -54,6 +55,7 @@ func DefaultConfig() Config {
 		ReadyCacheTTL:    time.Second,
 		ReadyTimeout:     2 * time.Second,
 		RetryAfter:       time.Second,
+		LiveRefresh:      time.Second,
 	}
 }
 
@@ -78,9 +80,11 @@ func (c Config) Validate() error {
 		{"publish timeout", c.PublishTimeout}, {"store timeout", c.StoreTimeout},
 		{"cache TTL", c.CacheTTL}, {"negative cache TTL", c.NegativeCacheTTL},
 		{"ready cache TTL", c.ReadyCacheTTL}, {"ready timeout", c.ReadyTimeout}, {"retry-after", c.RetryAfter},
+		{"live refresh", c.LiveRefresh},
 	} {
 		check(d.v <= 0, "%s must be positive (it is %s)", d.name, d.v)
 	}
+	check(c.LiveRefresh > time.Minute, "live refresh must be at most 1m (it is %s)", c.LiveRefresh)
 	check(c.CacheMaxCoupons < 1, "cache capacity must be at least 1 coupon (it is %d)", c.CacheMaxCoupons)
 	return errors.Join(errs...)
 }
@@ -106,4 +110,5 @@ func (c *Config) Bind(fs *cli.FlagSet) {
 	fs.DurationVar(&c.ReadyCacheTTL, "ready-cache-ttl", "COUPON_READY_CACHE_TTL", d.ReadyCacheTTL, "/readyz reuses its result this long")
 	fs.DurationVar(&c.ReadyTimeout, "ready-timeout", "COUPON_READY_TIMEOUT", d.ReadyTimeout, "bound on one round of readiness checks")
 	fs.DurationVar(&c.RetryAfter, "retry-after", "COUPON_RETRY_AFTER", d.RetryAfter, "Retry-After of 503 answers")
+	fs.DurationVar(&c.LiveRefresh, "live-refresh", "COUPON_LIVE_REFRESH", d.LiveRefresh, "a coupon's live view (the drop page) is computed at most once per this")
 }

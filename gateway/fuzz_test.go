@@ -29,6 +29,9 @@ func (fuzzStore) CreateCoupon(context.Context, *coupon.Coupon) error            
 func (fuzzStore) IssuedCount(context.Context, int64) (int64, error)              { return 0, nil }
 func (fuzzStore) DeleteUnissuedCoupon(context.Context, int64) (bool, error)      { return false, nil }
 func (fuzzStore) ListUserIssues(context.Context, int64) ([]*coupon.Issue, error) { return nil, nil }
+func (fuzzStore) AdmissionSpan(context.Context, int64) (time.Time, time.Time, bool, error) {
+	return time.Time{}, time.Time{}, false, nil
+}
 func (fuzzStore) FindIssue(_ context.Context, couponID, userID int64) (*coupon.Issue, error) {
 	return nil, coupon.Errorf(coupon.ENOTISSUED, "User %d holds no issue of coupon %d.", userID, couponID)
 }

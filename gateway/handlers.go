@@ -49,6 +49,7 @@ func (s *Server) readyz(c *fiber.Ctx) error {
 		return coupon.Errorf(coupon.EUNAVAILABLE, "The gateway is shutting down.")
 	}
 	ok, result := s.ready.Check()
+	s.metrics.readiness(result)
 	if !ok {
 		c.Set(fiber.HeaderRetryAfter, s.retryAfter)
 		return c.Status(fiber.StatusServiceUnavailable).JSON(fiber.Map{

@@ -91,7 +91,10 @@ func mustStartGateway(tb testing.TB, o harnessOpts) *harness {
 	deps := gateway.Deps{Store: h.db, Gate: h.gate, Publisher: pub, Checks: map[string]gateway.Check{
 		"redis": func(ctx context.Context) error { return rdb.Ping(ctx).Err() },
 		"kafka": pub.Ready,
-	}}
+	},
+		// No sinker commits in this group: the lag is every record.
+		Lag: kafka.NewLag(strings.Split(brokers, ","), h.topic, "test-group-"+testenv.RandomID(), cfg.LiveRefresh),
+	}
 	if o.deps != nil {
 		o.deps(&deps)
 	}

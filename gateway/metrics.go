@@ -18,6 +18,9 @@ type metrics struct {
 	redis     prometheus.Histogram
 	publish   prometheus.Histogram
 	pubErrors *prometheus.CounterVec // kind
+	gateErrs  prometheus.Counter
+	ready     *prometheus.GaugeVec    // check
+	drops     [4]*prometheus.GaugeVec // coupon: supply, admitted, issued, sinker lag
 
 	// Resolved children, so the hot path does not hash label values.
 	mu       sync.RWMutex
@@ -62,11 +65,38 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "coupon_gateway_publish_errors_total",
 			Help: "Failed publishes by kind: failed (certainly not in the topic, slot released) or unknown (slot kept, pending).",
 		}, []string{"kind"}),
+		gateErrs: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "coupon_gateway_gate_errors_total",
+			Help: "Admissions the gate could not decide (Redis unreachable or slow, or the coupon's gate state lost): answered 503.",
+		}),
+		ready: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "coupon_gateway_ready_check",
+			Help: "Last /readyz result per dependency check: 1 reachable, 0 failing.",
+		}, []string{"check"}),
+		drops: [4]*prometheus.GaugeVec{
+			prometheus.NewGaugeVec(prometheus.GaugeOpts{
+				Name: "coupon_gateway_drop_supply",
+				Help: "Total quantity of each coupon watched live (GET /v1/coupons/{id}/live in the last 5 minutes).",
+			}, []string{"coupon"}),
+			prometheus.NewGaugeVec(prometheus.GaugeOpts{
+				Name: "coupon_gateway_drop_admitted",
+				Help: "Admitted users (gate) of each coupon watched live.",
+			}, []string{"coupon"}),
+			prometheus.NewGaugeVec(prometheus.GaugeOpts{
+				Name: "coupon_gateway_drop_issued",
+				Help: "Issued rows (MySQL) of each coupon watched live.",
+			}, []string{"coupon"}),
+			prometheus.NewGaugeVec(prometheus.GaugeOpts{
+				Name: "coupon_gateway_drop_sinker_lag",
+				Help: "Records the sinkers have not committed on the partition of each coupon watched live.",
+			}, []string{"coupon"}),
+		},
 		counters: map[counterKey]prometheus.Counter{},
 		durs:     map[string]prometheus.Observer{},
 	}
 	for _, c := range []prometheus.Collector{
-		m.requests, m.duration, m.inflight, m.redis, m.publish, m.pubErrors,
+		m.requests, m.duration, m.inflight, m.redis, m.publish, m.pubErrors, m.gateErrs, m.ready,
+		m.drops[0], m.drops[1], m.drops[2], m.drops[3],
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	} {
 		if err := reg.Register(c); err != nil {
@@ -126,5 +156,50 @@ func (m *metrics) observePublish(start time.Time) {
 func (m *metrics) publishError(kind string) {
 	if m != nil {
 		m.pubErrors.WithLabelValues(kind).Inc()
+	}
+}
+
+func (m *metrics) gateError() {
+	if m != nil {
+		m.gateErrs.Inc()
+	}
+}
+
+// readiness records one round of readiness checks.
+func (m *metrics) readiness(result map[string]string) {
+	if m == nil {
+		return
+	}
+	for name, state := range result {
+		v := 0.0
+		if state == "ok" {
+			v = 1
+		}
+		m.ready.WithLabelValues(name).Set(v)
+	}
+}
+
+// drop records a coupon's live view.
+func (m *metrics) drop(v *liveView) {
+	if m == nil {
+		return
+	}
+	id := strconv.FormatInt(v.ID, 10)
+	m.drops[0].WithLabelValues(id).Set(float64(v.Supply))
+	m.drops[1].WithLabelValues(id).Set(float64(v.Admitted))
+	m.drops[2].WithLabelValues(id).Set(float64(v.Issued))
+	if v.SinkerLag != nil {
+		m.drops[3].WithLabelValues(id).Set(float64(v.SinkerLag.Records))
+	}
+}
+
+// forgetDrop removes a coupon nobody watches any more.
+func (m *metrics) forgetDrop(couponID int64) {
+	if m == nil {
+		return
+	}
+	id := strconv.FormatInt(couponID, 10)
+	for _, g := range m.drops {
+		g.DeleteLabelValues(id)
 	}
 }

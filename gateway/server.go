@@ -39,6 +39,9 @@ type Store interface {
 	FindCoupon(ctx context.Context, id int64) (*coupon.Coupon, error)
 	// IssuedCount returns how many issued rows the coupon has.
 	IssuedCount(ctx context.Context, couponID int64) (int64, error)
+	// AdmissionSpan returns the earliest and latest admitted_at of the
+	// coupon's issued rows (ok false when none); it reads all of them.
+	AdmissionSpan(ctx context.Context, couponID int64) (first, last time.Time, ok bool, err error)
 	// FindIssue returns the user's issued row or an ENOTISSUED error.
 	FindIssue(ctx context.Context, couponID, userID int64) (*coupon.Issue, error)
 	// ListUserIssues returns the user's issued rows (bounded).
@@ -70,6 +73,9 @@ type Deps struct {
 	// Limiter, when set, limits issue requests per user: 429 with
 	// Retry-After (package ratelimit).
 	Limiter RateLimiter
+	// Lag, when set, gives the live view the sinkers' lag on a coupon's
+	// partition (package kafka's Lag).
+	Lag LagReader
 }
 
 // UserVerifier verifies an Authorization header value and returns the
@@ -92,6 +98,8 @@ type Server struct {
 	gate       coupon.Gate
 	auth       UserVerifier
 	limiter    RateLimiter
+	lag        LagReader
+	live       *liveViews
 	issuers    map[coupon.Strategy]coupon.Issuer
 	cache      *couponCache
 	metrics    *metrics
@@ -157,6 +165,7 @@ func New(cfg Config, deps Deps, logger *slog.Logger) (*Server, error) {
 		gate:       deps.Gate,
 		auth:       deps.UserAuth,
 		limiter:    deps.Limiter,
+		lag:        deps.Lag,
 		issuers:    issuers,
 		cache:      cache,
 		metrics:    m,
@@ -167,6 +176,7 @@ func New(cfg Config, deps Deps, logger *slog.Logger) (*Server, error) {
 		retryAfter: retryAfterSeconds(cfg),
 		ridPrefix:  randomHex(4) + "-",
 	}
+	s.live = newLiveViews(s, cfg.LiveRefresh)
 	s.app = fiber.New(fiber.Config{
 		AppName:               "coupon-gateway",
 		BodyLimit:             cfg.BodyLimit,
@@ -199,7 +209,11 @@ func (s *Server) routes() {
 	s.app.Get("/v1/coupons/:couponId", s.getCoupon)
 	s.app.Post("/v1/coupons/:couponId/issues", s.issue)
 	s.app.Get("/v1/coupons/:couponId/issues/:userId", s.issueStatus)
+	s.app.Get("/v1/coupons/:couponId/live", s.liveCoupon)
 	s.app.Get("/v1/users/:userId/coupons", s.userCoupons)
+	s.app.Get("/drops", s.dropIndexPage)
+	s.app.Get("/drops/assets/:file", s.dropAsset)
+	s.app.Get("/drops/:couponId", s.dropPage)
 }
 
 // Registry returns the registry served on /metrics.

@@ -83,6 +83,17 @@ func (db *DB) IssuedCount(ctx context.Context, couponID int64) (int64, error) {
 	return n, nil
 }
 
+// AdmissionSpan returns the earliest and the latest admitted_at of the
+// coupon's issued rows (ok false when it has none). It reads every row of
+// the coupon: the live page asks once, when the drop has sold out.
+func (db *DB) AdmissionSpan(ctx context.Context, couponID int64) (first, last time.Time, ok bool, err error) {
+	var f, l sql.NullTime
+	if err := db.QueryRowContext(ctx, `SELECT MIN(admitted_at), MAX(admitted_at) FROM coupon_issues WHERE coupon_id = ?`, couponID).Scan(&f, &l); err != nil {
+		return time.Time{}, time.Time{}, false, fmt.Errorf("admission span of coupon %d: %w", couponID, err)
+	}
+	return f.Time, l.Time, f.Valid && l.Valid, nil
+}
+
 // FindIssue returns the user's issued row of the coupon, or an ENOTISSUED error.
 func (db *DB) FindIssue(ctx context.Context, couponID, userID int64) (*coupon.Issue, error) {
 	row := db.QueryRowContext(ctx, `SELECT coupon_id, user_id, issue_rank, admitted_at, issued_at, source_partition, source_offset

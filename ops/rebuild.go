@@ -12,6 +12,7 @@ import (
 
 	"github.com/coupondrop/coupon"
 	"github.com/coupondrop/coupon/admitter"
+	couponkafka "github.com/coupondrop/coupon/kafka"
 	"github.com/coupondrop/coupon/mysql"
 	"github.com/redis/go-redis/v9"
 	"github.com/segmentio/kafka-go"
@@ -211,7 +212,7 @@ func RebuildGate(ctx context.Context, db *mysql.DB, t *Topic, rdb redis.Universa
 		}
 		fromMySQL[id] = rows
 		tail[id] = map[int64]int64{}
-		if p := PartitionOf(id, n); !slices.Contains(parts, p) {
+		if p := couponkafka.PartitionOf(id, n); !slices.Contains(parts, p) {
 			parts = append(parts, p)
 		}
 	}

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/coupondrop/coupon/admitter"
+	couponkafka "github.com/coupondrop/coupon/kafka"
 	"github.com/coupondrop/coupon/lua"
 	"github.com/coupondrop/coupon/mysql"
 	"github.com/redis/go-redis/v9"
@@ -91,7 +92,7 @@ func Reconcile(ctx context.Context, db *mysql.DB, t *Topic, rdb redis.UniversalC
 	var parts []int
 	for _, id := range couponIDs {
 		topic[id] = map[int64]int64{}
-		if p := PartitionOf(id, n); !slices.Contains(parts, p) {
+		if p := couponkafka.PartitionOf(id, n); !slices.Contains(parts, p) {
 			parts = append(parts, p)
 		}
 	}

@@ -11,7 +11,6 @@ import (
 	"net"
 	"time"
 
-	"github.com/coupondrop/coupon"
 	"github.com/segmentio/kafka-go"
 )
 
@@ -165,16 +164,6 @@ func (t *Topic) WaitCaughtUp(ctx context.Context, group string, first, end []int
 		case <-time.After(250 * time.Millisecond):
 		}
 	}
-}
-
-// PartitionOf returns the partition of a coupon's records: the gateway's
-// Murmur2 hash of the key EventKey(couponID), like Java clients.
-func PartitionOf(couponID int64, partitions int) int {
-	ps := make([]int, partitions)
-	for p := range ps {
-		ps[p] = p
-	}
-	return (&kafka.Murmur2Balancer{}).Balance(kafka.Message{Key: coupon.EventKey(couponID)}, ps...)
 }
 
 // errStop ends a Read early without error.

@@ -15,6 +15,7 @@ import (
 	"github.com/coupondrop/coupon"
 	"github.com/coupondrop/coupon/internal/cli"
 	"github.com/coupondrop/coupon/internal/testenv"
+	couponkafka "github.com/coupondrop/coupon/kafka"
 	"github.com/coupondrop/coupon/mysql"
 	"github.com/coupondrop/coupon/ops"
 	"github.com/coupondrop/coupon/sinker"
@@ -89,7 +90,7 @@ func BenchmarkSink(b *testing.B) {
 	// the same batches.
 	byPart := map[int][]coupon.Issue{}
 	for _, r := range rows {
-		p := ops.PartitionOf(r.CouponID, parts)
+		p := couponkafka.PartitionOf(r.CouponID, parts)
 		byPart[p] = append(byPart[p], r)
 	}
 	var batches [][]coupon.Issue

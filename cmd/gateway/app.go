@@ -37,6 +37,7 @@ type config struct {
 
 	KafkaBrokers      string
 	Topic             string
+	SinkerGroup       string // the sinkers' consumer group, whose lag the live page shows
 	PublishAttempts   int
 	KafkaBatchTimeout time.Duration
 
@@ -61,6 +62,7 @@ func (c *config) bind(fs *cli.FlagSet) {
 	fs.IntVar(&c.MySQLConns, "mysql-conns", "COUPON_MYSQL_CONNS", 32, "MySQL connection pool size")
 	fs.StringVar(&c.KafkaBrokers, "kafka-brokers", "COUPON_KAFKA_BROKERS", "127.0.0.1:9092", "Kafka bootstrap brokers, comma-separated")
 	fs.StringVar(&c.Topic, "topic", "COUPON_TOPIC", coupon.DefaultTopic, "admitted-request topic")
+	fs.StringVar(&c.SinkerGroup, "group-id", "COUPON_GROUP_ID", "coupon-sinker", "the sinkers' consumer group (the drop page shows its lag)")
 	fs.IntVar(&c.PublishAttempts, "publish-attempts", "COUPON_PUBLISH_ATTEMPTS", 3, "tries of one publish (transient errors only)")
 	fs.DurationVar(&c.KafkaBatchTimeout, "kafka-batch-timeout", "COUPON_KAFKA_BATCH_TIMEOUT", 2*time.Millisecond, "how long a produce batch waits for more records")
 	fs.StringVar(&c.Baselines, "baselines", "COUPON_BASELINES", "db-lock,redis-lock", "baseline strategies served besides async (db-lock, redis-lock; empty: none)")
@@ -87,6 +89,7 @@ func (c *config) validate() error {
 	add(c.MySQLConns < 1, "mysql connections must be at least 1 (COUPON_MYSQL_CONNS)")
 	add(len(cli.List(c.KafkaBrokers)) == 0, "kafka brokers are required (COUPON_KAFKA_BROKERS)")
 	add(c.Topic == "", "topic is required (COUPON_TOPIC)")
+	add(c.SinkerGroup == "", "the sinkers' group is required (COUPON_GROUP_ID)")
 	add(c.PublishAttempts < 1, "publish attempts must be at least 1 (COUPON_PUBLISH_ATTEMPTS)")
 	add(c.KafkaBatchTimeout <= 0, "kafka batch timeout must be positive (COUPON_KAFKA_BATCH_TIMEOUT)")
 	for _, b := range cli.List(c.Baselines) {
@@ -173,6 +176,7 @@ func run(ctx context.Context, cfg config, logger *slog.Logger) error {
 		Store: db, Gate: gate, Publisher: pub,
 		Issuers:  map[coupon.Strategy]coupon.Issuer{},
 		Registry: prometheus.NewRegistry(),
+		Lag:      kafka.NewLag(cli.List(cfg.KafkaBrokers), cfg.Topic, cfg.SinkerGroup, cfg.HTTP.LiveRefresh),
 		Checks: map[string]gateway.Check{
 			"redis": func(ctx context.Context) error { return gate.Client().Ping(ctx).Err() },
 			"kafka": pub.Ready,

@@ -1,0 +1,60 @@
+// The drops index: lists recent coupons through the admin API (the token
+// stays in sessionStorage) and links each to its live page. Values go in
+// through textContent only: coupon names are user data.
+"use strict";
+(function () {
+  const $ = (x) => document.getElementById(x);
+  const fmt = new Intl.NumberFormat("en");
+
+  function cell(tr, value, href) {
+    const td = document.createElement("td");
+    if (href) {
+      const a = document.createElement("a");
+      a.href = href;
+      a.textContent = value;
+      td.appendChild(a);
+    } else {
+      td.textContent = value;
+    }
+    tr.appendChild(td);
+  }
+
+  async function list() {
+    const token = sessionStorage.getItem("coupon.adminToken");
+    if (!token) { $("msg").textContent = "Enter the admin token to list the coupons."; return; }
+    try {
+      const r = await fetch("/v1/coupons?limit=50", { headers: { Authorization: "Bearer " + token }, cache: "no-store" });
+      const v = await r.json();
+      if (!r.ok) { $("msg").textContent = (v && v.message) || "HTTP " + r.status; return; }
+      const rows = $("rows");
+      while (rows.firstChild) rows.removeChild(rows.firstChild);
+      for (const c of v.coupons || []) {
+        const tr = document.createElement("tr");
+        const href = "/drops/" + encodeURIComponent(c.id);
+        cell(tr, String(c.id), href);
+        cell(tr, c.name, href);
+        cell(tr, c.strategy);
+        cell(tr, fmt.format(c.totalQuantity));
+        cell(tr, c.createdAt ? new Date(c.createdAt).toLocaleString("en-GB") : "");
+        rows.appendChild(tr);
+      }
+      $("list").hidden = false;
+      $("msg").textContent = (v.coupons || []).length ? "" : "No coupons yet.";
+    } catch (e) {
+      $("msg").textContent = "The gateway did not answer.";
+    }
+  }
+
+  $("auth").addEventListener("submit", (e) => {
+    e.preventDefault();
+    sessionStorage.setItem("coupon.adminToken", $("token").value);
+    $("token").value = "";
+    list();
+  });
+  $("open").addEventListener("submit", (e) => {
+    e.preventDefault();
+    const id = $("open-id").value.trim();
+    if (/^[1-9][0-9]*$/.test(id)) location.href = "/drops/" + id;
+  });
+  list();
+})();
