@@ -15,7 +15,8 @@ TEST_STACK_FLAGS := --profile test --state $(TEST_STATE) --redis-port $(TEST_RED
 	--mysql-port $(TEST_MYSQL_PORT) --kafka-port $(TEST_KAFKA_PORT) --kafka-controller-port $(TEST_KAFKA_CONTROLLER_PORT)
 TEST_ENV := COUPON_TEST_REDIS_ADDR=127.0.0.1:$(TEST_REDIS_PORT) \
 	COUPON_TEST_MYSQL_DSN='root@tcp(127.0.0.1:$(TEST_MYSQL_PORT))/coupon_test?parseTime=true&loc=UTC&multiStatements=true' \
-	COUPON_TEST_KAFKA_BROKERS=127.0.0.1:$(TEST_KAFKA_PORT)
+	COUPON_TEST_KAFKA_BROKERS=127.0.0.1:$(TEST_KAFKA_PORT) \
+	COUPON_TEST_ARTIFACTS=$(TEST_STATE)/artifacts
 TEST_TIMEOUT ?= 30m
 TEST_FLAGS ?=
 PKG ?= ./...

@@ -15,10 +15,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/coupondrop/coupon/internal/cli"
 	"github.com/coupondrop/coupon/internal/testenv"
-	"github.com/coupondrop/coupon/internal/testsink"
-	"github.com/coupondrop/coupon/sinker"
 )
 
 func TestParseConfig(t *testing.T) {
@@ -131,20 +128,7 @@ func TestSIGTERMUnderLoad(t *testing.T) {
 // admin API and returns its ID.
 func mustCreateCoupon(t *testing.T, client *http.Client, base, token, name string) int64 {
 	t.Helper()
-	req, _ := http.NewRequest("POST", base+"/v1/coupons", strings.NewReader(fmt.Sprintf(`{"name":%q,"totalQuantity":1000000}`, name)))
-	req.Header.Set("Authorization", "Bearer "+token)
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := client.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var created struct{ ID int64 }
-	_ = json.NewDecoder(resp.Body).Decode(&created)
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusCreated || created.ID == 0 {
-		t.Fatalf("create coupon: %d", resp.StatusCode)
-	}
-	return created.ID
+	return createCoupon(t, client, base, token, name, 1_000_000)
 }
 
 // issueLoad is 16 workers issuing a coupon to fresh users until the gateway
@@ -262,14 +246,7 @@ func mustAllIssued(t *testing.T, db *sql.DB, couponID int64, accepted map[int64]
 // mustStartSinker runs a sinker on topic in-process; the returned func stops it.
 func mustStartSinker(t *testing.T, topic, dlq string) func() {
 	t.Helper()
-	var cfg sinker.Config
-	fs := cli.New("sinker")
-	cfg.Bind(fs)
-	if err := fs.Parse([]string{"--kafka-brokers", testenv.KafkaBrokers, "--topic", topic, "--dlq-topic", dlq,
-		"--group-id", "test-" + testenv.RandomID(), "--mysql-dsn", testenv.MySQLDSN, "--metrics-addr", ""}); err != nil {
-		t.Fatal(err)
-	}
-	return testsink.Start(t, cfg)
+	return startSinkerInGroup(t, topic, dlq, "test-"+testenv.RandomID())
 }
 
 // syncWriter serialises writes of concurrent loggers into w.

@@ -11,7 +11,7 @@
 
   function text(el, s) { $(el).textContent = s; }
   function num(n) { return n === null || n === undefined ? "–" : fmt.format(n); }
-  function clock(iso) { return iso ? new Date(iso).toLocaleTimeString("en-GB", { hour12: false }) + " (" + iso + ")" : ""; }
+  function clock(iso) { return iso ? new Date(iso).toISOString().slice(11, 23) + " UTC" : "–"; }
   function duration(s) {
     if (s === null || s === undefined) return "–";
     if (s < 60) return s.toFixed(s < 10 ? 2 : 1) + " s";
@@ -37,6 +37,7 @@
     svg.appendChild(area);
     svg.appendChild(path);
     text("chart-max", "peak " + fmt.format(Math.round(top)) + " /s");
+    text("chart-span", "last " + duration(span / 1000));
   }
 
   function render(v) {

@@ -1,0 +1,272 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/chromedp/cdproto/runtime"
+	"github.com/chromedp/chromedp"
+	"github.com/coupondrop/coupon/internal/cli"
+	"github.com/coupondrop/coupon/internal/testenv"
+	"github.com/coupondrop/coupon/internal/testsink"
+	"github.com/coupondrop/coupon/sinker"
+)
+
+// TestDropPageInBrowser opens the live drop page in headless Chromium
+// against the real stack (this gateway, a sinker, Redis, MariaDB, Kafka),
+// issues the whole supply while the page is open and waits until the page
+// shows every user admitted and issued, "sold out", no pending row and no
+// sinker lag. The coupon's name is markup, which the page must show as
+// text. A screenshot is saved under COUPON_TEST_ARTIFACTS (the test prints
+// its path).
+func TestDropPageInBrowser(t *testing.T) {
+	testenv.Integration(t)
+	chromium := chromiumPath(t)
+	topic := testenv.MustCreateTopic(t, 3)
+	dlq := testenv.MustCreateTopic(t, 1)
+	group := "test-browser-" + testenv.RandomID()
+	stopSinker := startSinkerInGroup(t, topic, dlq, group)
+	defer stopSinker()
+
+	const token = "browser-test-admin-token"
+	addr := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
+	cfg, _, err := parseConfig([]string{"--http-addr", addr, "--admin-token", token,
+		"--redis-addrs", testenv.RedisAddr, "--mysql-dsn", testenv.MySQLDSN, "--kafka-brokers", testenv.KafkaBrokers,
+		"--topic", topic, "--group-id", group, "--log-format", "text", "--log-level", "warn"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	logs := &syncWriter{w: &bytes.Buffer{}}
+	logger, _ := newLogger(cfg.LogFormat, cfg.LogLevel, logs)
+	gctx, stopGateway := context.WithCancel(context.Background())
+	served := make(chan error, 1)
+	go func() { served <- run(gctx, cfg, logger) }()
+	defer func() {
+		stopGateway()
+		if err := <-served; err != nil {
+			t.Errorf("gateway: %v\n%s", err, logs.String())
+		}
+	}()
+	base := "http://" + addr
+	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
+	defer client.CloseIdleConnections()
+	testenv.Eventually(t, 30*time.Second, func() error {
+		resp, err := client.Get(base + "/healthz")
+		if err != nil {
+			return err
+		}
+		resp.Body.Close()
+		return nil
+	})
+
+	const supply = 400
+	name := `Flash sale <img src=x onerror="document.title='pwned'"> & "friends"` // markup, shown as text
+	id := createCoupon(t, client, base, token, name, supply)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	actx, cancelAlloc := chromedp.NewExecAllocator(ctx,
+		chromedp.ExecPath(chromium), chromedp.UserDataDir(t.TempDir()), chromedp.WindowSize(1000, 960),
+		chromedp.Headless, chromedp.NoSandbox, chromedp.DisableGPU, chromedp.NoFirstRun, chromedp.NoDefaultBrowserCheck,
+		chromedp.Flag("disable-quic", true), chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true), chromedp.Flag("disable-sync", true))
+	defer cancelAlloc()
+	bctx, cancelBrowser := chromedp.NewContext(actx)
+	defer cancelBrowser()
+	var jsErrs []string
+	var jsMu sync.Mutex
+	if err := chromedp.Listen(bctx, func(ev any) {
+		if e, ok := ev.(*runtime.EventExceptionThrown); ok {
+			jsMu.Lock()
+			d := e.ExceptionDetails
+			jsErrs = append(jsErrs, fmt.Sprintf("%s (%s:%d)", d.Text, d.URL, d.LineNumber+1))
+			jsMu.Unlock()
+		}
+	}); err != nil {
+		t.Fatalf("start chromium: %v", err)
+	}
+	if err := chromedp.Do(bctx, chromedp.Navigate(fmt.Sprintf("%s/drops/%d", base, id)),
+		chromedp.WaitVisible(chromedp.ID("supply"))); err != nil {
+		t.Fatalf("open the drop page: %v", err)
+	}
+	// page reads what the page shows, by element ID.
+	page := func() map[string]string {
+		p, err := chromedp.Run(bctx, chromedp.Evaluate[map[string]string](`Object.fromEntries(
+			["name", "supply", "admitted", "issued", "pending", "remaining", "state", "soldout", "lag", "selltime"]
+				.map((id) => [id, document.getElementById(id).textContent]))`))
+		if err != nil {
+			t.Fatalf("read the page: %v", err)
+		}
+		return p
+	}
+	testenv.Eventually(t, 30*time.Second, func() error {
+		if p := page(); p["supply"] != "400" || p["admitted"] != "0" || p["state"] != "live" {
+			return fmt.Errorf("before the drop the page shows %v", p)
+		}
+		return nil
+	})
+
+	// The supply goes in four waves; the page shows each one without a
+	// reload before the next starts.
+	users := testenv.RandomCouponID()
+	for wave := range 4 {
+		issueRange(t, client, base, id, users+int64(wave*supply/4), supply/4, http.StatusAccepted)
+		want := fmt.Sprint((wave + 1) * supply / 4)
+		testenv.Eventually(t, 30*time.Second, func() error {
+			if p := page(); p["admitted"] != want {
+				return fmt.Errorf("after wave %d the page shows %v, want %s admitted", wave+1, p, want)
+			}
+			return nil
+		})
+	}
+	issueRange(t, client, base, id, users+supply, 1, http.StatusGone)
+	var p map[string]string
+	testenv.Eventually(t, 60*time.Second, func() error {
+		p = page()
+		if p["admitted"] != "400" || p["issued"] != "400" || p["pending"] != "0" || p["remaining"] != "0" ||
+			p["state"] != "sold out" || !strings.HasPrefix(p["soldout"], "sold out at ") ||
+			strings.Contains(p["soldout"], "approximate") || !strings.HasPrefix(p["lag"], "0 records on partition ") ||
+			!strings.Contains(p["selltime"], " s from ") {
+			return fmt.Errorf("after issuing the supply the page shows %v", p)
+		}
+		return nil
+	})
+	t.Logf("the page shows %v", p)
+
+	if p["name"] != name {
+		t.Errorf("the page shows the name as %q, want the raw text %q", p["name"], name)
+	}
+	imgs, err := chromedp.Run(bctx, chromedp.Evaluate[int](`document.querySelectorAll("img").length`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	title, err := chromedp.Run(bctx, chromedp.Title())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if imgs != 0 || title != name+" · coupon drop" {
+		t.Errorf("the coupon's name was rendered as markup: %d img elements, title %q", imgs, title)
+	}
+	jsMu.Lock()
+	if len(jsErrs) > 0 {
+		t.Errorf("JavaScript exceptions on the page: %v", jsErrs)
+	}
+	jsMu.Unlock()
+
+	png, err := chromedp.Run(bctx, chromedp.FullScreenshot(100))
+	if err != nil {
+		t.Fatalf("screenshot: %v", err)
+	}
+	path := filepath.Join(artifactsDir(t), "drop-page.png")
+	if err := os.WriteFile(path, png, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("screenshot of the sold-out page: %s (%d bytes)", path, len(png))
+}
+
+// chromiumPath returns the browser to drive: COUPON_TEST_CHROMIUM, else
+// chromium on PATH (Debian's package, which .ci/run installs).
+func chromiumPath(t *testing.T) string {
+	t.Helper()
+	if p := os.Getenv("COUPON_TEST_CHROMIUM"); p != "" {
+		return p
+	}
+	p, err := exec.LookPath("chromium")
+	if err != nil {
+		t.Fatalf("no chromium on PATH (apt-get install chromium, or set COUPON_TEST_CHROMIUM): %v", err)
+	}
+	return p
+}
+
+// artifactsDir returns COUPON_TEST_ARTIFACTS (make test sets it to
+// $(TEST_STATE)/artifacts), else .state/artifacts at the repository root,
+// created.
+func artifactsDir(t *testing.T) string {
+	t.Helper()
+	dir := os.Getenv("COUPON_TEST_ARTIFACTS")
+	if dir == "" {
+		dir = filepath.Join("..", "..", ".state", "artifacts")
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return abs
+}
+
+// createCoupon creates an async coupon through the admin API.
+func createCoupon(t *testing.T, client *http.Client, base, token, name string, supply int) int64 {
+	t.Helper()
+	body, _ := json.Marshal(map[string]any{"name": name, "totalQuantity": supply})
+	req, _ := http.NewRequest("POST", base+"/v1/coupons", bytes.NewReader(body))
+	req.Header.Set("Authorization", "Bearer "+token)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var created struct{ ID int64 }
+	if err := json.NewDecoder(resp.Body).Decode(&created); err != nil || resp.StatusCode != http.StatusCreated || created.ID == 0 {
+		t.Fatalf("create coupon: %d %v", resp.StatusCode, err)
+	}
+	return created.ID
+}
+
+// issueRange issues the coupon to users from, from+1, ... (n of them, 16
+// at a time) and fails unless each is answered want.
+func issueRange(t *testing.T, client *http.Client, base string, couponID, from int64, n, want int) {
+	t.Helper()
+	next := make(chan int64)
+	var wg sync.WaitGroup
+	for range 16 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for u := range next {
+				resp, err := client.Post(fmt.Sprintf("%s/v1/coupons/%d/issues", base, couponID), "application/json",
+					strings.NewReader(fmt.Sprintf(`{"userId":%d}`, u)))
+				if err != nil {
+					t.Errorf("issue to user %d: %v", u, err)
+					continue
+				}
+				resp.Body.Close()
+				if resp.StatusCode != want {
+					t.Errorf("issue to user %d: %d, want %d", u, resp.StatusCode, want)
+				}
+			}
+		}()
+	}
+	for u := range int64(n) {
+		next <- from + u
+	}
+	close(next)
+	wg.Wait()
+}
+
+// startSinkerInGroup runs a sinker on topic in-process in the given
+// consumer group; the returned func stops it.
+func startSinkerInGroup(t *testing.T, topic, dlq, group string) func() {
+	t.Helper()
+	var cfg sinker.Config
+	fs := cli.New("sinker")
+	cfg.Bind(fs)
+	if err := fs.Parse([]string{"--kafka-brokers", testenv.KafkaBrokers, "--topic", topic, "--dlq-topic", dlq,
+		"--group-id", group, "--mysql-dsn", testenv.MySQLDSN, "--metrics-addr", ""}); err != nil {
+		t.Fatal(err)
+	}
+	return testsink.Start(t, cfg)
+}
