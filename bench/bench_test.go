@@ -2,8 +2,12 @@ package bench
 
 import (
 	"context"
+	"encoding/json"
+	"fmt"
+	"math"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -280,7 +284,9 @@ func TestReportRenders(t *testing.T) {
 	var sb strings.Builder
 	r.WriteTable(&sb)
 	table := sb.String()
-	for _, want := range []string{"async / db-lock accepted req/s: 50.0x", "async / redis-lock accepted req/s: 100.0x", "2 FAIL", "VERIFY FAILED async: over-issued", "seed: batch consumer", "gateway / that rate: 0.50"} {
+	for _, want := range []string{
+		"async / db-lock accepted req/s: 50.0x   (seed: queue / direct RDBMS = 2000 / 60 = 33x)",
+		"async / redis-lock accepted req/s: 100.0x   (seed: queue / Redisson lock = 2000 / 100 = 20x)", "2 FAIL", "VERIFY FAILED async: over-issued", "seed: batch consumer", "gateway / that rate: 0.50"} {
 		if !strings.Contains(table, want) {
 			t.Errorf("table lacks %q:\n%s", want, table)
 		}
@@ -297,5 +303,46 @@ func TestReportRenders(t *testing.T) {
 	}
 	if strings.Contains(page, "<script") {
 		t.Error("the report must not need scripts")
+	}
+	for _, want := range []string{"<td>db-lock</td><td>50.0×</td><td>33.3×</td><td>queue / direct RDBMS = 2000 / 60</td>",
+		"<td>redis-lock</td><td>100.0×</td><td>20.0×</td><td>queue / Redisson lock = 2000 / 100</td>"} {
+		if !strings.Contains(page, want) {
+			t.Errorf("page lacks the ratio row %q", want)
+		}
+	}
+	// The accepted req/s bars are linear: their lengths compare like the
+	// rates (async's is 50 times db-lock's), not like their logarithms.
+	width := func(label string) float64 {
+		i := strings.Index(page, ">"+label+"</text><rect ")
+		if i < 0 {
+			t.Fatalf("no bar %q in the page", label)
+		}
+		var w float64
+		if _, err := fmt.Sscanf(page[strings.Index(page[i:], `width="`)+i:], `width="%g"`, &w); err != nil {
+			t.Fatal(err)
+		}
+		return w
+	}
+	if got := width("async (closed c=32)") / width("db-lock (closed c=32)"); math.Abs(got-50) > 0.5 {
+		t.Errorf("async's bar is %.2f times db-lock's, want 50 (the ratio of the rates)", got)
+	}
+
+	b, err := json.Marshal(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var decoded struct {
+		Phases []json.RawMessage `json:"phases"`
+		Ratios []Comparison      `json:"ratios"`
+	}
+	if err := json.Unmarshal(b, &decoded); err != nil {
+		t.Fatal(err)
+	}
+	want := []Comparison{
+		{Baseline: coupon.StrategyDBLock, Ratio: 50, SeedRatio: 2000.0 / 60, SeedLabel: "queue / direct RDBMS = 2000 / 60"},
+		{Baseline: coupon.StrategyRedisLock, Ratio: 100, SeedRatio: 20, SeedLabel: "queue / Redisson lock = 2000 / 100"},
+	}
+	if len(decoded.Phases) != 3 || !slices.Equal(decoded.Ratios, want) {
+		t.Errorf("report.json: %d phases, ratios %+v; want 3 and %+v", len(decoded.Phases), decoded.Ratios, want)
 	}
 }

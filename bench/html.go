@@ -31,34 +31,72 @@ var strategyColor = map[coupon.Strategy]string{
 
 const seedColor = "#a0aec0"
 
-// hbarChart draws groups of horizontal bars on a log10 axis as inline SVG.
-func hbarChart(title, unit string, groups []group) template.HTML {
-	const labelW, valueW, plotW, barH, gap, top, groupGap = 260, 90, 560, 18, 4, 40, 10
+// scale maps values to bar lengths: linear from 0 (bar lengths compare
+// like the values: twice the rate, twice the bar) or log10 (for figures
+// spanning decades, like latency percentiles).
+type scale struct {
+	log    bool
+	lo, hi float64 // linear: 0..hi; log: 10^lo..10^hi
+	ticks  []float64
+}
+
+func newScale(log bool, groups []group) scale {
 	lo, hi := math.Inf(1), math.Inf(-1)
-	nBars := 0
 	for _, g := range groups {
 		for _, b := range g.Bars {
 			if b.V > 0 {
 				lo, hi = math.Min(lo, b.V), math.Max(hi, b.V)
 			}
-			nBars++
 		}
 	}
 	if math.IsInf(lo, 1) {
 		lo, hi = 1, 10
 	}
-	loE, hiE := math.Floor(math.Log10(lo)), math.Ceil(math.Log10(hi*1.3)) // headroom for the value labels
-	if hiE <= loE {
-		hiE = loE + 1
-	}
-	x := func(v float64) float64 {
-		if v <= 0 {
-			return 0
+	if log {
+		loE, hiE := math.Floor(math.Log10(lo)), math.Ceil(math.Log10(hi*1.3)) // headroom for the value labels
+		if hiE <= loE {
+			hiE = loE + 1
 		}
-		return math.Max(2, (math.Log10(v)-loE)/(hiE-loE)*plotW)
+		sc := scale{log: true, lo: loE, hi: hiE}
+		for e := loE; e <= hiE; e++ {
+			sc.ticks = append(sc.ticks, math.Pow(10, e))
+		}
+		return sc
 	}
-	labelled := 0
+	// A 1-2-5 step giving at most about six ticks.
+	step := math.Pow(10, math.Floor(math.Log10(hi/5)))
+	for _, m := range []float64{1, 2, 5, 10} {
+		if hi/(step*m) <= 6 {
+			step *= m
+			break
+		}
+	}
+	sc := scale{hi: math.Ceil(hi*1.15/step) * step}
+	for v := 0.0; v <= sc.hi+step/2; v += step {
+		sc.ticks = append(sc.ticks, v)
+	}
+	return sc
+}
+
+// frac returns where v lies on the axis, 0..1.
+func (sc scale) frac(v float64) float64 {
+	switch {
+	case v <= 0:
+		return 0
+	case sc.log:
+		return math.Max(0, (math.Log10(v)-sc.lo)/(sc.hi-sc.lo))
+	}
+	return v / sc.hi
+}
+
+// hbarChart draws groups of horizontal bars as inline SVG, on a linear
+// axis from 0 unless logScale.
+func hbarChart(title, unit string, logScale bool, groups []group) template.HTML {
+	const labelW, valueW, plotW, barH, gap, top, groupGap = 260, 150, 560, 18, 4, 40, 10
+	sc := newScale(logScale, groups)
+	nBars, labelled := 0, 0
 	for _, g := range groups {
+		nBars += len(g.Bars)
 		if g.Label != "" {
 			labelled++
 		}
@@ -71,12 +109,16 @@ func hbarChart(title, unit string, groups []group) template.HTML {
 		width, height, width, height, esc(title))
 	fmt.Fprintf(&sb, `<text x="0" y="16" font-size="15" font-weight="600">%s</text>`, esc(title))
 	plotBottom := height - 38
-	for e := loE; e <= hiE; e++ {
-		gx := labelW + (e-loE)/(hiE-loE)*plotW
+	for _, v := range sc.ticks {
+		gx := labelW + sc.frac(v)*plotW
 		fmt.Fprintf(&sb, `<line x1="%.1f" y1="%d" x2="%.1f" y2="%d" stroke="#e2e8f0"/>`, gx, top-8, gx, plotBottom)
-		fmt.Fprintf(&sb, `<text x="%.1f" y="%d" text-anchor="middle" fill="#4a5568">%s</text>`, gx, plotBottom+14, esc(axisLabel(math.Pow(10, e))))
+		fmt.Fprintf(&sb, `<text x="%.1f" y="%d" text-anchor="middle" fill="#4a5568">%s</text>`, gx, plotBottom+14, esc(axisLabel(v)))
 	}
-	fmt.Fprintf(&sb, `<text x="%.1f" y="%d" text-anchor="middle" fill="#4a5568">%s (log scale)</text>`, labelW+plotW/2.0, plotBottom+30, esc(unit))
+	axis := unit
+	if logScale {
+		axis += " (log scale)"
+	}
+	fmt.Fprintf(&sb, `<text x="%.1f" y="%d" text-anchor="middle" fill="#4a5568">%s</text>`, labelW+plotW/2.0, plotBottom+30, esc(axis))
 	y := top
 	for _, g := range groups {
 		if g.Label != "" {
@@ -85,7 +127,10 @@ func hbarChart(title, unit string, groups []group) template.HTML {
 		}
 		for _, b := range g.Bars {
 			fmt.Fprintf(&sb, `<text x="%d" y="%d" text-anchor="end">%s</text>`, labelW-8, y+barH-5, esc(b.Label))
-			w := x(b.V)
+			w := 0.0
+			if b.V > 0 {
+				w = math.Max(2, sc.frac(b.V)*plotW) // a tiny figure stays visible
+			}
 			fmt.Fprintf(&sb, `<rect x="%d" y="%d" width="%.1f" height="%d" fill="%s"/>`, labelW, y, w, barH, b.Color)
 			fmt.Fprintf(&sb, `<text x="%.1f" y="%d" fill="#1a202c">%s</text>`, float64(labelW)+w+6, y+barH-5, esc(b.Value))
 			y += barH + gap
@@ -106,32 +151,41 @@ func axisLabel(v float64) string {
 	return fmt.Sprintf("%g", v)
 }
 
+// throughputChart draws this run's accepted req/s and rows persisted/s
+// on a linear axis (bar lengths compare like the rates), each baseline's
+// bar labelled with async's ratio to it.
 func (r *Report) throughputChart() template.HTML {
-	var bars []bar
+	ratio := map[coupon.Strategy]float64{}
+	for _, c := range r.Comparisons() {
+		ratio[c.Baseline] = c.Ratio
+	}
+	var bars, sink []bar
 	for _, p := range r.Phases {
-		if p.Spec.InTable {
-			bars = append(bars, bar{Label: p.Spec.Name + " (" + p.Model + ")", V: p.Stats.AcceptedPerSec, Value: fmtRate(p.Stats.AcceptedPerSec), Color: strategyColor[p.Spec.Strategy]})
+		if !p.Spec.InTable {
+			continue
 		}
-	}
-	var seed []bar
-	for _, ref := range r.Seed {
-		if ref.ReqPerSec > 0 {
-			seed = append(seed, bar{Label: ref.Label, V: ref.ReqPerSec, Value: fmtRate(ref.ReqPerSec), Color: seedColor})
+		v := fmtRate(p.Stats.AcceptedPerSec)
+		if x := ratio[p.Spec.Strategy]; x > 0 {
+			v += fmt.Sprintf(" (async %.1f×)", x)
 		}
+		bars = append(bars, bar{Label: p.Spec.Name + " (" + p.Model + ")", V: p.Stats.AcceptedPerSec, Value: v, Color: strategyColor[p.Spec.Strategy]})
+		sink = append(sink, bar{Label: p.Spec.Name, V: p.Sink.RowsPerSec, Value: fmtRate(p.Sink.RowsPerSec), Color: strategyColor[p.Spec.Strategy]})
 	}
-	var sink []bar
-	for _, p := range r.Phases {
-		if p.Spec.InTable {
-			sink = append(sink, bar{Label: p.Spec.Name, V: p.Sink.RowsPerSec, Value: fmtRate(p.Sink.RowsPerSec), Color: strategyColor[p.Spec.Strategy]})
-		}
+	return hbarChart("Accepted requests and rows persisted per second, this run", "per second", false,
+		[]group{{Label: "accepted req/s", Bars: bars}, {Label: "rows persisted/s", Bars: sink}})
+}
+
+// ratioChart draws the ratios themselves: async over each baseline, this
+// run beside the seed's own ratio for the same pair, on a linear axis.
+func (r *Report) ratioChart() template.HTML {
+	var gs []group
+	for _, c := range r.Comparisons() {
+		gs = append(gs, group{Label: "async / " + string(c.Baseline), Bars: []bar{
+			{Label: "this run", V: c.Ratio, Value: fmt.Sprintf("%.1f×", c.Ratio), Color: strategyColor[c.Baseline]},
+			{Label: "seed: " + c.SeedLabel, V: c.SeedRatio, Value: fmt.Sprintf("%.1f×", c.SeedRatio), Color: seedColor},
+		}})
 	}
-	for _, ref := range r.Seed {
-		if ref.RowsPerSec > 0 {
-			sink = append(sink, bar{Label: ref.Label, V: ref.RowsPerSec, Value: fmtRate(ref.RowsPerSec), Color: seedColor})
-		}
-	}
-	return hbarChart("Accepted requests per second, and rows persisted per second", "per second",
-		[]group{{Label: "accepted req/s (this run)", Bars: bars}, {Label: "seed study req/s", Bars: seed}, {Label: "rows persisted/s", Bars: sink}})
+	return hbarChart("How many times async's accepted req/s, this run and the seed", "ratio (×)", false, gs)
 }
 
 func (r *Report) latencyChart() template.HTML {
@@ -144,7 +198,7 @@ func (r *Report) latencyChart() template.HTML {
 			{Label: "p99", V: l.P99, Value: fmtMs(l.P99) + " ms", Color: "#2c5282"},
 		}})
 	}
-	return hbarChart("Latency percentiles per phase (from the scheduled send time)", "milliseconds", gs)
+	return hbarChart("Latency percentiles per phase (from the scheduled send time)", "milliseconds", true, gs)
 }
 
 var reportTmpl = template.Must(template.New("report").Funcs(template.FuncMap{
@@ -177,7 +231,11 @@ tr.seed td{color:#718096;font-style:italic}.ok{color:#276749}.fail{color:#c53030
 <td class="{{if .Verdict.LostAccepted}}fail{{else}}ok{{end}}">{{.Verdict.Accepted}} / {{.Verdict.Rows}}</td></tr>
 {{end}}{{range .R.Seed}}<tr class="seed"><td>{{.Label}}</td><td>locust</td><td></td><td></td><td></td><td>{{rate0 .ReqPerSec}}</td><td></td><td></td><td>{{rate0 .RowsPerSec}}</td><td></td><td></td><td></td><td></td></tr>
 {{end}}</table>
-<p>{{range .Ratios}}{{.}}<br>{{end}}</p>
+<h2>Ratios</h2>
+<table><tr><th>async over</th><th>this run</th><th>the seed</th><th>the seed's figures</th></tr>
+{{range .Ratios}}<tr><td>{{.Baseline}}</td><td>{{if .Ratio}}{{printf "%.1f×" .Ratio}}{{else}}not measured{{end}}</td><td>{{printf "%.1f×" .SeedRatio}}</td><td>{{.SeedLabel}}</td></tr>
+{{end}}</table>
+<figure>{{.RatioChart}}</figure>
 {{with .R.Speed}}<h2>Async path speed</h2><ul>
 {{if .MaxAccepted}}<li>max accepted (closed model, c={{.Concurrency}}, 202 only after the Kafka ack): <b>{{rate .MaxAccepted}} req/s</b></li>{{end}}
 {{if .OpenRate}}<li>open model at {{rate .OpenRate}} req/s offered: {{rate .OpenAchieved}} req/s answered 2xx, p50 {{ms .OpenLatency.P50}} / p95 {{ms .OpenLatency.P95}} / <b>p99 {{ms .OpenLatency.P99}} ms</b>, {{.OpenErrors}} errors</li>{{end}}
@@ -198,13 +256,8 @@ func (p *PhaseResult) OtherErrors() int64 { return p.Stats.Errors - p.Stats.Unav
 
 // WriteHTML writes the self-contained report page (inline CSS and SVG).
 func (r *Report) WriteHTML(w io.Writer) error {
-	var ratios []string
-	for _, s := range []coupon.Strategy{coupon.StrategyDBLock, coupon.StrategyRedisLock} {
-		if x := r.Ratio(s); x > 0 {
-			ratios = append(ratios, fmt.Sprintf("async / %s accepted req/s: %.1f× (the seed saw 33× between its queue and its direct RDBMS path)", s, x))
-		}
-	}
 	return reportTmpl.Execute(w, map[string]any{
-		"R": r, "OK": r.OK(), "Ratios": ratios, "Throughput": r.throughputChart(), "Latency": r.latencyChart(),
+		"R": r, "OK": r.OK(), "Ratios": r.Comparisons(), "RatioChart": r.ratioChart(),
+		"Throughput": r.throughputChart(), "Latency": r.latencyChart(),
 	})
 }

@@ -15,17 +15,74 @@ import (
 
 // Reference is one figure of the seed study, printed beside ours.
 type Reference struct {
-	Label      string  `json:"label"`
-	ReqPerSec  float64 `json:"reqPerSec,omitempty"`
-	RowsPerSec float64 `json:"rowsPerSec,omitempty"`
+	Label      string          `json:"label"`
+	Strategy   coupon.Strategy `json:"strategy,omitempty"` // the strategy of ours it corresponds to
+	Path       string          `json:"path,omitempty"`     // the seed's name for it, in ratios
+	ReqPerSec  float64         `json:"reqPerSec,omitempty"`
+	RowsPerSec float64         `json:"rowsPerSec,omitempty"`
 }
 
 // SeedReferences are the seed study's figures (locust, one laptop).
 var SeedReferences = []Reference{
-	{Label: "seed: direct RDBMS (db-lock)", ReqPerSec: 60},
-	{Label: "seed: Redisson lock (redis-lock)", ReqPerSec: 100},
-	{Label: "seed: Redis Lua gate + queue (async)", ReqPerSec: 2000},
+	{Label: "seed: direct RDBMS (db-lock)", Strategy: coupon.StrategyDBLock, Path: "direct RDBMS", ReqPerSec: 60},
+	{Label: "seed: Redisson lock (redis-lock)", Strategy: coupon.StrategyRedisLock, Path: "Redisson lock", ReqPerSec: 100},
+	{Label: "seed: Redis Lua gate + queue (async)", Strategy: coupon.StrategyAsync, Path: "queue", ReqPerSec: 2000},
 	{Label: "seed: batch consumer (sink)", RowsPerSec: 560},
+}
+
+// Comparison is async's accepted req/s over one baseline's, this run's
+// beside the seed's own ratio for the same pair of paths.
+type Comparison struct {
+	Baseline coupon.Strategy `json:"baseline"`
+	Ratio    float64         `json:"ratio"` // this run: async / baseline accepted req/s (0: a phase is missing)
+	// SeedRatio is the seed's queue req/s over its figure for the same
+	// baseline (2000/60 for db-lock, 2000/100 for redis-lock); SeedLabel
+	// says so in words.
+	SeedRatio float64 `json:"seedRatio"`
+	SeedLabel string  `json:"seedLabel"`
+}
+
+// Comparisons returns async against each baseline, with the seed's ratio
+// for the same pair (none without the seed's figures).
+func (r *Report) Comparisons() []Comparison {
+	seed := map[coupon.Strategy]Reference{}
+	for _, ref := range r.Seed {
+		if ref.Strategy != "" && ref.ReqPerSec > 0 {
+			seed[ref.Strategy] = ref
+		}
+	}
+	queue, ok := seed[coupon.StrategyAsync]
+	if !ok {
+		return nil
+	}
+	var out []Comparison
+	for _, s := range []coupon.Strategy{coupon.StrategyDBLock, coupon.StrategyRedisLock} {
+		base, ok := seed[s]
+		if !ok {
+			continue
+		}
+		out = append(out, Comparison{Baseline: s, Ratio: r.Ratio(s), SeedRatio: queue.ReqPerSec / base.ReqPerSec,
+			SeedLabel: fmt.Sprintf("%s / %s = %s / %s", queue.Path, base.Path, fmtRate(queue.ReqPerSec), fmtRate(base.ReqPerSec))})
+	}
+	return out
+}
+
+// String is the comparison as the table and the page print it.
+func (c Comparison) String() string {
+	ours := "not measured"
+	if c.Ratio > 0 {
+		ours = fmt.Sprintf("%.1fx", c.Ratio)
+	}
+	return fmt.Sprintf("async / %s accepted req/s: %s   (seed: %s = %.0fx)", c.Baseline, ours, c.SeedLabel, c.SeedRatio)
+}
+
+// MarshalJSON adds the comparisons to the report's fields.
+func (r *Report) MarshalJSON() ([]byte, error) {
+	type plain Report
+	return json.Marshal(struct {
+		*plain
+		Ratios []Comparison `json:"ratios"`
+	}{(*plain)(r), r.Comparisons()})
 }
 
 // Speed holds the async path's speed figures (issue 3) beside the rate of
@@ -184,10 +241,8 @@ func (r *Report) WriteTable(out io.Writer) {
 	}
 	_ = w.Flush()
 	fmt.Fprintln(out)
-	for _, s := range []coupon.Strategy{coupon.StrategyDBLock, coupon.StrategyRedisLock} {
-		if x := r.Ratio(s); x > 0 {
-			fmt.Fprintf(out, "async / %s accepted req/s: %.1fx   (seed: queue / direct RDBMS 33x)\n", s, x)
-		}
+	for _, c := range r.Comparisons() {
+		fmt.Fprintln(out, c)
 	}
 	if sp := r.Speed; sp != nil {
 		fmt.Fprintln(out)
