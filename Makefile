@@ -26,7 +26,7 @@ BENCH_FLAGS ?=
 
 BINARIES := $(notdir $(wildcard cmd/*))
 
-.PHONY: all up down up-test down-test status status-test build run test test-short bench gobench k6-check lint fmt clean migrate-test
+.PHONY: all up down up-test down-test status status-test build run test test-short bench gobench k6-check rules-check lint fmt clean migrate-test
 
 all: build
 
@@ -75,6 +75,9 @@ bench: ## the strategy comparison (db-lock, redis-lock, async) on the dev stack:
 
 gobench: migrate-test ## Go benchmarks against the test stack (BENCH=regexp BENCHTIME=1x)
 	$(TEST_ENV) $(GO) test -run '^$$' -bench '$(BENCH)' -benchtime $(BENCHTIME) -timeout 60m $(PKG)
+
+rules-check: ## check the Prometheus config and alert rules, and run the rules' unit tests (promtool)
+	cd infra/prometheus && promtool check config prometheus.yml && promtool check rules alerts.yml && promtool test rules alerts_test.yml
 
 k6-check: ## check the k6 scripts with node (k6 itself not needed)
 	bash infra/k6/check.sh

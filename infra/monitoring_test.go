@@ -136,3 +136,57 @@ func TestPrometheusJobs(t *testing.T) {
 		}
 	}
 }
+
+// TestAlertRules: the alerts an on-call engineer needs exist, each has a
+// runbook line and points to the README's alerts section (which names it),
+// and every series they query is one the code registers (or Prometheus'
+// own up). promtool checks and unit-tests them (make rules-check).
+func TestAlertRules(t *testing.T) {
+	b, err := os.ReadFile("prometheus/alerts.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	readme, err := os.ReadFile("../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := os.ReadFile("prometheus/prometheus.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(cfg), "rule_files:\n  - alerts.yml\n") {
+		t.Error("prometheus.yml does not load alerts.yml")
+	}
+	if !strings.Contains(string(readme), "\n### Alerts\n") {
+		t.Fatal("the README has no Alerts section (the runbook_url anchor #alerts)")
+	}
+	registered := registeredMetrics(t)
+	blocks := strings.Split(string(b), "\n      - alert: ")[1:]
+	seen := map[string]bool{}
+	for _, blk := range blocks {
+		name, _, _ := strings.Cut(blk, "\n")
+		seen[name] = true
+		for _, want := range []string{"\n          runbook: \"", "\n          runbook_url: \"README.md#alerts\"", "\n          severity: "} {
+			if !strings.Contains(blk, want) {
+				t.Errorf("alert %s lacks %q", name, strings.TrimSpace(want))
+			}
+		}
+		if !strings.Contains(string(readme), "`"+name+"`") {
+			t.Errorf("alert %s is not in the README's alerts table", name)
+		}
+		expr := blk[strings.Index(blk, "expr:"):strings.Index(blk, "labels:")]
+		for _, m := range usedRE.FindAllString(expr, -1) {
+			if !registered[m] {
+				t.Errorf("alert %s queries %s, which no code registers", name, m)
+			}
+		}
+	}
+	for _, want := range []string{
+		"CouponSinkerLagGrowing", "CouponPublishOutcomeUnknown", "CouponDeadLetters",
+		"CouponIssueServerErrors", "CouponGateUnavailable", "CouponGatewayNotReady",
+	} {
+		if !seen[want] {
+			t.Errorf("no alert %s", want)
+		}
+	}
+}

@@ -22,6 +22,12 @@ type metrics struct {
 	readerErrors   *prometheus.CounterVec // kind: fetch, read_timeout, other
 }
 
+// Kinds of coupon_sinker_db_errors_total.
+const (
+	dbErrorTransient = "transient" // lost connection, deadlock, lock wait timeout, failover (mysql.IsTransient)
+	dbErrorOther     = "other"
+)
+
 func newMetrics() *metrics {
 	m := &metrics{
 		reg: prometheus.NewRegistry(),
@@ -75,6 +81,8 @@ func newMetrics() *metrics {
 	m.reg.MustRegister(m.batchSize, m.records, m.inserted, m.duplicates, m.commitDuration, m.lag,
 		m.deadLettered, m.dbErrors, m.commitErrors, m.unavailable, m.readerErrors,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	// Every label value exists from the start, so the dashboard shows 0,
+	// not "No data", before the first dead letter or database error.
 	for _, r := range []string{ReasonUndecodable, ReasonUnknownCoupon, ReasonOverTotal} {
 		m.deadLettered.WithLabelValues(r)
 	}
@@ -83,6 +91,9 @@ func newMetrics() *metrics {
 	}
 	for _, k := range []string{"fetch", "read_timeout", "other"} {
 		m.readerErrors.WithLabelValues(k)
+	}
+	for _, k := range []string{dbErrorTransient, dbErrorOther} {
+		m.dbErrors.WithLabelValues(k)
 	}
 	return m
 }

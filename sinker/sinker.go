@@ -338,9 +338,9 @@ func (s *Sinker) settle(ctx, settleCtx context.Context, b *batch, st *runStats) 
 			var err error
 			res, err = s.db.InsertIssues(settleCtx, rows)
 			if err != nil {
-				kind := "other"
+				kind := dbErrorOther
 				if mysql.IsTransient(err) {
-					kind = "transient"
+					kind = dbErrorTransient
 				}
 				s.metrics.dbErrors.WithLabelValues(kind).Inc()
 				return err

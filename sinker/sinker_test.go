@@ -92,6 +92,9 @@ func TestPoisonAndGuard(t *testing.T) {
 		`coupon_sinker_dead_lettered_total{reason="undecodable"} 1`,
 		`coupon_sinker_dead_lettered_total{reason="unknown_coupon"} 1`,
 		`coupon_sinker_rows_inserted_total 15`,
+		// Pre-set: 0 before the first error, not absent.
+		`coupon_sinker_db_errors_total{kind="other"} 0`,
+		`coupon_sinker_db_errors_total{kind="transient"} 0`,
 		`coupon_sinker_lag{partition=`,
 	} {
 		if !strings.Contains(body, line) {
