@@ -1,4 +1,4 @@
-// The drops index: lists recent coupons through the admin API (the token
+// The drops index: lists the coupons through the admin API (the token
 // stays in sessionStorage) and links each to its live page. Values go in
 // through textContent only: coupon names are user data.
 "use strict";
@@ -19,42 +19,52 @@
     tr.appendChild(td);
   }
 
-  async function list() {
+  let cursor = "";
+
+  // list shows a page of GET /v1/coupons (admin), following its cursor.
+  async function list(more) {
     const token = sessionStorage.getItem("coupon.adminToken");
     if (!token) { $("msg").textContent = "Enter the admin token to list the coupons."; return; }
+    if (!more) cursor = "";
     try {
-      const r = await fetch("/v1/coupons?limit=50", { headers: { Authorization: "Bearer " + token }, cache: "no-store" });
+      const q = "/v1/coupons?limit=50" + (cursor ? "&cursor=" + encodeURIComponent(cursor) : "");
+      const r = await fetch(q, { headers: { Authorization: "Bearer " + token }, cache: "no-store" });
       const v = await r.json();
       if (!r.ok) { $("msg").textContent = (v && v.message) || "HTTP " + r.status; return; }
       const rows = $("rows");
-      while (rows.firstChild) rows.removeChild(rows.firstChild);
+      if (!more) while (rows.firstChild) rows.removeChild(rows.firstChild);
       for (const c of v.coupons || []) {
         const tr = document.createElement("tr");
         const href = "/drops/" + encodeURIComponent(c.id);
         cell(tr, String(c.id), href);
         cell(tr, c.name, href);
         cell(tr, c.strategy);
+        cell(tr, c.state || "");
         cell(tr, fmt.format(c.totalQuantity));
-        cell(tr, c.createdAt ? new Date(c.createdAt).toLocaleString("en-GB") : "");
+        cell(tr, fmt.format(c.admitted));
+        cell(tr, c.createdAt ? new Date(c.createdAt).toISOString().slice(0, 19).replace("T", " ") + " UTC" : "");
         rows.appendChild(tr);
       }
+      cursor = v.nextCursor || "";
+      $("more").hidden = !cursor;
       $("list").hidden = false;
-      $("msg").textContent = (v.coupons || []).length ? "" : "No coupons yet.";
+      $("msg").textContent = rows.childElementCount ? "" : "No coupons yet.";
     } catch (e) {
       $("msg").textContent = "The gateway did not answer.";
     }
   }
 
+  $("more").addEventListener("click", () => list(true));
   $("auth").addEventListener("submit", (e) => {
     e.preventDefault();
     sessionStorage.setItem("coupon.adminToken", $("token").value);
     $("token").value = "";
-    list();
+    list(false);
   });
   $("open").addEventListener("submit", (e) => {
     e.preventDefault();
     const id = $("open-id").value.trim();
     if (/^[1-9][0-9]*$/.test(id)) location.href = "/drops/" + id;
   });
-  list();
+  list(false);
 })();
