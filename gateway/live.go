@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/coupondrop/coupon"
@@ -69,6 +70,7 @@ type liveLag struct {
 // liveEntry is one watched coupon: its last answer, shared by every
 // viewer until it is a refresh period old.
 type liveEntry struct {
+	last    atomic.Int64 // last refresh, Unix nanoseconds (read without mu by the sweep)
 	mu      sync.Mutex
 	at      time.Time // last refresh; zero before the first
 	body    []byte    // the JSON answer of the last refresh
@@ -100,12 +102,9 @@ func (l *liveViews) entry(id int64) (*liveEntry, error) {
 	if e, ok := l.byID[id]; ok {
 		return e, nil
 	}
-	now := time.Now()
+	idleSince := time.Now().Add(-liveIdle).UnixNano()
 	for cid, e := range l.byID {
-		e.mu.Lock()
-		idle := !e.at.IsZero() && now.Sub(e.at) > liveIdle
-		e.mu.Unlock()
-		if idle {
+		if last := e.last.Load(); last != 0 && last < idleSince {
 			delete(l.byID, cid)
 			l.s.metrics.forgetDrop(cid)
 		}
@@ -132,6 +131,7 @@ func (l *liveViews) get(cp *coupon.Coupon) ([]byte, error) {
 	}
 	e.body, e.err = l.refresh(cp, e)
 	e.at = time.Now()
+	e.last.Store(e.at.UnixNano())
 	return e.body, e.err
 }
 
@@ -165,6 +165,9 @@ func (l *liveViews) refresh(cached *coupon.Coupon, e *liveEntry) ([]byte, error)
 		SampledAt: now, RefreshSeconds: l.period.Seconds(),
 	}
 	pt := livePoint{At: now.UnixMilli(), Admitted: admitted, Issued: cp.IssuedQuantity}
+	if n := len(e.history); n > 0 && pt.At-e.history[n-1].At > 10*l.period.Milliseconds() {
+		e.history = e.history[:0] // nobody watched for a while: a fresh chart, not a line across the gap
+	}
 	if n := len(e.history); n > 0 {
 		prev := e.history[n-1]
 		if dt := float64(pt.At-prev.At) / 1000; dt > 0 {
