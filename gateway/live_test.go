@@ -2,6 +2,7 @@ package gateway_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"strings"
@@ -101,6 +102,22 @@ func TestLiveView(t *testing.T) {
 	if got, _ := r.json["sellOutSeconds"].(float64); got != 2 {
 		t.Errorf("sellOutSeconds %v, want 2 (first admission to last)", r.json["sellOutSeconds"])
 	}
+
+	// The watched coupon is on /metrics for the dashboard's drop row, and
+	// the readiness checks are too once /readyz ran.
+	h.do("GET", "/readyz", nil)
+	m := string(h.do("GET", "/metrics", nil).body)
+	for _, want := range []string{
+		fmt.Sprintf(`coupon_gateway_drop_supply{coupon="%d"} %d`, id, supply),
+		fmt.Sprintf(`coupon_gateway_drop_admitted{coupon="%d"} %d`, id, supply),
+		fmt.Sprintf(`coupon_gateway_drop_issued{coupon="%d"} %d`, id, supply),
+		`coupon_gateway_ready_check{check="redis"} 1`, `coupon_gateway_ready_check{check="mysql"} 1`,
+		"coupon_gateway_gate_errors_total 0",
+	} {
+		if !strings.Contains(m, want+"\n") {
+			t.Errorf("/metrics lacks %q", want)
+		}
+	}
 }
 
 // TestLiveViewWithoutLag: a gateway without a lag reader answers null.
@@ -185,5 +202,28 @@ func TestDropPages(t *testing.T) {
 		if r.status != want || r.code() == "" {
 			t.Errorf("GET %s: %d %s, want %d and a JSON error", path, r.status, r.body, want)
 		}
+	}
+}
+
+// downGate's admissions fail as when Redis does not answer.
+type downGate struct{ coupon.Gate }
+
+func (downGate) Admit(context.Context, int64, int64, int64) (int64, error) {
+	return 0, errors.New("dial tcp: connection refused")
+}
+
+// TestGateErrorsCounted: an admission the gate cannot decide is a 503 and
+// one more coupon_gateway_gate_errors_total (the CouponGateUnavailable
+// alert's series).
+func TestGateErrorsCounted(t *testing.T) {
+	h := mustStartGateway(t, harnessOpts{deps: func(d *gateway.Deps) { d.Gate = downGate{d.Gate} }})
+	id := h.createCoupon(map[string]any{"name": "gate down", "totalQuantity": 3})
+	for u := range int64(2) {
+		if r := h.issue(id, testenv.RandomCouponID()+u); r.status != http.StatusServiceUnavailable {
+			t.Fatalf("issue with the gate down: %d %s, want 503", r.status, r.body)
+		}
+	}
+	if m := string(h.do("GET", "/metrics", nil).body); !strings.Contains(m, "coupon_gateway_gate_errors_total 2\n") {
+		t.Error("/metrics does not count the 2 gate errors")
 	}
 }

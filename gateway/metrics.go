@@ -73,26 +73,16 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "coupon_gateway_ready_check",
 			Help: "Last /readyz result per dependency check: 1 reachable, 0 failing.",
 		}, []string{"check"}),
-		drops: [4]*prometheus.GaugeVec{
-			prometheus.NewGaugeVec(prometheus.GaugeOpts{
-				Name: "coupon_gateway_drop_supply",
-				Help: "Total quantity of each coupon watched live (GET /v1/coupons/{id}/live in the last 5 minutes).",
-			}, []string{"coupon"}),
-			prometheus.NewGaugeVec(prometheus.GaugeOpts{
-				Name: "coupon_gateway_drop_admitted",
-				Help: "Admitted users (gate) of each coupon watched live.",
-			}, []string{"coupon"}),
-			prometheus.NewGaugeVec(prometheus.GaugeOpts{
-				Name: "coupon_gateway_drop_issued",
-				Help: "Issued rows (MySQL) of each coupon watched live.",
-			}, []string{"coupon"}),
-			prometheus.NewGaugeVec(prometheus.GaugeOpts{
-				Name: "coupon_gateway_drop_sinker_lag",
-				Help: "Records the sinkers have not committed on the partition of each coupon watched live.",
-			}, []string{"coupon"}),
-		},
 		counters: map[counterKey]prometheus.Counter{},
 		durs:     map[string]prometheus.Observer{},
+	}
+	for i, opts := range [len(m.drops)]prometheus.GaugeOpts{
+		{Name: "coupon_gateway_drop_supply", Help: "Total quantity of each coupon watched live (GET /v1/coupons/{id}/live in the last 5 minutes)."},
+		{Name: "coupon_gateway_drop_admitted", Help: "Admitted users (gate) of each coupon watched live."},
+		{Name: "coupon_gateway_drop_issued", Help: "Issued rows (MySQL) of each coupon watched live."},
+		{Name: "coupon_gateway_drop_sinker_lag", Help: "Records the sinkers have not committed on the partition of each coupon watched live."},
+	} {
+		m.drops[i] = prometheus.NewGaugeVec(opts, []string{"coupon"})
 	}
 	for _, c := range []prometheus.Collector{
 		m.requests, m.duration, m.inflight, m.redis, m.publish, m.pubErrors, m.gateErrs, m.ready,
