@@ -182,7 +182,9 @@ func (l *liveViews) refresh(cached *coupon.Coupon, e *liveEntry) ([]byte, error)
 	v.History = append([]livePoint(nil), e.history...)
 	v.AdmissionsPerSecond = pt.Rate
 
-	if v.Remaining == 0 {
+	if v.Remaining > 0 {
+		e.soldOut = nil // slots came back (reconciliation released some)
+	} else {
 		v.SoldOut = true
 		if e.soldOut == nil {
 			e.soldOut = &now
@@ -229,8 +231,10 @@ func (l *liveViews) addLag(v *liveView) {
 	defer cancel()
 	p, n, err := l.s.lag.Coupon(ctx, v.ID)
 	if err != nil {
+		// Debug only: it repeats every second per watched coupon, and
+		// /readyz reports Kafka already.
 		v.LagError = "The sinkers' lag could not be read."
-		l.s.logger.Warn("live view: sinker lag", "couponId", v.ID, "err", err)
+		l.s.logger.Debug("live view: sinker lag", "couponId", v.ID, "err", err)
 		return
 	}
 	v.SinkerLag = &liveLag{Partition: p, Records: n}
