@@ -2,10 +2,12 @@ package gateway_test
 
 import (
 	"bytes"
+	"compress/gzip"
 	"context"
 	"encoding/json"
 	"fmt"
 	"io"
+	"mime"
 	"net"
 	"net/http"
 	"net/url"
@@ -94,43 +96,62 @@ func fuzzServer(tb testing.TB) string {
 
 var fuzzClient = &http.Client{Timeout: 10 * time.Second}
 
-// FuzzIssueHandler sends arbitrary coupon IDs, query strings and bodies to
-// POST /v1/coupons/{couponId}/issues through the whole fiber stack: nothing
-// panics, bad input is never a 5xx, and every answer is the JSON the
-// contract names. Pure: the store and issuer are in-memory fakes.
+// FuzzIssueHandler sends arbitrary coupon IDs, query strings, bodies and
+// Content-Encoding and Content-Type headers to POST
+// /v1/coupons/{couponId}/issues through the whole fiber stack: nothing
+// panics, bad input is never a 5xx, every answer is the JSON the contract
+// names, and a body with any Content-Encoding (compressed, several layers,
+// a bomb) or not sent as JSON is 415, never inflated nor admitted. Pure:
+// the store and issuer are in-memory fakes.
 func FuzzIssueHandler(f *testing.F) {
+	const jsonCT = "application/json"
+	bomb := gzipLayers(append([]byte(`{"userId": 45}`), bytes.Repeat([]byte(" "), 1<<20)...), 2)
 	for _, s := range []struct {
-		couponID, query, body string
+		couponID, query, encoding, ctype string
+		body                             []byte
 	}{
-		{"1", "", `{"userId": 42}`},
-		{"1", "", `{"userId": 43}`},
-		{"1", "strategy=async", `{"userId": 44}`},
-		{"1", "strategy=db-lock", `{"userId": 44}`},
-		{"1", "strategy=nope", `{"userId": 44}`},
-		{"1", "strategy=%zz", `{"userId": 44}`},
-		{"2", "", `{"userId": 44}`},
-		{"0", "", `{"userId": 44}`},
-		{"-1", "", `{"userId": 44}`},
-		{"abc", "", `{"userId": 44}`},
-		{"99999999999999999999", "", `{"userId": 44}`},
-		{"", "", `{"userId": 44}`},
-		{"1/issues", "", `{"userId": 44}`},
-		{"1", "", ``},
-		{"1", "", `null`},
-		{"1", "", `[]`},
-		{"1", "", `{"userId": "44"}`},
-		{"1", "", `{"userId": 4.4e1}`},
-		{"1", "", `{"userId": 9223372036854775807}`},
-		{"1", "", `{"userId": 9223372036854775808}`},
-		{"1", "", `{"userId": -44}`},
-		{"1", "", `{"userId": 44`},
-		{"1", "", "\xff\xfe{\"userId\": 44}"},
-		{"1", "", `{"userId": 44, "userId": 45}`},
-		{"1", "", strings.Repeat(" ", 5000) + `{"userId": 44}`},
+		{"1", "", "", jsonCT, []byte(`{"userId": 42}`)},
+		{"1", "", "", jsonCT, []byte(`{"userId": 43}`)},
+		{"1", "strategy=async", "", jsonCT, []byte(`{"userId": 44}`)},
+		{"1", "strategy=db-lock", "", jsonCT, []byte(`{"userId": 44}`)},
+		{"1", "strategy=nope", "", jsonCT, []byte(`{"userId": 44}`)},
+		{"1", "strategy=%zz", "", jsonCT, []byte(`{"userId": 44}`)},
+		{"2", "", "", jsonCT, []byte(`{"userId": 44}`)},
+		{"0", "", "", jsonCT, []byte(`{"userId": 44}`)},
+		{"01", "", "", jsonCT, []byte(`{"userId": 44}`)},
+		{"-1", "", "", jsonCT, []byte(`{"userId": 44}`)},
+		{"abc", "", "", jsonCT, []byte(`{"userId": 44}`)},
+		{"99999999999999999999", "", "", jsonCT, []byte(`{"userId": 44}`)},
+		{"", "", "", jsonCT, []byte(`{"userId": 44}`)},
+		{"1/issues", "", "", jsonCT, []byte(`{"userId": 44}`)},
+		{"1", "", "", jsonCT, []byte(``)},
+		{"1", "", "", jsonCT, []byte(`null`)},
+		{"1", "", "", jsonCT, []byte(`[]`)},
+		{"1", "", "", jsonCT, []byte(`{"userId": "44"}`)},
+		{"1", "", "", jsonCT, []byte(`{"userId": 4.4e1}`)},
+		{"1", "", "", jsonCT, []byte(`{"userId": 9223372036854775807}`)},
+		{"1", "", "", jsonCT, []byte(`{"userId": 9223372036854775808}`)},
+		{"1", "", "", jsonCT, []byte(`{"userId": -44}`)},
+		{"1", "", "", jsonCT, []byte(`{"userId": 44`)},
+		{"1", "", "", jsonCT, []byte("\xff\xfe{\"userId\": 44}")},
+		{"1", "", "", jsonCT, []byte(`{"userId": 44, "userId": 45}`)},
+		{"1", "", "", jsonCT, []byte(`{"USERID": 44}`)},
+		{"1", "", "", jsonCT, []byte(`{"userId": 44, "x": 1}`)},
+		{"1", "", "", jsonCT, []byte(strings.Repeat(" ", 5000) + `{"userId": 44}`)},
+		{"1", "", "gzip", jsonCT, gzipLayers([]byte(`{"userId": 45}`), 1)},
+		{"1", "", "gzip, gzip", jsonCT, bomb},
+		{"1", "", "gzip,gzip,gzip", jsonCT, gzipLayers(bomb, 1)},
+		{"1", "", "deflate", jsonCT, bomb},
+		{"1", "", "br", jsonCT, bomb},
+		{"1", "", "identity", jsonCT, []byte(`{"userId": 45}`)},
+		{"1", "", "", "", []byte(`{"userId": 46}`)},
+		{"1", "", "", "text/plain", []byte(`{"userId": 46}`)},
+		{"1", "", "", "application/json; charset=utf-16", []byte(`{"userId": 46}`)},
+		{"1", "", "", "APPLICATION/JSON;charset=\"utf-8\"", []byte(`{"userId": 47}`)},
 	} {
-		f.Add(s.couponID, s.query, []byte(s.body))
+		f.Add(s.couponID, s.query, s.encoding, s.ctype, s.body)
 	}
-	f.Fuzz(func(t *testing.T, couponID, query string, body []byte) {
+	f.Fuzz(func(t *testing.T, couponID, query, encoding, ctype string, body []byte) {
 		for i := 0; i < len(query); i++ {
 			if query[i] <= ' ' || query[i] >= 0x7f || query[i] == '#' {
 				t.Skip("no client can send this byte raw in a request line")
@@ -144,10 +165,18 @@ func FuzzIssueHandler(f *testing.F) {
 		if err != nil {
 			t.Skip("not a request a client can send")
 		}
-		req.Header.Set("Content-Type", "application/json")
+		for _, h := range [][2]string{{"Content-Type", ctype}, {"Content-Encoding", encoding}} {
+			if h[1] == "" {
+				continue
+			}
+			if strings.IndexFunc(h[1], func(r rune) bool { return r < ' ' && r != '\t' || r == 0x7f }) >= 0 {
+				t.Skip("not a header value a client can send")
+			}
+			req.Header.Set(h[0], h[1])
+		}
 		resp, err := fuzzClient.Do(req)
 		if err != nil {
-			t.Fatalf("couponId %q query %q body %q: %v", couponID, query, body, err)
+			t.Fatalf("couponId %q query %q encoding %q type %q body %q: %v", couponID, query, encoding, ctype, body, err)
 		}
 		defer resp.Body.Close()
 		out, err := io.ReadAll(resp.Body)
@@ -164,6 +193,14 @@ func FuzzIssueHandler(f *testing.F) {
 		if err := json.Unmarshal(out, &j); err != nil {
 			t.Fatalf("status %d: answer is not a JSON object: %q", resp.StatusCode, out)
 		}
+		// A well-formed path and query get as far as the body: an encoded
+		// body, or a body not labelled JSON, is 415 there.
+		routed := couponID == "1" && (query == "" || query == "strategy=async")
+		encoded := strings.TrimSpace(encoding) != ""
+		notJSON := len(body) > 0 && !isJSONType(ctype)
+		if routed && len(body) <= 4<<10 && (encoded || notJSON) && resp.StatusCode != http.StatusUnsupportedMediaType {
+			t.Fatalf("encoding %q type %q body %q: %d %s; want 415", encoding, ctype, body, resp.StatusCode, out)
+		}
 		if resp.StatusCode >= 400 {
 			if code, _ := j["error"].(string); code == "" {
 				t.Fatalf("status %d without an error code: %s", resp.StatusCode, out)
@@ -173,10 +210,37 @@ func FuzzIssueHandler(f *testing.F) {
 			}
 			return
 		}
-		if resp.StatusCode != http.StatusAccepted || j["couponId"] != float64(1) {
-			t.Fatalf("success %d for couponId %q: %s", resp.StatusCode, couponID, out)
+		if resp.StatusCode != http.StatusAccepted || j["couponId"] != float64(1) || encoded || notJSON {
+			t.Fatalf("success %d for couponId %q encoding %q type %q: %s", resp.StatusCode, couponID, encoding, ctype, out)
 		}
 	})
+}
+
+// isJSONType is the fuzz oracle of the Content-Type rule, written apart
+// from the gateway's: application/json, optionally ; charset=utf-8.
+func isJSONType(ct string) bool {
+	mt, params, err := mime.ParseMediaType(ct)
+	if err != nil || mt != "application/json" {
+		return false
+	}
+	for k, v := range params {
+		if k != "charset" || !strings.EqualFold(v, "utf-8") {
+			return false
+		}
+	}
+	return true
+}
+
+// gzipLayers returns b gzipped layers times over.
+func gzipLayers(b []byte, layers int) []byte {
+	for range layers {
+		var buf bytes.Buffer
+		zw := gzip.NewWriter(&buf)
+		_, _ = zw.Write(b)
+		_ = zw.Close()
+		b = buf.Bytes()
+	}
+	return b
 }
 
 // Keep the fakes honest against the interface.
