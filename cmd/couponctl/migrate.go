@@ -65,7 +65,7 @@ func runMigrate(ctx context.Context, args []string) error {
 	fs := cli.New("migrate")
 	var dsn string
 	var tf topicFlags
-	fs.StringVar(&dsn, "mysql-dsn", "COUPON_MYSQL_DSN", "root@tcp(127.0.0.1:3306)/coupon", "MySQL DSN (go-sql-driver format); the database is created if missing")
+	fs.SecretVar(&dsn, "mysql-dsn", "COUPON_MYSQL_DSN", "root@tcp(127.0.0.1:3306)/coupon", "MySQL DSN (go-sql-driver format); the database is created if missing")
 	tf.bind(fs)
 	fs.BoolVar(&tf.skip, "skip-topics", "COUPON_MIGRATE_SKIP_TOPICS", false, "apply SQL migrations only")
 	if err := fs.Parse(args); err != nil {

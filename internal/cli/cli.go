@@ -46,9 +46,21 @@ func (fs *FlagSet) StringVar(p *string, name, env, def, usage string) {
 	fs.FlagSet.StringVar(p, name, fs.lookup(env, def), fs.record(name, env, def, usage, false))
 }
 
-// SecretVar is StringVar for a value that must never be logged.
+// SecretVar is StringVar for a value that must never be shown: the usage
+// text (-h, a mistyped flag) and Redacted show it as "[redacted]".
 func (fs *FlagSet) SecretVar(p *string, name, env, def, usage string) {
 	fs.FlagSet.StringVar(p, name, fs.lookup(env, def), fs.record(name, env, def, usage, true))
+	f := fs.FlagSet.Lookup(name)
+	f.DefValue = redact(f.DefValue) // what PrintDefaults shows as the default
+}
+
+// redact is how a secret's value is shown anywhere: "[redacted]", or ""
+// when unset.
+func redact(val string) string {
+	if val == "" {
+		return ""
+	}
+	return "[redacted]"
 }
 
 // IntVar binds p to --name, defaulting to $env or def.
@@ -110,13 +122,13 @@ func List(s string) []string {
 }
 
 // Redacted returns the effective values as key/value pairs for logging,
-// with secrets replaced by "[redacted]" (or "" when unset).
+// with secrets redacted as in the usage text.
 func (fs *FlagSet) Redacted() []any {
 	var kv []any
 	for _, v := range fs.Vars {
 		val := fs.Lookup(v.Flag).Value.String()
-		if v.Secret && val != "" {
-			val = "[redacted]"
+		if v.Secret {
+			val = redact(val)
 		}
 		kv = append(kv, v.Flag, val)
 	}
