@@ -7,6 +7,7 @@ import (
 
 	"github.com/coupondrop/coupon"
 	"github.com/coupondrop/coupon/internal/cli"
+	"github.com/coupondrop/coupon/internal/sidehttp"
 	driver "github.com/go-sql-driver/mysql"
 )
 
@@ -37,6 +38,9 @@ type Config struct {
 	// delay before a batch starts when traffic is light.
 	MinBytes int
 	MaxWait  time.Duration
+	// MetricsTimeouts bound the metrics listener's connections (zero
+	// fields: sidehttp.Metrics). Set in code only: tests shorten them.
+	MetricsTimeouts sidehttp.Timeouts
 }
 
 // Bind binds every field to a flag whose default comes from COUPON_* env.

@@ -18,6 +18,7 @@ import (
 
 	"github.com/coupondrop/coupon"
 	"github.com/coupondrop/coupon/internal/cli"
+	"github.com/coupondrop/coupon/internal/sidehttp"
 	"github.com/coupondrop/coupon/mysql"
 	driver "github.com/go-sql-driver/mysql"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -503,7 +504,7 @@ func (s *Sinker) serveMetrics() (*http.Server, error) {
 		}
 		_, _ = w.Write([]byte(`{"status":"ok"}` + "\n"))
 	})
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	srv := sidehttp.Server(mux, s.cfg.MetricsTimeouts)
 	go func() {
 		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			s.log.Error("metrics listener stopped", "err", err)

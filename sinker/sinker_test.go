@@ -259,3 +259,19 @@ func TestGracefulStop(t *testing.T) {
 	waitCommitted(t, b.topic, group, b.parts, 3*time.Minute)
 	b.mustExact(t)
 }
+
+// TestMetricsListenerTimeouts: the metrics listener closes a keep-alive
+// connection left idle, like the gateway's API listener.
+func TestMetricsListenerTimeouts(t *testing.T) {
+	testenv.Integration(t)
+	cfg := testConfig(testenv.MustCreateTopic(t, 1), testenv.MustCreateTopic(t, 1))
+	cfg.MetricsAddr = "127.0.0.1:" + strconv.Itoa(testenv.FreePort(t))
+	cfg.MetricsTimeouts.Idle = 300 * time.Millisecond
+	runSinker(t, cfg)
+	testenv.Eventually(t, 30*time.Second, func() error {
+		_, _, err := httpGet("http://" + cfg.MetricsAddr + "/healthz")
+		return err
+	})
+	testenv.AssertIdleClosed(t, cfg.MetricsAddr, "/healthz", 5*time.Second)
+	testenv.AssertIdleClosed(t, cfg.MetricsAddr, "/metrics", 5*time.Second)
+}

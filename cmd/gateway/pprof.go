@@ -8,10 +8,13 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
-	"time"
 
+	"github.com/coupondrop/coupon/internal/sidehttp"
 	"github.com/coupondrop/coupon/kafka"
 )
+
+// pprofTimeouts bound the pprof listener's connections (tests shorten them).
+var pprofTimeouts = sidehttp.Profiling
 
 // servePprof serves net/http/pprof on addr (opt-in, COUPON_PPROF_ADDR) until
 // ctx ends, and /debug/kafka-writer: the publisher's kafka-go counters
@@ -34,7 +37,7 @@ func servePprof(ctx context.Context, addr string, pub *kafka.Publisher, logger *
 		enc.SetIndent("", "  ")
 		_ = enc.Encode(pub.Stats())
 	})
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	srv := sidehttp.Server(mux, pprofTimeouts)
 	go func() {
 		<-ctx.Done()
 		_ = srv.Close()

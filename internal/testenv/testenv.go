@@ -3,14 +3,17 @@
 package testenv
 
 import (
+	"bufio"
 	"context"
 	"crypto/rand"
 	"database/sql"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"strconv"
 	"strings"
@@ -251,3 +254,37 @@ func FreePort(tb testing.TB) int {
 
 // Itoa is strconv.FormatInt(n, 10).
 func Itoa(n int64) string { return strconv.FormatInt(n, 10) }
+
+// AssertIdleClosed makes one keep-alive GET of path on a new connection to
+// addr, then fails tb unless the server closes the idle connection within
+// the given time.
+func AssertIdleClosed(tb testing.TB, addr, path string, within time.Duration) {
+	tb.Helper()
+	conn, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		tb.Fatalf("dial %s: %v", addr, err)
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := fmt.Fprintf(conn, "GET %s HTTP/1.1\r\nHost: %s\r\n\r\n", path, addr); err != nil {
+		tb.Fatalf("write: %v", err)
+	}
+	br := bufio.NewReader(conn)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		tb.Fatalf("GET %s: %v", path, err)
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	_ = resp.Body.Close()
+	if resp.Close {
+		tb.Fatalf("GET %s: the server closed at once (Connection: close); want a keep-alive answer", path)
+	}
+	_ = conn.SetReadDeadline(time.Now().Add(within))
+	_, err = br.ReadByte()
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		tb.Fatalf("%s kept an idle keep-alive connection open for %s", addr, within)
+	} else if err == nil {
+		tb.Fatalf("%s sent bytes on an idle connection", addr)
+	}
+}
