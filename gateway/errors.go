@@ -62,7 +62,9 @@ func fromFiber(fe *fiber.Error) *coupon.Error {
 		return coupon.Errorf(coupon.EUNAVAILABLE, "The server is busy; retry later.")
 	}
 	if fe.Code >= 400 && fe.Code < 500 {
-		return coupon.Errorf(coupon.EINVALID, "Bad request: %s.", fe.Message)
+		// fe.Message is fasthttp's parse error, which can quote the
+		// request's bytes (its Authorization header too): not repeated.
+		return coupon.Errorf(coupon.EINVALID, "The request is not valid HTTP/1.1.")
 	}
 	return coupon.Errorf(coupon.EINTERNAL, "Internal error.")
 }

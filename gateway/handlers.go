@@ -239,6 +239,9 @@ func (s *Server) issueStatus(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
+	if err := s.authorizeUserRead(c, userID); err != nil {
+		return err
+	}
 	ctx, cancel := s.storeCtx()
 	defer cancel()
 	cp, err := s.cache.Get(ctx, id)
@@ -275,6 +278,9 @@ type issueItem struct {
 func (s *Server) userCoupons(c *fiber.Ctx) error {
 	userID, err := parsePathID(c.Params("userId"), "userId")
 	if err != nil {
+		return err
+	}
+	if err := s.authorizeUserRead(c, userID); err != nil {
 		return err
 	}
 	ctx, cancel := s.storeCtx()

@@ -24,6 +24,7 @@ import (
 	"github.com/gofiber/fiber/v2/utils"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/valyala/fasthttp"
 )
 
 // Store is the MySQL side the gateway reads and writes (package mysql).
@@ -187,17 +188,92 @@ func New(cfg Config, deps Deps, logger *slog.Logger) (*Server, error) {
 		// Errors are written by the request middleware; this one only
 		// sees what fasthttp rejects before routing (body too large,
 		// headers too large, read timeouts).
-		ErrorHandler: func(c *fiber.Ctx, err error) error {
-			rid := s.newRequestID()
-			c.Locals(localRequestID, rid)
-			c.Set(fiber.HeaderXRequestID, rid)
-			status := s.writeError(c, err)
-			s.metrics.request("rejected", "", status, time.Now())
-			return nil
-		},
+		ErrorHandler: s.reject,
 	})
+	s.answerJSONBeforeRouting()
 	s.routes()
 	return s, nil
+}
+
+// reject writes the JSON answer of a request refused before routing.
+func (s *Server) reject(c *fiber.Ctx, err error) error {
+	rid := s.newRequestID()
+	c.Locals(localRequestID, rid)
+	c.Set(fiber.HeaderXRequestID, rid)
+	status := s.writeError(c, err)
+	s.metrics.request("rejected", "", status, time.Now())
+	return nil
+}
+
+// answerJSONBeforeRouting wraps the fasthttp server under fiber so that the
+// requests it would answer itself get the JSON contract too: a method
+// fiber does not know (fiber writes a plain-text 400) is a JSON 405, and a
+// connection that sends nothing before the read timeout is closed without
+// an answer (nothing was asked; Serve's readListener tells).
+func (s *Server) answerJSONBeforeRouting() {
+	fsrv := s.app.Server()
+	route, parseError := fsrv.Handler, fsrv.ErrorHandler
+	fsrv.Handler = func(fctx *fasthttp.RequestCtx) {
+		if !knownMethod(fctx.Method()) {
+			c := s.app.AcquireCtx(fctx)
+			defer s.app.ReleaseCtx(c)
+			_ = s.reject(c, coupon.Errorf(coupon.EMETHOD, "Method %q is not an HTTP method this API serves.", echo(string(fctx.Method()))))
+			return
+		}
+		route(fctx)
+	}
+	fsrv.ErrorHandler = func(fctx *fasthttp.RequestCtx, err error) {
+		if nothingRead(fctx, err) {
+			_ = fctx.Conn().Close()
+			return
+		}
+		parseError(fctx, err)
+	}
+}
+
+// knownMethod reports whether fiber routes method (its default methods).
+func knownMethod(method []byte) bool {
+	switch string(method) {
+	case fiber.MethodGet, fiber.MethodHead, fiber.MethodPost, fiber.MethodPut, fiber.MethodDelete,
+		fiber.MethodConnect, fiber.MethodOptions, fiber.MethodTrace, fiber.MethodPatch:
+		return true
+	}
+	return false
+}
+
+// nothingRead reports whether err is the read timeout of a connection on
+// which no byte arrived (fasthttp closes idle keep-alive connections
+// silently itself, but answers a new one 408).
+func nothingRead(fctx *fasthttp.RequestCtx, err error) bool {
+	var ne net.Error
+	rc, ok := fctx.Conn().(*readConn)
+	return ok && !rc.read && errors.As(err, &ne) && ne.Timeout()
+}
+
+// readListener accepts connections that know whether a byte arrived.
+type readListener struct{ net.Listener }
+
+func (l readListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return &readConn{Conn: c}, nil
+}
+
+// readConn records whether any byte was read from it. Only the goroutine
+// serving the connection reads it and its flag.
+type readConn struct {
+	net.Conn
+	read bool
+}
+
+func (c *readConn) Read(b []byte) (int, error) {
+	n, err := c.Conn.Read(b)
+	if n > 0 {
+		c.read = true
+	}
+	return n, err
 }
 
 func (s *Server) routes() {
@@ -238,7 +314,7 @@ func (s *Server) Run(ctx context.Context) error {
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	s.logger.Info("gateway listening", "addr", ln.Addr().String())
 	errc := make(chan error, 1)
-	go func() { errc <- s.app.Listener(ln) }()
+	go func() { errc <- s.app.Listener(readListener{ln}) }()
 	select {
 	case err := <-errc:
 		_ = ln.Close()
@@ -344,20 +420,54 @@ func validRequestID(s string) bool {
 	return true
 }
 
-// authorizeAdmin checks the admin bearer token in constant time (hashes
-// make the comparison independent of the token's length too).
+// authorizeAdmin checks the admin bearer token.
 func (s *Server) authorizeAdmin(c *fiber.Ctx) error {
 	h := c.Get(fiber.HeaderAuthorization)
-	const prefix = "bearer "
 	if h == "" {
 		return coupon.Errorf(coupon.EUNAUTHORIZED, "This endpoint needs the admin token: send Authorization: Bearer <token>.")
 	}
-	if len(h) < len(prefix) || !utils.EqualFold(h[:len(prefix)], prefix) {
+	token, ok := bearerToken(h)
+	if !ok {
 		return coupon.Errorf(coupon.EUNAUTHORIZED, "The Authorization header must be Bearer <token>.")
 	}
-	got := sha256.Sum256([]byte(h[len(prefix):]))
-	if subtle.ConstantTimeCompare(got[:], s.adminHash[:]) != 1 {
+	if !s.isAdminToken(token) {
 		return coupon.Errorf(coupon.EUNAUTHORIZED, "The admin token is wrong.")
+	}
+	return nil
+}
+
+// isAdminToken compares token with the admin token in constant time
+// (hashes make the comparison independent of the token's length too).
+func (s *Server) isAdminToken(token string) bool {
+	got := sha256.Sum256([]byte(token))
+	return subtle.ConstantTimeCompare(got[:], s.adminHash[:]) == 1
+}
+
+// bearerToken returns the token of an Authorization: Bearer header.
+func bearerToken(h string) (string, bool) {
+	const prefix = "bearer "
+	if len(h) < len(prefix) || !utils.EqualFold(h[:len(prefix)], prefix) {
+		return "", false
+	}
+	return h[len(prefix):], true
+}
+
+// authorizeUserRead lets a request read user userID's issues: anyone while
+// user auth is off; with it on, the user's own token or the admin token.
+func (s *Server) authorizeUserRead(c *fiber.Ctx, userID int64) error {
+	if s.auth == nil {
+		return nil
+	}
+	h := c.Get(fiber.HeaderAuthorization)
+	if token, ok := bearerToken(h); ok && s.isAdminToken(token) {
+		return nil
+	}
+	sub, err := s.auth.FromHeader(h)
+	if err != nil {
+		return err
+	}
+	if sub != userID {
+		return coupon.Errorf(coupon.EUNAUTHORIZED, "The token is user %d's: it may not read the issues of user %d.", sub, userID)
 	}
 	return nil
 }

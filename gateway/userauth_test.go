@@ -116,6 +116,33 @@ func TestUserAuth(t *testing.T) {
 		want{http.StatusBadRequest, coupon.EINVALID, "userId"}.check(t, r)
 	})
 
+	// With user auth on, a user's issues are read with that user's token
+	// or the admin token only.
+	reads := []string{fmt.Sprintf("/v1/coupons/%d/issues/11", id), "/v1/users/11/coupons"}
+	for _, p := range reads {
+		for _, tt := range []struct {
+			name   string
+			header []string
+			msg    string
+		}{
+			{"no token", nil, "Missing bearer token"},
+			{"another user's token", bearer(good("12")), "user 12's: it may not read the issues of user 11"},
+			{"forged token", bearer(userToken(t, jwt.SigningMethodRS256, other, "11", hour, "coupon")), "signature is invalid"},
+			{"wrong admin token", bearer(testToken + "x"), "Malformed token"},
+		} {
+			t.Run("read "+p+" "+tt.name, func(t *testing.T) {
+				want{http.StatusUnauthorized, coupon.EUNAUTHORIZED, tt.msg}.check(t, h.do("GET", p, nil, tt.header...))
+			})
+		}
+		for name, header := range map[string][]string{"own token": bearer(good("11")), "admin token": bearer(testToken)} {
+			t.Run("read "+p+" "+name, func(t *testing.T) {
+				if r := h.do("GET", p, nil, header...); r.status != http.StatusOK {
+					t.Fatalf("got %d %s; want 200", r.status, r.body)
+				}
+			})
+		}
+	}
+
 	// Only the three accepted users were admitted: no refused request
 	// reached the gate.
 	r := h.do("GET", fmt.Sprintf("/v1/coupons/%d", id), nil)
