@@ -14,16 +14,16 @@ import (
 // [redacted], like in Redacted, and never as its value.
 func TestUsageRedactsSecrets(t *testing.T) {
 	const secret = "hunter2-0123456789-secret"
-	t.Setenv("COUPON_TEST_SECRET", secret)
-	t.Setenv("COUPON_TEST_PLAIN", "shown")
+	t.Setenv("CLITEST_SECRET", secret)
+	t.Setenv("CLITEST_PLAIN", "shown")
 	for _, args := range [][]string{{"-h"}, {"--nope"}} {
 		var out bytes.Buffer
 		var s, unset, p string
 		fs := New("test")
 		fs.SetOutput(&out)
-		fs.SecretVar(&s, "secret", "COUPON_TEST_SECRET", "", "a secret")
-		fs.SecretVar(&unset, "unset", "COUPON_TEST_UNSET", "", "an unset secret")
-		fs.StringVar(&p, "plain", "COUPON_TEST_PLAIN", "", "not a secret")
+		fs.SecretVar(&s, "secret", "CLITEST_SECRET", "", "a secret")
+		fs.SecretVar(&unset, "unset", "CLITEST_UNSET", "", "an unset secret")
+		fs.StringVar(&p, "plain", "CLITEST_PLAIN", "", "not a secret")
 		err := fs.Parse(args)
 		if err == nil || args[0] == "-h" && !errors.Is(err, flag.ErrHelp) {
 			t.Fatalf("Parse(%v) = %v", args, err)
