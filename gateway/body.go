@@ -23,7 +23,10 @@ import (
 // same bytes.
 func jsonBody(c *fiber.Ctx) ([]byte, error) {
 	req := c.Request()
-	if ce := req.Header.Peek(fiber.HeaderContentEncoding); len(ce) > 0 {
+	// Header names are normalized on parse: ContentEncoding sees every
+	// spelling. (And were one missed, the body would still be refused as
+	// invalid JSON, never inflated.)
+	if ce := req.Header.ContentEncoding(); len(ce) > 0 {
 		c.Set(fiber.HeaderAcceptEncoding, "identity")
 		return nil, coupon.Errorf(coupon.EUNSUPPORTED,
 			"Content-Encoding %q is not accepted: send the JSON body uncompressed, without Content-Encoding.", echo(string(ce)))
@@ -45,6 +48,9 @@ func jsonBody(c *fiber.Ctx) ([]byte, error) {
 // value optionally quoted). It does not allocate.
 func isJSONMediaType(ct []byte) bool {
 	const mt = "application/json"
+	if string(ct) == mt || string(ct) == "application/json; charset=utf-8" { // the usual spellings, fast
+		return true
+	}
 	ct = bytes.TrimSpace(ct)
 	if len(ct) < len(mt) || !strings.EqualFold(string(ct[:len(mt)]), mt) {
 		return false

@@ -10,6 +10,8 @@ import (
 	"unicode/utf8"
 
 	"github.com/coupondrop/coupon"
+	"github.com/gofiber/fiber/v2"
+	"github.com/valyala/fasthttp"
 )
 
 func TestDecodeIssueRequest(t *testing.T) {
@@ -270,6 +272,39 @@ func FuzzDecodeObject(f *testing.F) {
 		}
 		if !bytes.Equal(p.A, m["a"]) || !bytes.Equal(p.B, m["b"]) {
 			t.Fatalf("%q: a=%q b=%q; encoding/json has %q %q", body, p.A, p.B, m["a"], m["b"])
+		}
+	})
+}
+
+// BenchmarkIssueBody: the issue route's body read and decode, strict
+// (jsonBody: raw bytes, Content-Encoding and Content-Type checked) against
+// fiber's c.Body() in the same run. Both must be 0 allocs/op.
+//
+//	go test ./gateway -run '^$' -bench IssueBody -benchmem
+func BenchmarkIssueBody(b *testing.B) {
+	app := fiber.New()
+	var fctx fasthttp.RequestCtx
+	fctx.Request.Header.SetMethod(fiber.MethodPost)
+	fctx.Request.Header.SetContentType("application/json; charset=utf-8")
+	fctx.Request.SetBody([]byte(`{"userId":1234567}`))
+	c := app.AcquireCtx(&fctx)
+	defer app.ReleaseCtx(c)
+	b.Run("fiber-c.Body", func(b *testing.B) {
+		for b.Loop() {
+			if _, err := decodeIssueRequest(c.Body()); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("strict-jsonBody", func(b *testing.B) {
+		for b.Loop() {
+			body, err := jsonBody(c)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if _, err := decodeIssueRequest(body); err != nil {
+				b.Fatal(err)
+			}
 		}
 	})
 }
