@@ -13,9 +13,15 @@ TEST_KAFKA_PORT ?= 19092
 TEST_KAFKA_CONTROLLER_PORT ?= 19093
 TEST_STACK_FLAGS := --profile test --state $(TEST_STATE) --redis-port $(TEST_REDIS_PORT) \
 	--mysql-port $(TEST_MYSQL_PORT) --kafka-port $(TEST_KAFKA_PORT) --kafka-controller-port $(TEST_KAFKA_CONTROLLER_PORT)
+# COUPON_STACK_KAFKA_NODES=3 and COUPON_STACK_REDIS_MODE=sentinel|cluster (in the
+# environment or on the command line) select the replicated shapes of both stacks.
+TEST_KAFKA_BROKERS := 127.0.0.1:$(TEST_KAFKA_PORT)
+ifeq ($(COUPON_STACK_KAFKA_NODES),3)
+TEST_KAFKA_BROKERS := $(TEST_KAFKA_BROKERS),127.0.0.1:$(shell echo $$(($(TEST_KAFKA_PORT)+2))),127.0.0.1:$(shell echo $$(($(TEST_KAFKA_PORT)+4)))
+endif
 TEST_ENV := COUPON_TEST_REDIS_ADDR=127.0.0.1:$(TEST_REDIS_PORT) \
 	COUPON_TEST_MYSQL_DSN='root@tcp(127.0.0.1:$(TEST_MYSQL_PORT))/coupon_test?parseTime=true&loc=UTC&multiStatements=true' \
-	COUPON_TEST_KAFKA_BROKERS=127.0.0.1:$(TEST_KAFKA_PORT) \
+	COUPON_TEST_KAFKA_BROKERS=$(TEST_KAFKA_BROKERS) \
 	COUPON_TEST_ARTIFACTS=$(TEST_STATE)/artifacts
 TEST_TIMEOUT ?= 30m
 TEST_FLAGS ?=
@@ -60,7 +66,7 @@ run: build ## the whole system in the foreground on the dev stack (Ctrl-C stops 
 
 migrate-test: up-test
 	$(COUPONCTL) migrate --mysql-dsn 'root@tcp(127.0.0.1:$(TEST_MYSQL_PORT))/coupon_test?multiStatements=true' \
-		--kafka-brokers 127.0.0.1:$(TEST_KAFKA_PORT)
+		--kafka-brokers $(TEST_KAFKA_BROKERS)
 
 test: migrate-test ## every test against the test stack; prints a summary line
 	@echo "go test -count=1 -timeout $(TEST_TIMEOUT) $(TEST_FLAGS) $(PKG) (test stack on $(TEST_REDIS_PORT)/$(TEST_MYSQL_PORT)/$(TEST_KAFKA_PORT))"

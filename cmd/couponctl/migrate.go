@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"strings"
 	"time"
 
 	coupon "github.com/coupondrop/coupon"
@@ -14,6 +15,7 @@ import (
 	"github.com/coupondrop/coupon/internal/cli"
 	"github.com/coupondrop/coupon/kafka"
 	"github.com/go-sql-driver/mysql"
+	kafkago "github.com/segmentio/kafka-go"
 )
 
 func init() {
@@ -33,16 +35,24 @@ func (f *topicFlags) bind(fs *cli.FlagSet) {
 	fs.StringVar(&f.topic, "topic", "COUPON_TOPIC", coupon.DefaultTopic, "admitted-request topic")
 	fs.StringVar(&f.dlq, "dead-letter-topic", "COUPON_DLQ_TOPIC", coupon.DefaultDeadLetterTopic, "dead-letter topic")
 	fs.IntVar(&f.partitions, "partitions", "COUPON_TOPIC_PARTITIONS", 12, "partitions of a new admitted-request topic")
-	fs.IntVar(&f.rf, "replication-factor", "COUPON_TOPIC_REPLICATION_FACTOR", 1, "replication factor of new topics")
+	fs.IntVar(&f.rf, "replication-factor", "COUPON_TOPIC_REPLICATION_FACTOR", 0, "replication factor of new topics (0: the cluster's brokers, at most 3)")
 }
 
 func (f *topicFlags) ensure(ctx context.Context) error {
 	brokers := cli.List(f.brokers)
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
+	rf := f.rf
+	if rf == 0 {
+		n, err := brokerCount(ctx, brokers)
+		if err != nil {
+			return err
+		}
+		rf = min(n, 3)
+	}
 	for _, t := range []kafka.TopicSpec{
-		kafka.AdmittedTopic(f.topic, f.partitions, f.rf),
-		kafka.DeadLetterTopic(f.dlq, f.partitions, f.rf),
+		kafka.AdmittedTopic(f.topic, f.partitions, rf),
+		kafka.DeadLetterTopic(f.dlq, f.partitions, rf),
 	} {
 		created, err := kafka.Ensure(ctx, brokers, t)
 		if err != nil {
@@ -59,6 +69,16 @@ func (f *topicFlags) ensure(ctx context.Context) error {
 		fmt.Printf("topic %s %s (%d partitions)\n", t.Name, verb, n)
 	}
 	return nil
+}
+
+// brokerCount is the number of brokers in the cluster's metadata.
+func brokerCount(ctx context.Context, brokers []string) (int, error) {
+	cl := &kafkago.Client{Addr: kafkago.TCP(brokers...), Timeout: 10 * time.Second}
+	md, err := cl.Metadata(ctx, &kafkago.MetadataRequest{})
+	if err != nil {
+		return 0, fmt.Errorf("kafka metadata from %s: %w", strings.Join(brokers, ","), err)
+	}
+	return len(md.Brokers), nil
 }
 
 func runMigrate(ctx context.Context, args []string) error {

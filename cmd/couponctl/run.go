@@ -44,7 +44,7 @@ func runRun(ctx context.Context, args []string) error {
 	fs.StringVar(&topic, "topic", "COUPON_TOPIC", coupon.DefaultTopic, "admitted-request topic")
 	fs.StringVar(&dlq, "dead-letter-topic", "COUPON_DLQ_TOPIC", coupon.DefaultDeadLetterTopic, "dead-letter topic")
 	fs.IntVar(&partitions, "partitions", "COUPON_TOPIC_PARTITIONS", 12, "partitions of a new admitted-request topic")
-	fs.IntVar(&rf, "replication-factor", "COUPON_TOPIC_REPLICATION_FACTOR", 1, "replication factor of new topics")
+	fs.IntVar(&rf, "replication-factor", "COUPON_TOPIC_REPLICATION_FACTOR", 0, "replication factor of new topics (0: the cluster's brokers, at most 3)")
 	fs.DurationVar(&stopTimeout, "stop-timeout", "COUPON_STOP_TIMEOUT", 30*time.Second, "how long gateway and sinker get to exit after SIGTERM")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -61,7 +61,7 @@ func runRun(ctx context.Context, args []string) error {
 	if err := st.Up(ctx); err != nil {
 		return err
 	}
-	redisAddr := st.RedisAddr()
+	redisAddr := redisAddrs(st)
 	dsn := st.MySQLDSN(dbName(f.profile))
 	brokers := strings.Join(st.KafkaBrokers(), ",")
 

@@ -21,6 +21,8 @@ func init() {
 type stackFlags struct {
 	profile, state, services                  string
 	redisPort, mysqlPort, kafkaPort, ctrlPort int
+	kafkaNodes                                int
+	redisMode                                 string
 }
 
 func (f *stackFlags) bind(fs *cli.FlagSet) {
@@ -31,6 +33,8 @@ func (f *stackFlags) bind(fs *cli.FlagSet) {
 	fs.IntVar(&f.mysqlPort, "mysql-port", "COUPON_STACK_MYSQL_PORT", 0, "MariaDB port (0: the profile's)")
 	fs.IntVar(&f.kafkaPort, "kafka-port", "COUPON_STACK_KAFKA_PORT", 0, "Kafka broker port (0: the profile's)")
 	fs.IntVar(&f.ctrlPort, "kafka-controller-port", "COUPON_STACK_KAFKA_CONTROLLER_PORT", 0, "Kafka controller port (0: the profile's)")
+	fs.IntVar(&f.kafkaNodes, "kafka-nodes", "COUPON_STACK_KAFKA_NODES", 1, "Kafka nodes: 1, or 3 (a KRaft cluster on consecutive ports from the profile's, replication factor 3, min.insync.replicas 2)")
+	fs.StringVar(&f.redisMode, "redis-mode", "COUPON_STACK_REDIS_MODE", stack.RedisStandalone, "Redis shape: standalone, sentinel (a primary, 2 replicas, 3 Sentinels) or cluster (3 primaries with a replica each), on consecutive ports from the profile's")
 }
 
 func (f *stackFlags) open() (*stack.Stack, error) {
@@ -50,13 +54,14 @@ func (f *stackFlags) open() (*stack.Stack, error) {
 		}
 	}
 	cfg.Services = cli.List(f.services)
+	cfg.KafkaNodes, cfg.RedisMode = f.kafkaNodes, f.redisMode
 	cfg.Out = os.Stdout
 	return stack.New(cfg, nil)
 }
 
 func runStack(ctx context.Context, args []string) error {
 	if len(args) == 0 || strings.HasPrefix(args[0], "-") {
-		return errors.New("usage: couponctl stack up|down|status [--profile dev|test] [--state DIR]")
+		return errors.New("usage: couponctl stack up|down|status [--profile dev|test] [--state DIR] [--kafka-nodes 1|3] [--redis-mode standalone|sentinel|cluster]")
 	}
 	verb := args[0]
 	fs := cli.New("stack " + verb)
@@ -87,20 +92,35 @@ func runStack(ctx context.Context, args []string) error {
 
 func printAddrs(st *stack.Stack, profile string) {
 	fmt.Printf("  COUPON_REDIS_ADDRS=%s\n  COUPON_MYSQL_DSN='%s'\n  COUPON_KAFKA_BROKERS=%s\n",
-		st.RedisAddr(), st.MySQLDSN(dbName(profile)), strings.Join(st.KafkaBrokers(), ","))
+		redisAddrs(st), st.MySQLDSN(dbName(profile)), strings.Join(st.KafkaBrokers(), ","))
+	if sa := st.SentinelAddrs(); sa != nil {
+		fmt.Printf("  (Sentinels %s watch the primary as %q)\n", strings.Join(sa, ","), stack.SentinelMaster)
+	}
+}
+
+// redisAddrs is what the gateway's COUPON_REDIS_ADDRS gets: every node of a
+// cluster, else the (first) primary.
+func redisAddrs(st *stack.Stack) string {
+	if st.Config().RedisMode == stack.RedisCluster {
+		return strings.Join(st.RedisAddrs(), ",")
+	}
+	return st.RedisAddr()
 }
 
 func printStatus(ctx context.Context, st *stack.Stack) error {
 	w := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(w, "SERVICE\tSTATE\tPID\tRSS\tADDRESS\tLOG")
+	fmt.Fprintln(w, "NODE\tROLE\tSTATE\tPID\tRSS\tADDRESS\tLOG")
 	down := 0
 	for _, s := range st.Status(ctx) {
-		state, pid, rss := "stopped", "-", "-"
+		state, pid, rss, role := "stopped", "-", "-", "-"
 		switch {
 		case s.Running && s.Answers:
 			state = "running"
 		case s.Running:
 			state = "not answering: " + firstLine(s.Err)
+		}
+		if s.Role != "" {
+			role = s.Role
 		}
 		if s.Running {
 			pid = fmt.Sprint(s.PID)
@@ -109,14 +129,14 @@ func printStatus(ctx context.Context, st *stack.Stack) error {
 		if !s.Running || !s.Answers {
 			down++
 		}
-		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\n", s.Name, state, pid, rss, s.Addr, s.LogFile)
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", s.Name, role, state, pid, rss, s.Addr, s.LogFile)
 	}
 	if err := w.Flush(); err != nil {
 		return err
 	}
 	fmt.Printf("state %s\n", st.Config().Dir)
 	if down > 0 {
-		return fmt.Errorf("%d service(s) not running", down)
+		return fmt.Errorf("%d node(s) not running", down)
 	}
 	return nil
 }

@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"time"
 
@@ -20,13 +21,24 @@ import (
 
 // kafkaService runs one Apache Kafka node in KRaft mode (combined broker and
 // controller) from the official jars, resolved by Maven from
-// infra/kafka/pom.xml into a cache folder shared by every stack.
-type kafkaService struct{ s *Stack }
+// infra/kafka/pom.xml into a cache folder shared by every stack: the one
+// node "kafka", or node kafka-1..3 of a three-node cluster.
+type kafkaService struct {
+	s    *Stack
+	node int // 1-based
+}
 
-func (k *kafkaService) name() string    { return Kafka }
-func (k *kafkaService) ports() []int    { return []int{k.s.cfg.KafkaPort, k.s.cfg.KafkaControllerPort} }
-func (k *kafkaService) addr() string    { return k.s.KafkaBrokers()[0] }
-func (k *kafkaService) dir() string     { return k.s.svcDir(Kafka) }
+func (k *kafkaService) name() string {
+	if k.s.cfg.KafkaNodes == 1 {
+		return Kafka
+	}
+	return Kafka + "-" + strconv.Itoa(k.node)
+}
+func (k *kafkaService) port() int       { return k.s.cfg.KafkaPort + 2*(k.node-1) }
+func (k *kafkaService) ctrlPort() int   { return k.s.cfg.KafkaControllerPort + 2*(k.node-1) }
+func (k *kafkaService) ports() []int    { return []int{k.port(), k.ctrlPort()} }
+func (k *kafkaService) addr() string    { return fmt.Sprintf("127.0.0.1:%d", k.port()) }
+func (k *kafkaService) dir() string     { return k.s.svcDir(k.name()) }
 func (k *kafkaService) data() string    { return filepath.Join(k.dir(), "data") }
 func (k *kafkaService) logFile() string { return filepath.Join(k.dir(), "kafka.log") }
 func (k *kafkaService) props() string   { return filepath.Join(k.dir(), "server.properties") }
@@ -105,10 +117,18 @@ func (k *kafkaService) prepare(ctx context.Context) error {
 		return err
 	}
 	c := k.s.cfg
+	voters := make([]string, c.KafkaNodes)
+	for i := range voters {
+		peer := kafkaService{s: k.s, node: i + 1}
+		voters[i] = fmt.Sprintf("%d@127.0.0.1:%d", i+1, peer.ctrlPort())
+	}
+	// Three nodes: every topic, the internal ones too, has three replicas
+	// and takes a write once two have it (acks=all).
+	rf, isr := c.KafkaNodes, min(c.KafkaNodes, 2)
 	props := fmt.Sprintf(`# Written by couponctl stack; rewritten on every start.
 process.roles=broker,controller
-node.id=1
-controller.quorum.voters=1@127.0.0.1:%[2]d
+node.id=%[5]d
+controller.quorum.voters=%[6]s
 listeners=PLAINTEXT://127.0.0.1:%[1]d,CONTROLLER://127.0.0.1:%[2]d
 advertised.listeners=PLAINTEXT://127.0.0.1:%[1]d
 controller.listener.names=CONTROLLER
@@ -116,14 +136,14 @@ inter.broker.listener.name=PLAINTEXT
 listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
 log.dirs=%[3]s
 num.partitions=%[4]d
-default.replication.factor=1
-min.insync.replicas=1
-offsets.topic.replication.factor=1
+default.replication.factor=%[7]d
+min.insync.replicas=%[8]d
+offsets.topic.replication.factor=%[7]d
 offsets.topic.num.partitions=12
-transaction.state.log.replication.factor=1
-transaction.state.log.min.isr=1
-share.coordinator.state.topic.replication.factor=1
-share.coordinator.state.topic.min.isr=1
+transaction.state.log.replication.factor=%[7]d
+transaction.state.log.min.isr=%[8]d
+share.coordinator.state.topic.replication.factor=%[7]d
+share.coordinator.state.topic.min.isr=%[8]d
 group.initial.rebalance.delay.ms=0
 auto.create.topics.enable=false
 delete.topic.enable=true
@@ -131,7 +151,7 @@ num.network.threads=3
 num.io.threads=4
 log.retention.hours=168
 log.segment.bytes=268435456
-`, c.KafkaPort, c.KafkaControllerPort, k.data(), c.KafkaPartitions)
+`, k.port(), k.ctrlPort(), k.data(), c.KafkaPartitions, k.node, strings.Join(voters, ","), rf, isr)
 	if err := os.WriteFile(k.props(), []byte(props), 0o644); err != nil {
 		return err
 	}
@@ -144,11 +164,11 @@ log.segment.bytes=268435456
 	if err := os.MkdirAll(k.data(), 0o755); err != nil {
 		return err
 	}
-	id, err := clusterID()
+	id, err := k.s.kafkaClusterID()
 	if err != nil {
 		return err
 	}
-	k.s.printf("%-5s formatting KRaft storage %s (cluster %s)", Kafka, k.data(), id)
+	k.s.printf("%-5s formatting KRaft storage %s (cluster %s)", k.name(), k.data(), id)
 	argv := append(k.java("256m"), "kafka.tools.StorageTool", "format", "--ignore-formatted",
 		"--cluster-id", id, "--config", k.props())
 	if err := run(ctx, k.logFile(), k.dir(), nil, argv...); err != nil {
@@ -185,15 +205,15 @@ func (k *kafkaService) command() ([]string, error) {
 func (k *kafkaService) ready(ctx context.Context) error {
 	// A transport of its own: the shared one answers metadata from its
 	// cache, so a broker killed a moment ago would still look ready.
-	tr := &kafka.Transport{DialTimeout: 3 * time.Second}
-	defer tr.CloseIdleConnections()
-	cl := &kafka.Client{Addr: kafka.TCP(k.addr()), Timeout: 3 * time.Second, Transport: tr}
-	md, err := cl.Metadata(ctx, &kafka.MetadataRequest{})
+	md, err := k.metadata(ctx)
 	if err != nil {
 		return err
 	}
 	if len(md.Brokers) == 0 || md.Controller.ID < 0 {
 		return errors.New("no broker in metadata yet")
+	}
+	if !hasBroker(md, k.node) {
+		return fmt.Errorf("broker %d not registered yet", k.node)
 	}
 	// The broker answering must be ours, not another stack's on this port.
 	if id := k.clusterID(); id != "" && md.ClusterID != id {
@@ -202,7 +222,68 @@ func (k *kafkaService) ready(ctx context.Context) error {
 	return nil
 }
 
-// clusterID reads the cluster id this stack's storage was formatted with.
+func hasBroker(md *kafka.MetadataResponse, id int) bool {
+	for _, b := range md.Brokers {
+		if b.ID == id {
+			return true
+		}
+	}
+	return false
+}
+
+// metadata asks this node for the cluster's metadata over a transport of
+// its own (the shared one answers from its cache).
+func (k *kafkaService) metadata(ctx context.Context) (*kafka.MetadataResponse, error) {
+	tr := &kafka.Transport{DialTimeout: 3 * time.Second}
+	defer tr.CloseIdleConnections()
+	cl := &kafka.Client{Addr: kafka.TCP(k.addr()), Timeout: 3 * time.Second, Transport: tr}
+	return cl.Metadata(ctx, &kafka.MetadataRequest{})
+}
+
+func (k *kafkaService) role(context.Context) string { return "broker+controller" }
+
+// kafkaClusterID returns the KRaft cluster id every node of this stack is
+// formatted with: the one on disk, or a new one.
+func (s *Stack) kafkaClusterID() (string, error) {
+	s.idMu.Lock()
+	defer s.idMu.Unlock()
+	for _, name := range s.groups[Kafka] {
+		if id := s.svcs[name].(*kafkaService).clusterID(); id != "" {
+			return id, nil
+		}
+	}
+	path := filepath.Join(s.cfg.Dir, "kafka-cluster.id")
+	if b, err := os.ReadFile(path); err == nil && len(strings.TrimSpace(string(b))) > 0 {
+		return strings.TrimSpace(string(b)), nil
+	}
+	id, err := clusterID()
+	if err != nil {
+		return "", err
+	}
+	if s.cfg.KafkaNodes > 1 {
+		if err := os.WriteFile(path, []byte(id+"\n"), 0o644); err != nil {
+			return "", err
+		}
+	}
+	return id, nil
+}
+
+// waitKafkaCluster waits until a node's metadata lists every broker.
+func (s *Stack) waitKafkaCluster(ctx context.Context) error {
+	first := s.svcs[s.groups[Kafka][0]].(*kafkaService)
+	return s.waitGroup(ctx, Kafka, fmt.Sprintf("all %d brokers in the metadata", s.cfg.KafkaNodes), 90*time.Second, func(ctx context.Context) error {
+		md, err := first.metadata(ctx)
+		if err != nil {
+			return err
+		}
+		if len(md.Brokers) != s.cfg.KafkaNodes {
+			return fmt.Errorf("%d of %d brokers registered", len(md.Brokers), s.cfg.KafkaNodes)
+		}
+		return nil
+	})
+}
+
+// clusterID reads the cluster id this node's storage was formatted with.
 func (k *kafkaService) clusterID() string {
 	b, err := os.ReadFile(filepath.Join(k.data(), "meta.properties"))
 	if err != nil {

@@ -28,6 +28,8 @@ func (m *mysqlService) tools() []tool {
 	return []tool{{"mariadbd", "mariadb-server"}, {"mariadb-install-db", "mariadb-server"}}
 }
 
+func (m *mysqlService) role(context.Context) string { return "primary" }
+
 func (m *mysqlService) stopTimeout() time.Duration  { return 60 * time.Second }
 func (m *mysqlService) startTimeout() time.Duration { return 90 * time.Second }
 

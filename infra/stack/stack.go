@@ -34,6 +34,16 @@ const (
 // AllServices lists every service in start order.
 var AllServices = []string{Redis, MySQL, Kafka}
 
+// Redis modes.
+const (
+	RedisStandalone = "standalone" // one server
+	RedisSentinel   = "sentinel"   // a primary, two replicas and three Sentinels
+	RedisCluster    = "cluster"    // Redis Cluster: three primaries with a replica each
+)
+
+// SentinelMaster is the name the Sentinels monitor the primary under.
+const SentinelMaster = "coupon"
+
 // Config says where the stack lives and which ports it uses.
 type Config struct {
 	Dir                 string   // state folder; each service gets <Dir>/<service>/
@@ -42,6 +52,17 @@ type Config struct {
 	KafkaPort           int      // Kafka broker listener on 127.0.0.1
 	KafkaControllerPort int      // Kafka KRaft controller listener on 127.0.0.1
 	Services            []string // services managed by Up/Down/Status; default AllServices
+
+	// KafkaNodes is 1 (default) or 3: a KRaft cluster of combined
+	// broker+controller nodes, node i (1-based) on KafkaPort+2(i-1) and
+	// KafkaControllerPort+2(i-1), with replication factor 3 and
+	// min.insync.replicas 2 for every topic, the internal ones too.
+	KafkaNodes int
+	// RedisMode is RedisStandalone (default), RedisSentinel (primary on
+	// RedisPort, replicas on RedisPort+1..2, Sentinels on RedisPort+3..5)
+	// or RedisCluster (nodes on RedisPort..RedisPort+5, their cluster bus
+	// on RedisPort+6..11).
+	RedisMode string
 
 	// MySQLBufferPool is innodb_buffer_pool_size (default "1G").
 	MySQLBufferPool string
@@ -96,11 +117,34 @@ func (c *Config) defaults() error {
 			return fmt.Errorf("unknown service %q (want %s)", s, strings.Join(AllServices, ", "))
 		}
 	}
-	ports := map[int]string{}
-	for _, p := range []struct {
+	if c.KafkaNodes == 0 {
+		c.KafkaNodes = 1
+	}
+	if c.KafkaNodes != 1 && c.KafkaNodes != 3 {
+		return fmt.Errorf("stack: %d Kafka nodes: want 1 or 3", c.KafkaNodes)
+	}
+	if c.RedisMode == "" {
+		c.RedisMode = RedisStandalone
+	}
+	switch c.RedisMode {
+	case RedisStandalone, RedisSentinel, RedisCluster:
+	default:
+		return fmt.Errorf("stack: Redis mode %q: want %s, %s or %s", c.RedisMode, RedisStandalone, RedisSentinel, RedisCluster)
+	}
+	type namedPort struct {
 		port int
 		name string
-	}{{c.RedisPort, "redis port"}, {c.MySQLPort, "mysql port"}, {c.KafkaPort, "kafka port"}, {c.KafkaControllerPort, "kafka controller port"}} {
+	}
+	all := []namedPort{{c.RedisPort, "redis port"}, {c.MySQLPort, "mysql port"}, {c.KafkaPort, "kafka port"}, {c.KafkaControllerPort, "kafka controller port"}}
+	for i := 1; i < c.KafkaNodes; i++ {
+		all = append(all, namedPort{c.KafkaPort + 2*i, fmt.Sprintf("kafka node %d port", i+1)},
+			namedPort{c.KafkaControllerPort + 2*i, fmt.Sprintf("kafka node %d controller port", i+1)})
+	}
+	for i := 1; i < redisPorts(c.RedisMode); i++ {
+		all = append(all, namedPort{c.RedisPort + i, fmt.Sprintf("redis %s port %d", c.RedisMode, i+1)})
+	}
+	ports := map[int]string{}
+	for _, p := range all {
 		if p.port <= 0 || p.port > 65535 {
 			return fmt.Errorf("stack: %s %d out of range", p.name, p.port)
 		}
@@ -146,14 +190,31 @@ func known(name string) bool {
 	return false
 }
 
+// redisPorts is how many consecutive ports from RedisPort a mode uses.
+func redisPorts(mode string) int {
+	switch mode {
+	case RedisSentinel:
+		return 6
+	case RedisCluster:
+		return 12
+	}
+	return 1
+}
+
 // Stack manages the services of one state folder. Its methods are safe for
 // concurrent use; across processes the state folder's lock serialises them.
+//
+// A service is one node (redis, mysql, kafka) or, in the replicated
+// shapes, several: kafka-1..3, redis-1..3 and sentinel-1..3, or
+// redis-1..6. Start, Stop and Kill take a service or a node name.
 type Stack struct {
 	cfg    Config
 	logger *slog.Logger
 	mu     sync.Mutex
 	outMu  sync.Mutex
-	svcs   map[string]service
+	svcs   map[string]service  // by node name
+	groups map[string][]string // service -> its node names, in start order
+	idMu   sync.Mutex          // the Kafka cluster id file
 }
 
 // New returns the stack of cfg; it starts nothing.
@@ -164,18 +225,83 @@ func New(cfg Config, logger *slog.Logger) (*Stack, error) {
 	if logger == nil {
 		logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
-	s := &Stack{cfg: cfg, logger: logger, svcs: map[string]service{}}
-	s.svcs[Redis] = &redisService{s: s}
-	s.svcs[MySQL] = &mysqlService{s: s}
-	s.svcs[Kafka] = &kafkaService{s: s}
+	s := &Stack{cfg: cfg, logger: logger, svcs: map[string]service{}, groups: map[string][]string{}}
+	add := func(group string, svc service) {
+		s.svcs[svc.name()] = svc
+		s.groups[group] = append(s.groups[group], svc.name())
+	}
+	switch cfg.RedisMode {
+	case RedisStandalone:
+		add(Redis, &redisService{s: s})
+	case RedisSentinel:
+		for i := 1; i <= 3; i++ {
+			add(Redis, &redisService{s: s, node: i, mode: RedisSentinel})
+		}
+		for i := 1; i <= 3; i++ {
+			add(Redis, &sentinelService{s: s, node: i})
+		}
+	case RedisCluster:
+		for i := 1; i <= 6; i++ {
+			add(Redis, &redisService{s: s, node: i, mode: RedisCluster})
+		}
+	}
+	add(MySQL, &mysqlService{s: s})
+	for i := 1; i <= cfg.KafkaNodes; i++ {
+		add(Kafka, &kafkaService{s: s, node: i})
+	}
 	return s, nil
+}
+
+// nodes resolves a service or node name to node names.
+func (s *Stack) nodes(name string) ([]string, error) {
+	if ns, ok := s.groups[name]; ok {
+		return ns, nil
+	}
+	if _, ok := s.svcs[name]; ok {
+		return []string{name}, nil
+	}
+	return nil, fmt.Errorf("unknown service or node %q (want %s, or a node of `couponctl stack status`)", name, strings.Join(AllServices, ", "))
+}
+
+// configuredNodes lists the nodes of the configured services, in start order.
+func (s *Stack) configuredNodes() []string {
+	var out []string
+	for _, g := range s.cfg.Services {
+		out = append(out, s.groups[g]...)
+	}
+	return out
 }
 
 // Config returns the effective configuration.
 func (s *Stack) Config() Config { return s.cfg }
 
-// RedisAddr is host:port of Redis.
+// RedisAddr is host:port of Redis: the server, the first primary
+// (sentinel: the primary the stack started with; it may fail over) or the
+// first cluster node.
 func (s *Stack) RedisAddr() string { return fmt.Sprintf("127.0.0.1:%d", s.cfg.RedisPort) }
+
+// RedisAddrs lists every Redis data node (not the Sentinels).
+func (s *Stack) RedisAddrs() []string {
+	n := map[string]int{RedisStandalone: 1, RedisSentinel: 3, RedisCluster: 6}[s.cfg.RedisMode]
+	out := make([]string, n)
+	for i := range out {
+		out[i] = fmt.Sprintf("127.0.0.1:%d", s.cfg.RedisPort+i)
+	}
+	return out
+}
+
+// SentinelAddrs lists the Sentinels (sentinel mode; else nil). They
+// monitor the primary as SentinelMaster.
+func (s *Stack) SentinelAddrs() []string {
+	if s.cfg.RedisMode != RedisSentinel {
+		return nil
+	}
+	out := make([]string, 3)
+	for i := range out {
+		out[i] = fmt.Sprintf("127.0.0.1:%d", s.cfg.RedisPort+3+i)
+	}
+	return out
+}
 
 // MySQLAddr is host:port of MariaDB.
 func (s *Stack) MySQLAddr() string { return fmt.Sprintf("127.0.0.1:%d", s.cfg.MySQLPort) }
@@ -185,10 +311,18 @@ func (s *Stack) MySQLDSN(db string) string {
 	return fmt.Sprintf("root@tcp(%s)/%s?parseTime=true&loc=UTC&multiStatements=true", s.MySQLAddr(), db)
 }
 
-// KafkaBrokers is the bootstrap address list of Kafka.
+// KafkaBrokers lists every Kafka broker (the bootstrap list).
 func (s *Stack) KafkaBrokers() []string {
-	return []string{fmt.Sprintf("127.0.0.1:%d", s.cfg.KafkaPort)}
+	out := make([]string, s.cfg.KafkaNodes)
+	for i := range out {
+		out[i] = fmt.Sprintf("127.0.0.1:%d", s.cfg.KafkaPort+2*i)
+	}
+	return out
 }
+
+// ReplicationFactor is the replication factor topics of this stack's
+// Kafka get: 1, or 3 on three nodes.
+func (s *Stack) ReplicationFactor() int { return s.cfg.KafkaNodes }
 
 func (s *Stack) printf(format string, args ...any) {
 	s.outMu.Lock()
@@ -210,6 +344,9 @@ type service interface {
 	command() ([]string, error)
 	// ready returns nil once the server answers.
 	ready(ctx context.Context) error
+	// role asks the running node what it is now (primary, replica,
+	// sentinel, broker+controller, ...).
+	role(ctx context.Context) string
 	// stopTimeout bounds the wait after SIGTERM before SIGKILL.
 	stopTimeout() time.Duration
 	// startTimeout bounds the wait for ready after start.
@@ -219,9 +356,17 @@ type service interface {
 func (s *Stack) service(name string) (service, error) {
 	svc, ok := s.svcs[name]
 	if !ok {
-		return nil, fmt.Errorf("unknown service %q (want %s)", name, strings.Join(AllServices, ", "))
+		return nil, fmt.Errorf("unknown node %q (want %s)", name, strings.Join(s.allNodes(), ", "))
 	}
 	return svc, nil
+}
+
+func (s *Stack) allNodes() []string {
+	var out []string
+	for _, g := range AllServices {
+		out = append(out, s.groups[g]...)
+	}
+	return out
 }
 
 func (s *Stack) svcDir(name string) string { return filepath.Join(s.cfg.Dir, name) }
@@ -284,13 +429,18 @@ func (s *Stack) Up(ctx context.Context) error {
 		return err
 	}
 	defer unlock()
-	if err := s.ensureTools(ctx, s.cfg.Services); err != nil {
+	nodes := s.configuredNodes()
+	if other := s.otherShapeNodes(); len(other) > 0 {
+		return fmt.Errorf("the state folder %s runs %s of another shape (KafkaNodes, RedisMode); stop them first: couponctl stack down (any shape stops them)",
+			s.cfg.Dir, strings.Join(other, ", "))
+	}
+	if err := s.ensureTools(ctx, nodes); err != nil {
 		return err
 	}
 	// Check every port before starting anything: a busy port fails the
 	// whole Up without leaving half a stack behind.
 	var busy []error
-	for _, name := range s.cfg.Services {
+	for _, name := range nodes {
 		if p, ok := readPID(s.pidFile(name)); ok && p.alive() {
 			continue
 		}
@@ -302,11 +452,11 @@ func (s *Stack) Up(ctx context.Context) error {
 	start := time.Now()
 	errs := make([]error, len(s.cfg.Services))
 	var wg sync.WaitGroup
-	for i, name := range s.cfg.Services {
+	for i, group := range s.cfg.Services {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			errs[i] = s.start(ctx, name)
+			errs[i] = s.startGroup(ctx, group, s.groups[group])
 		}()
 	}
 	wg.Wait()
@@ -328,51 +478,152 @@ func (s *Stack) Down(ctx context.Context) error {
 	var errs []error
 	// Reverse start order: Kafka, MariaDB, Redis.
 	for i := len(s.cfg.Services) - 1; i >= 0; i-- {
-		errs = append(errs, s.stop(ctx, s.cfg.Services[i], false))
+		errs = append(errs, s.stopAll(ctx, s.groups[s.cfg.Services[i]], false))
+	}
+	// Nodes a previous shape of this state folder left running.
+	for _, name := range s.otherShapeNodes() {
+		if p, ok := readPID(s.pidFile(name)); ok {
+			_ = p.signal(syscall.SIGTERM)
+			if !p.waitGone(ctx, 45*time.Second) {
+				_ = p.signal(syscall.SIGKILL)
+				p.waitGone(ctx, 30*time.Second)
+			}
+			_ = os.Remove(s.pidFile(name))
+			s.printf("%-5s stopped (pid %d; a node of another shape)", name, p.PID)
+		}
 	}
 	return errors.Join(errs...)
 }
 
-// Start starts one service (any of AllServices) and waits until it answers;
-// a no-op when it already runs.
+// otherShapeNodes lists running nodes of the configured services that the
+// current shape does not have (a 3-node Kafka's kafka-1 when KafkaNodes is 1).
+func (s *Stack) otherShapeNodes() []string {
+	var out []string
+	for _, g := range s.cfg.Services {
+		prefixes := []string{g}
+		if g == Redis {
+			prefixes = append(prefixes, "sentinel")
+		}
+		for _, pre := range prefixes {
+			for _, name := range append([]string{pre}, numbered(pre, 6)...) {
+				if _, ours := s.svcs[name]; ours {
+					continue
+				}
+				if p, ok := readPID(s.pidFile(name)); ok && p.alive() {
+					out = append(out, name)
+				}
+			}
+		}
+	}
+	return out
+}
+
+func numbered(prefix string, n int) []string {
+	out := make([]string, n)
+	for i := range out {
+		out[i] = fmt.Sprintf("%s-%d", prefix, i+1)
+	}
+	return out
+}
+
+// stopAll stops nodes at once: the last node of a Kafka cluster stopped
+// alone would wait for a quorum that is gone; the caller holds the lock.
+func (s *Stack) stopAll(ctx context.Context, nodes []string, kill bool) error {
+	errs := make([]error, len(nodes))
+	var wg sync.WaitGroup
+	for i, name := range nodes {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = s.stop(ctx, name, kill)
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// startGroup starts the given nodes of a service at once, then does what
+// the service needs once they all answer (a Redis Cluster is created, a
+// Sentinel group waits to see its replicas and peers, a Kafka cluster to
+// see every broker).
+func (s *Stack) startGroup(ctx context.Context, group string, nodes []string) error {
+	errs := make([]error, len(nodes))
+	var wg sync.WaitGroup
+	for i, name := range nodes {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = s.start(ctx, name)
+		}()
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	switch {
+	case group == Redis && s.cfg.RedisMode == RedisCluster:
+		return s.formRedisCluster(ctx)
+	case group == Redis && s.cfg.RedisMode == RedisSentinel:
+		return s.waitSentinels(ctx)
+	case group == Kafka && s.cfg.KafkaNodes > 1:
+		return s.waitKafkaCluster(ctx)
+	}
+	return nil
+}
+
+// Start starts one service (any of AllServices) or node and waits until it
+// answers; a no-op when it already runs.
 func (s *Stack) Start(ctx context.Context, name string) error {
+	nodes, err := s.nodes(name)
+	if err != nil {
+		return err
+	}
 	unlock, err := s.lock(ctx)
 	if err != nil {
 		return err
 	}
 	defer unlock()
-	if err := s.ensureTools(ctx, []string{name}); err != nil {
+	if err := s.ensureTools(ctx, nodes); err != nil {
 		return err
 	}
-	return s.start(ctx, name)
+	group := name
+	if _, isGroup := s.groups[name]; !isGroup {
+		group = "" // one node: the group's checks are for a whole start
+	}
+	return s.startGroup(ctx, group, nodes)
 }
 
-// Stop stops one service gracefully (SIGTERM, SIGKILL after a bound).
+// Stop stops one service or node gracefully (SIGTERM, SIGKILL after a bound).
 func (s *Stack) Stop(ctx context.Context, name string) error {
-	unlock, err := s.lock(ctx)
-	if err != nil {
-		return err
-	}
-	defer unlock()
-	return s.stop(ctx, name, false)
+	return s.stopNodes(ctx, name, false)
 }
 
-// Kill stops one service with SIGKILL at once (a crash) and waits until its
-// process is gone. Its data folder stays, so Start brings it back.
+// Kill stops one service or node with SIGKILL at once (a crash) and waits
+// until its processes are gone. Data folders stay, so Start brings it back.
 func (s *Stack) Kill(name string) error {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
+	return s.stopNodes(ctx, name, true)
+}
+
+func (s *Stack) stopNodes(ctx context.Context, name string, kill bool) error {
+	nodes, err := s.nodes(name)
+	if err != nil {
+		return err
+	}
 	unlock, err := s.lock(ctx)
 	if err != nil {
 		return err
 	}
 	defer unlock()
-	return s.stop(ctx, name, true)
+	return s.stopAll(ctx, nodes, kill)
 }
 
-// ServiceStatus describes one service.
+// ServiceStatus describes one node of a service.
 type ServiceStatus struct {
-	Name     string
+	Name     string // node name: the service's (redis, mysql, kafka) or kafka-2, sentinel-1, ...
+	Service  string // redis, mysql or kafka
+	Role     string // what the node is now, when it answers: primary, replica, sentinel, broker+controller (active controller), ...
 	Running  bool   // its recorded process is alive
 	Answers  bool   // it answered a probe
 	PID      int    // 0 when not running
@@ -382,28 +633,43 @@ type ServiceStatus struct {
 	Err      error // probe error, when running but not answering
 }
 
-// Status reports every configured service; it does not take the lock.
+// Status reports every node of the configured services, asking each
+// running one at once; it does not take the lock.
 func (s *Stack) Status(ctx context.Context) []ServiceStatus {
-	out := make([]ServiceStatus, 0, len(s.cfg.Services))
-	for _, name := range s.cfg.Services {
-		svc := s.svcs[name]
-		st := ServiceStatus{Name: name, Addr: svc.addr(), LogFile: svc.logFile()}
-		if p, ok := readPID(s.pidFile(name)); ok && p.alive() {
-			st.Running, st.PID, st.RSSBytes = true, p.PID, p.rss()
-			pctx, cancel := context.WithTimeout(ctx, 3*time.Second)
-			st.Err = svc.ready(pctx)
-			cancel()
-			st.Answers = st.Err == nil
+	var out []ServiceStatus
+	for _, group := range s.cfg.Services {
+		for _, name := range s.groups[group] {
+			svc := s.svcs[name]
+			out = append(out, ServiceStatus{Name: name, Service: group, Addr: svc.addr(), LogFile: svc.logFile()})
 		}
-		out = append(out, st)
 	}
+	var wg sync.WaitGroup
+	for i := range out {
+		st := &out[i]
+		p, ok := readPID(s.pidFile(st.Name))
+		if !ok || !p.alive() {
+			continue
+		}
+		st.Running, st.PID, st.RSSBytes = true, p.PID, p.rss()
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			svc := s.svcs[st.Name]
+			pctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+			defer cancel()
+			if st.Err = svc.ready(pctx); st.Err == nil {
+				st.Answers, st.Role = true, svc.role(pctx)
+			}
+		}()
+	}
+	wg.Wait()
 	return out
 }
 
-// PIDs returns the pid of each running service (for tests and reports).
+// PIDs returns the pid of each running node (for tests and reports).
 func (s *Stack) PIDs() map[string]int {
 	m := map[string]int{}
-	for _, name := range AllServices {
+	for _, name := range s.allNodes() {
 		if p, ok := readPID(s.pidFile(name)); ok && p.alive() {
 			m[name] = p.PID
 		}

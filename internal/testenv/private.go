@@ -3,6 +3,9 @@ package testenv
 import (
 	"context"
 	"database/sql"
+	"fmt"
+	mrand "math/rand/v2"
+	"net"
 	"strings"
 	"testing"
 	"time"
@@ -21,22 +24,45 @@ import (
 // start: share one per test binary (TestMain or sync.Once) where you can.
 func MustStartPrivate(tb testing.TB, services ...string) *stack.Stack {
 	tb.Helper()
+	return MustStartPrivateShape(tb, Shape{}, services...)
+}
+
+// Shape selects a replicated private stack: KafkaNodes 3 and RedisMode
+// stack.RedisSentinel or stack.RedisCluster (zero values: one node each).
+type Shape struct {
+	KafkaNodes int
+	RedisMode  string
+}
+
+// MustStartPrivateShape is MustStartPrivate in a replicated shape, each
+// service's nodes on a block of consecutive free ports. st.Status lists
+// the nodes (kafka-1..3, redis-1..3 and sentinel-1..3, or redis-1..6)
+// with their role, address and pid; st.Kill(node) crashes one.
+func MustStartPrivateShape(tb testing.TB, shape Shape, services ...string) *stack.Stack {
+	tb.Helper()
 	Integration(tb)
 	if len(services) == 0 {
 		services = stack.AllServices
 	}
-	ports := freePorts(tb, 4)
+	redisPorts := map[string]int{stack.RedisSentinel: 6, stack.RedisCluster: 12}[shape.RedisMode]
+	kafkaPorts := 2 * max(shape.KafkaNodes, 1)
+	blocks := freeBlocks(tb, max(redisPorts, 1), 1, kafkaPorts)
 	cfg := stack.Config{
 		Dir:                 tb.TempDir(),
-		RedisPort:           ports[0],
-		MySQLPort:           ports[1],
-		KafkaPort:           ports[2],
-		KafkaControllerPort: ports[3],
+		RedisPort:           blocks[0],
+		MySQLPort:           blocks[1],
+		KafkaPort:           blocks[2],
+		KafkaControllerPort: blocks[2] + 1,
+		KafkaNodes:          shape.KafkaNodes,
+		RedisMode:           shape.RedisMode,
 		Services:            services,
 		MySQLBufferPool:     "128M",
 		MySQLLogFileSize:    "48M",
 		KafkaHeap:           "384m",
 		Out:                 tbWriter{tb},
+	}
+	if shape.KafkaNodes > 1 {
+		cfg.KafkaHeap = "256m"
 	}
 	st, err := stack.New(cfg, Logger(tb))
 	if err != nil {
@@ -82,6 +108,43 @@ func MustOpenStackDB(tb testing.TB, st *stack.Stack) (*sql.DB, string) {
 		tb.Fatalf("migrate private MariaDB: %v", err)
 	}
 	return db, dsn
+}
+
+// freeBlocks returns the first port of blocks of consecutive ports, of the
+// given sizes, that were all free a moment ago and do not overlap.
+func freeBlocks(tb testing.TB, sizes ...int) []int {
+	tb.Helper()
+	taken := map[int]bool{}
+	out := make([]int, len(sizes))
+	for i, n := range sizes {
+		for attempt := 0; ; attempt++ {
+			if attempt == 200 {
+				tb.Fatalf("no %d consecutive free ports found", n)
+			}
+			base := 40000 + mrand.IntN(20000) // above the profiles' and CI's fixed ports
+			ok := true
+			for p := base; p < base+n && ok; p++ {
+				ok = !taken[p] && portFree(p)
+			}
+			if ok {
+				for p := base; p < base+n; p++ {
+					taken[p] = true
+				}
+				out[i] = base
+				break
+			}
+		}
+	}
+	return out
+}
+
+func portFree(port int) bool {
+	l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+	if err != nil {
+		return false
+	}
+	_ = l.Close()
+	return true
 }
 
 // freePorts returns n distinct ports that were free a moment ago.
