@@ -29,26 +29,11 @@ func TestRidesOutBrokerKill(t *testing.T) {
 	db := testenv.MustOpenDB(t)
 	o := startOutageRun(t, db, brokers, brokers, testenv.MySQLDSN)
 
-	o.waitRows(t, 2000)
-	t0 := time.Now()
-	if err := st.Kill(stack.Kafka); err != nil {
-		t.Fatalf("kill -9 kafka: %v", err)
-	}
 	// The old sinker exited on the reader's first fetch error: wait for
-	// two, and for /readyz to name Kafka.
-	o.waitUnready(t, "kafka: waiting for ")
-	o.waitMetric(t, `coupon_sinker_kafka_reader_errors_total{kind="fetch"}`, 2)
-	o.waitLog(t, `level=WARN msg="kafka unavailable`)
-	t.Logf("%s after the kill: restarting the broker", time.Since(t0).Round(time.Millisecond))
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
-	if err := st.Start(ctx, stack.Kafka); err != nil {
-		t.Fatalf("restart kafka: %v", err)
-	}
-	t1 := time.Now()
-	o.finish(t)
-	t.Logf("ready again %s after the broker", o.readyAt.Sub(t1).Round(time.Millisecond))
-	o.mustLogOutageOnce(t, "kafka")
+	// two during the outage.
+	o.killAndRestart(t, st, stack.Kafka, func() {
+		o.waitMetric(t, `coupon_sinker_kafka_reader_errors_total{kind="fetch"}`, 2)
+	})
 }
 
 // TestRidesOutDatabaseKill: the same with the (private) MariaDB killed -9
@@ -59,23 +44,33 @@ func TestRidesOutDatabaseKill(t *testing.T) {
 	db, dsn := testenv.MustOpenStackDB(t, st)
 	o := startOutageRun(t, db, testenv.KafkaBrokers, "", dsn)
 
+	o.killAndRestart(t, st, stack.MySQL, func() {})
+}
+
+// killAndRestart kills service -9 once the sinker has written rows, waits
+// until /readyz names it and the sinker has logged the outage (and for
+// during), restarts it, and checks the rows and that the outage was logged
+// once.
+func (o *outageRun) killAndRestart(t *testing.T, st *stack.Stack, service string, during func()) {
+	t.Helper()
 	o.waitRows(t, 2000)
 	t0 := time.Now()
-	if err := st.Kill(stack.MySQL); err != nil {
-		t.Fatalf("kill -9 mysql: %v", err)
+	if err := st.Kill(service); err != nil {
+		t.Fatalf("kill -9 %s: %v", service, err)
 	}
-	o.waitUnready(t, "mysql: ")
-	o.waitLog(t, `level=WARN msg="mysql unavailable`)
-	t.Logf("%s after the kill: restarting MariaDB", time.Since(t0).Round(time.Millisecond))
+	o.waitUnready(t, service+": ")
+	during()
+	o.waitLog(t, `level=WARN msg="`+service+` unavailable`)
+	t.Logf("%s after the kill: restarting %s", time.Since(t0).Round(time.Millisecond), service)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	if err := st.Start(ctx, stack.MySQL); err != nil {
-		t.Fatalf("restart mysql: %v", err)
+	if err := st.Start(ctx, service); err != nil {
+		t.Fatalf("restart %s: %v", service, err)
 	}
 	t1 := time.Now()
 	o.finish(t)
-	t.Logf("ready again %s after MariaDB", o.readyAt.Sub(t1).Round(time.Millisecond))
-	o.mustLogOutageOnce(t, "mysql")
+	t.Logf("ready again %s after %s", o.readyAt.Sub(t1).Round(time.Millisecond), service)
+	o.mustLogOutageOnce(t, service)
 }
 
 // outageRun is a sinker process consuming a steady stream of admissions.
