@@ -24,12 +24,17 @@ var _ coupon.Gate = (*Gate)(nil)
 // Config configures the gate's Redis client and its admission batching.
 type Config struct {
 	// Addrs is one Redis address, or the seed list of a Redis Cluster (two
-	// or more addresses, or Cluster set, select the cluster client).
-	Addrs    []string
-	Cluster  bool
-	Username string
-	Password string
-	DB       int // standalone only
+	// or more addresses, or Cluster set, select the cluster client), or
+	// with MasterName the Sentinels' addresses.
+	Addrs   []string
+	Cluster bool
+	// MasterName selects Redis Sentinel: the client asks the Sentinels at
+	// Addrs for the primary monitored under this name and follows its
+	// failovers.
+	MasterName string
+	Username   string
+	Password   string
+	DB         int // standalone only
 
 	PoolSize     int           // connections per node; 0 = go-redis default (10 per CPU)
 	DialTimeout  time.Duration // default 2s
@@ -86,6 +91,8 @@ func (c *Config) Validate() error {
 	switch {
 	case len(c.Addrs) == 0:
 		return errors.New("redis: at least one address is required")
+	case c.MasterName != "" && c.Cluster:
+		return errors.New("redis: a Sentinel master name and the cluster client exclude each other")
 	case c.PoolSize < 0:
 		return errors.New("redis: pool size must not be negative")
 	}
@@ -132,6 +139,7 @@ func New(cfg Config, logger *slog.Logger) (*Gate, error) {
 	client := redis.NewUniversalClient(&redis.UniversalOptions{
 		Addrs:         cfg.Addrs,
 		IsClusterMode: cfg.Cluster,
+		MasterName:    cfg.MasterName,
 		Username:      cfg.Username,
 		Password:      cfg.Password,
 		DB:            cfg.DB,

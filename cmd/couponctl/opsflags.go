@@ -19,6 +19,7 @@ import (
 type opsFlags struct {
 	brokers, topic, group, dsn string
 	redisAddrs, redisPassword  string
+	redisMaster                string
 	verbose                    bool
 }
 
@@ -30,6 +31,7 @@ func (f *opsFlags) bind(fs *cli.FlagSet, withRedis bool) {
 	if withRedis {
 		fs.StringVar(&f.group, "group-id", "COUPON_GROUP_ID", "coupon-sinker", "the sinker's consumer group (its offsets are read, never moved)")
 		fs.StringVar(&f.redisAddrs, "redis-addrs", "COUPON_REDIS_ADDRS", "127.0.0.1:6379", "Redis address, or Redis Cluster seeds (comma list)")
+		fs.StringVar(&f.redisMaster, "redis-master-name", "COUPON_REDIS_MASTER_NAME", "", "Redis Sentinel: the primary's master name; redis-addrs then lists the Sentinels")
 		fs.SecretVar(&f.redisPassword, "redis-password", "COUPON_REDIS_PASSWORD", "", "Redis password")
 	}
 	fs.BoolVar(&f.verbose, "verbose", "COUPON_VERBOSE", false, "log progress details to stderr")
@@ -65,7 +67,7 @@ func (f *opsFlags) openRedis(ctx context.Context) (redis.UniversalClient, error)
 	if len(addrs) == 0 {
 		return nil, errors.New("redis-addrs (COUPON_REDIS_ADDRS) is required")
 	}
-	rdb := redis.NewUniversalClient(&redis.UniversalOptions{Addrs: addrs, Password: f.redisPassword})
+	rdb := redis.NewUniversalClient(&redis.UniversalOptions{Addrs: addrs, MasterName: f.redisMaster, Password: f.redisPassword})
 	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	if err := rdb.Ping(pctx).Err(); err != nil {

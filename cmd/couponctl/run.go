@@ -61,7 +61,6 @@ func runRun(ctx context.Context, args []string) error {
 	if err := st.Up(ctx); err != nil {
 		return err
 	}
-	redisAddr := redisAddrs(st)
 	dsn := st.MySQLDSN(dbName(f.profile))
 	brokers := strings.Join(st.KafkaBrokers(), ",")
 
@@ -86,7 +85,6 @@ func runRun(ctx context.Context, args []string) error {
 	}
 
 	env := append(os.Environ(),
-		"COUPON_REDIS_ADDRS="+redisAddr,
 		"COUPON_MYSQL_DSN="+dsn,
 		"COUPON_KAFKA_BROKERS="+brokers,
 		"COUPON_TOPIC="+topic,
@@ -95,6 +93,7 @@ func runRun(ctx context.Context, args []string) error {
 		"COUPON_HTTP_ADDR="+httpAddr,
 		"COUPON_METRICS_ADDR="+metricsAddr,
 	)
+	env = append(env, redisEnv(st)...)
 
 	// 4. Gateway and sinker, when built.
 	var children []*child

@@ -91,20 +91,22 @@ func runStack(ctx context.Context, args []string) error {
 }
 
 func printAddrs(st *stack.Stack, profile string) {
-	fmt.Printf("  COUPON_REDIS_ADDRS=%s\n  COUPON_MYSQL_DSN='%s'\n  COUPON_KAFKA_BROKERS=%s\n",
-		redisAddrs(st), st.MySQLDSN(dbName(profile)), strings.Join(st.KafkaBrokers(), ","))
-	if sa := st.SentinelAddrs(); sa != nil {
-		fmt.Printf("  (Sentinels %s watch the primary as %q)\n", strings.Join(sa, ","), stack.SentinelMaster)
+	for _, kv := range redisEnv(st) {
+		fmt.Printf("  %s\n", kv)
 	}
+	fmt.Printf("  COUPON_MYSQL_DSN='%s'\n  COUPON_KAFKA_BROKERS=%s\n", st.MySQLDSN(dbName(profile)), strings.Join(st.KafkaBrokers(), ","))
 }
 
-// redisAddrs is what the gateway's COUPON_REDIS_ADDRS gets: every node of a
-// cluster, else the (first) primary.
-func redisAddrs(st *stack.Stack) string {
-	if st.Config().RedisMode == stack.RedisCluster {
-		return strings.Join(st.RedisAddrs(), ",")
+// redisEnv is how the gateway and couponctl reach the stack's Redis: the
+// server, every node of a cluster, or the Sentinels and the master name.
+func redisEnv(st *stack.Stack) []string {
+	switch st.Config().RedisMode {
+	case stack.RedisCluster:
+		return []string{"COUPON_REDIS_ADDRS=" + strings.Join(st.RedisAddrs(), ",")}
+	case stack.RedisSentinel:
+		return []string{"COUPON_REDIS_ADDRS=" + strings.Join(st.SentinelAddrs(), ","), "COUPON_REDIS_MASTER_NAME=" + stack.SentinelMaster}
 	}
-	return st.RedisAddr()
+	return []string{"COUPON_REDIS_ADDRS=" + st.RedisAddr()}
 }
 
 func printStatus(ctx context.Context, st *stack.Stack) error {

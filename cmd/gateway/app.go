@@ -27,6 +27,7 @@ type config struct {
 
 	RedisAddrs    string
 	RedisCluster  bool
+	RedisMaster   string
 	RedisPassword string
 	RedisPoolSize int
 	GateBatchMax  int
@@ -54,6 +55,7 @@ func (c *config) bind(fs *cli.FlagSet) {
 	c.HTTP.Bind(fs)
 	fs.StringVar(&c.RedisAddrs, "redis-addrs", "COUPON_REDIS_ADDRS", "127.0.0.1:6379", "Redis address, or Redis Cluster seed addresses, comma-separated")
 	fs.BoolVar(&c.RedisCluster, "redis-cluster", "COUPON_REDIS_CLUSTER", false, "use the Redis Cluster client even with one address")
+	fs.StringVar(&c.RedisMaster, "redis-master-name", "COUPON_REDIS_MASTER_NAME", "", "Redis Sentinel: the primary's master name; COUPON_REDIS_ADDRS then lists the Sentinels")
 	fs.SecretVar(&c.RedisPassword, "redis-password", "COUPON_REDIS_PASSWORD", "", "Redis password")
 	fs.IntVar(&c.RedisPoolSize, "redis-pool-size", "COUPON_REDIS_POOL_SIZE", 0, "Redis connections per node (0: go-redis default, 10 per CPU)")
 	fs.IntVar(&c.GateBatchMax, "gate-batch-max", "COUPON_GATE_BATCH_MAX", 0, "admissions per Redis pipeline at most, 0..2048 (0: default, 1: no batching)")
@@ -82,6 +84,7 @@ func (c *config) validate() error {
 		}
 	}
 	add(len(cli.List(c.RedisAddrs)) == 0, "redis address is required (COUPON_REDIS_ADDRS)")
+	add(c.RedisMaster != "" && c.RedisCluster, "a Redis Sentinel master name (COUPON_REDIS_MASTER_NAME) and the cluster client (COUPON_REDIS_CLUSTER) exclude each other")
 	add(c.RedisPoolSize < 0, "redis pool size must not be negative (COUPON_REDIS_POOL_SIZE)")
 	add(c.GateBatchMax < 0 || c.GateBatchMax > admitter.MaxBatch, "gate batch max must be 0..%d (COUPON_GATE_BATCH_MAX)", admitter.MaxBatch)
 	add(c.GatePipelines < 0, "gate pipelines must not be negative (COUPON_GATE_PIPELINES)")
@@ -149,7 +152,7 @@ func run(ctx context.Context, cfg config, logger *slog.Logger) error {
 	defer closeLogged(logger, "mysql", db.Close)
 
 	gate, err := admitter.New(admitter.Config{
-		Addrs: cli.List(cfg.RedisAddrs), Cluster: cfg.RedisCluster, Password: cfg.RedisPassword,
+		Addrs: cli.List(cfg.RedisAddrs), Cluster: cfg.RedisCluster, MasterName: cfg.RedisMaster, Password: cfg.RedisPassword,
 		PoolSize: cfg.RedisPoolSize, BatchMax: cfg.GateBatchMax, BatchPipelines: cfg.GatePipelines,
 	}, logger)
 	if err != nil {
