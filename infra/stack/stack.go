@@ -450,17 +450,7 @@ func (s *Stack) Up(ctx context.Context) error {
 		return err
 	}
 	start := time.Now()
-	errs := make([]error, len(s.cfg.Services))
-	var wg sync.WaitGroup
-	for i, group := range s.cfg.Services {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			errs[i] = s.startGroup(ctx, group, s.groups[group])
-		}()
-	}
-	wg.Wait()
-	if err := errors.Join(errs...); err != nil {
+	if err := parallel(s.cfg.Services, func(group string) error { return s.startGroup(ctx, group, s.groups[group]) }); err != nil {
 		return err
 	}
 	s.printf("stack up in %s (state %s)", time.Since(start).Round(10*time.Millisecond), s.cfg.Dir)
@@ -529,13 +519,18 @@ func numbered(prefix string, n int) []string {
 // stopAll stops nodes at once: the last node of a Kafka cluster stopped
 // alone would wait for a quorum that is gone; the caller holds the lock.
 func (s *Stack) stopAll(ctx context.Context, nodes []string, kill bool) error {
-	errs := make([]error, len(nodes))
+	return parallel(nodes, func(name string) error { return s.stop(ctx, name, kill) })
+}
+
+// parallel calls f for every name at once and joins their errors.
+func parallel(names []string, f func(string) error) error {
+	errs := make([]error, len(names))
 	var wg sync.WaitGroup
-	for i, name := range nodes {
+	for i, name := range names {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			errs[i] = s.stop(ctx, name, kill)
+			errs[i] = f(name)
 		}()
 	}
 	wg.Wait()
@@ -547,17 +542,7 @@ func (s *Stack) stopAll(ctx context.Context, nodes []string, kill bool) error {
 // Sentinel group waits to see its replicas and peers, a Kafka cluster to
 // see every broker).
 func (s *Stack) startGroup(ctx context.Context, group string, nodes []string) error {
-	errs := make([]error, len(nodes))
-	var wg sync.WaitGroup
-	for i, name := range nodes {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			errs[i] = s.start(ctx, name)
-		}()
-	}
-	wg.Wait()
-	if err := errors.Join(errs...); err != nil {
+	if err := parallel(nodes, func(name string) error { return s.start(ctx, name) }); err != nil {
 		return err
 	}
 	switch {
