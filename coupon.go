@@ -42,6 +42,9 @@ type Coupon struct {
 	IssueStartsAt  *time.Time `json:"issueStartsAt"`
 	IssueEndsAt    *time.Time `json:"issueEndsAt"`
 	CreatedAt      time.Time  `json:"createdAt"`
+	// Revision counts the coupon's changes (1 at creation); the gate keeps
+	// the revision its total came from, so an older total never wins.
+	Revision int64 `json:"-"`
 }
 
 // Validate checks the fields a creator supplies.
@@ -72,6 +75,69 @@ func (c *Coupon) CheckWindow(now time.Time) error {
 	return nil
 }
 
+// State is where a coupon's drop stands; see StateOf.
+type State string
+
+const (
+	StateUpcoming State = "upcoming" // before the window, supply left
+	StateOpen     State = "open"     // within the window, supply left
+	StateEnded    State = "ended"    // the window closed with supply left
+	StateSoldOut  State = "sold_out" // every unit is admitted (whatever the window)
+)
+
+// States lists every State, in lifecycle order.
+var States = []State{StateUpcoming, StateOpen, StateEnded, StateSoldOut}
+
+// StateOf returns c's state at now with admitted users holding a slot.
+func (c *Coupon) StateOf(admitted int64, now time.Time) State {
+	switch {
+	case admitted >= c.TotalQuantity:
+		return StateSoldOut
+	case c.IssueStartsAt != nil && now.Before(*c.IssueStartsAt):
+		return StateUpcoming
+	case c.IssueEndsAt != nil && !now.Before(*c.IssueEndsAt):
+		return StateEnded
+	}
+	return StateOpen
+}
+
+// Patch is a change of a coupon (PATCH /v1/coupons/{id}): nil fields and
+// unset times stay as they are.
+type Patch struct {
+	Name          *string
+	TotalQuantity *int64
+	IssueStartsAt TimePatch
+	IssueEndsAt   TimePatch
+}
+
+// TimePatch changes an optional time: Set with a nil Value clears it.
+type TimePatch struct {
+	Set   bool
+	Value *time.Time
+}
+
+// Empty reports whether p changes nothing.
+func (p Patch) Empty() bool {
+	return p.Name == nil && p.TotalQuantity == nil && !p.IssueStartsAt.Set && !p.IssueEndsAt.Set
+}
+
+// Apply returns c with p applied, validated.
+func (p Patch) Apply(c Coupon) (Coupon, error) {
+	if p.Name != nil {
+		c.Name = *p.Name
+	}
+	if p.TotalQuantity != nil {
+		c.TotalQuantity = *p.TotalQuantity
+	}
+	if p.IssueStartsAt.Set {
+		c.IssueStartsAt = p.IssueStartsAt.Value
+	}
+	if p.IssueEndsAt.Set {
+		c.IssueEndsAt = p.IssueEndsAt.Value
+	}
+	return c, c.Validate()
+}
+
 // Issue is one persisted row of coupon_issues: user UserID holds coupon
 // CouponID with rank Rank (1-based, increasing in admission order).
 type Issue struct {
@@ -94,11 +160,23 @@ const (
 	StatusPending IssueStatus = "pending" // admitted, not yet written by the sinker
 )
 
+// Holding is one coupon a user holds or was admitted to, as the user's
+// coupon list shows it.
+type Holding struct {
+	CouponID   int64       `json:"couponId"`
+	Name       string      `json:"name"`
+	Status     IssueStatus `json:"status"`
+	Rank       int64       `json:"rank"`
+	AdmittedAt *time.Time  `json:"admittedAt"` // nil for a pending admission (the gate keeps no time)
+	IssuedAt   *time.Time  `json:"issuedAt"`   // nil while pending
+}
+
 // Issuer decides one issue request under one strategy. Implementations are
 // safe for concurrent use. Errors are *Error with EALREADY, ESOLDOUT,
 // ENOTFOUND, ENOTSTARTED, EENDED or EUNAVAILABLE for the expected outcomes.
 type Issuer interface {
 	// Issue admits (async: returns once the admission is durable in Kafka,
 	// Issue.IssuedAt zero) or issues (baselines: the row is committed).
+	// With EALREADY it may return the Issue the user holds (its Rank) too.
 	Issue(ctx context.Context, c *Coupon, userID int64, requestID string) (*Issue, error)
 }

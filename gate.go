@@ -9,12 +9,17 @@ import "context"
 // or EUNAVAILABLE (Redis down, or the coupon's gate state was lost and must
 // be rebuilt); anything else is wrapped I/O failure.
 type Gate interface {
-	// Init creates the coupon's gate state (empty set, rank counter 0).
-	// Idempotent: an existing state is left untouched.
-	Init(ctx context.Context, couponID int64) error
+	// Init creates the coupon's gate state (empty set, rank counter 0,
+	// the total). Idempotent: an existing state is left untouched.
+	Init(ctx context.Context, couponID, total int64) error
 	// Admit adds userID to the coupon's admitted set and returns its rank;
-	// with EALREADY it returns the rank the user already holds.
+	// with EALREADY it returns the rank the user already holds. The total
+	// the gate holds (Init, Resize) wins over the one given.
 	Admit(ctx context.Context, couponID, userID, total int64) (rank int64, err error)
+	// Resize sets the coupon's total for revision, refusing atomically
+	// (ECONFLICT) a total below the users admitted; an older revision than
+	// the one set changes nothing. It returns the users admitted.
+	Resize(ctx context.Context, couponID, total, revision int64) (admitted int64, err error)
 	// Release removes userID's admission if it still has this rank, returning
 	// the slot. Only for admissions whose record certainly never reached Kafka.
 	Release(ctx context.Context, couponID, userID, rank int64) error
@@ -25,7 +30,18 @@ type Gate interface {
 	Rank(ctx context.Context, couponID, userID int64) (rank int64, ok bool, err error)
 	// Admitted returns how many users hold a slot.
 	Admitted(ctx context.Context, couponID int64) (int64, error)
+	// AdmittedMany returns Admitted of several coupons at once; a coupon
+	// whose state is lost is missing from the map.
+	AdmittedMany(ctx context.Context, couponIDs []int64) (map[int64]int64, error)
+	// RanksOf returns userID's rank in each of the coupons it is admitted
+	// to (absent: not admitted, or the state is lost).
+	RanksOf(ctx context.Context, userID int64, couponIDs []int64) (map[int64]int64, error)
 }
+
+// ErrGateLost is in the chain of the EUNAVAILABLE error a gate returns for
+// a coupon whose state was lost (until couponctl rebuild-gate restores it);
+// test with errors.Is. Reads can fall back to MySQL then.
+var ErrGateLost = &Error{Code: EUNAVAILABLE, Message: "The coupon's admission gate is being rebuilt; retry later."}
 
 // Publisher writes admissions to the admitted-request topic. Publish returns
 // only after the broker acknowledged the record (all in-sync replicas).

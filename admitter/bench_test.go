@@ -49,7 +49,7 @@ func BenchmarkAdmit(b *testing.B) {
 			defer g.Close()
 			id := testenv.RandomCouponID()
 			ctx := context.Background()
-			if err := g.Init(ctx, id); err != nil {
+			if err := g.Init(ctx, id, 1<<40); err != nil {
 				b.Fatal(err)
 			}
 			defer client.Del(ctx, admitter.UsersKey(id), admitter.SeqKey(id))

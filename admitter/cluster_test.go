@@ -44,7 +44,7 @@ func TestGateOnRedisCluster(t *testing.T) {
 		t.Fatalf("coupons reach %d of %d masters", len(owners), len(addrs))
 	}
 	for _, id := range ids {
-		if err := g.Init(ctx, id); err != nil {
+		if err := g.Init(ctx, id, 50); err != nil { // the supply below
 			t.Fatal(err)
 		}
 	}
@@ -87,10 +87,20 @@ func TestGateOnRedisCluster(t *testing.T) {
 	if _, err := g.Admit(ctx, id, 2000, supply); coupon.ErrorCode(err) != coupon.EUNAVAILABLE {
 		t.Fatalf("admit on a lost state: %v", err)
 	}
-	if ok, err := RestoreState(ctx, g.client, id, map[int64]int64{7: 3, 8: 9}, 9, true); err != nil || !ok {
+	if ok, err := RestoreState(ctx, g.client, id, State{Users: map[int64]int64{7: 3, 8: 9}, Seq: 9}, true); err != nil || !ok {
 		t.Fatalf("restore: %v %v", ok, err)
 	}
 	if next, err := g.Admit(ctx, id, 2000, supply); err != nil || next != 10 {
 		t.Fatalf("admit after the restore: rank %d, %v; want 10", next, err)
+	}
+	// The resize script runs on the coupon's node too.
+	if _, err := g.Resize(ctx, id, 2, 2); coupon.ErrorCode(err) != coupon.ECONFLICT {
+		t.Fatalf("resize below the 3 admitted: %v; want conflict", err)
+	}
+	if _, err := g.Resize(ctx, id, 3, 2); err != nil {
+		t.Fatalf("resize to the admitted: %v", err)
+	}
+	if _, err := g.Admit(ctx, id, 3000, supply); coupon.ErrorCode(err) != coupon.ESOLDOUT {
+		t.Fatalf("admit past the resized total: %v; want sold_out", err)
 	}
 }

@@ -126,6 +126,7 @@ type Gate struct {
 	logger  *slog.Logger
 	admit   *redis.Script
 	release *redis.Script
+	resize  *redis.Script
 	batch   *batcher // nil: one round trip per Admit
 }
 
@@ -175,6 +176,7 @@ func NewFromClient(client redis.UniversalClient, cfg Config, logger *slog.Logger
 		logger:  logger,
 		admit:   redis.NewScript(lua.Admit),
 		release: redis.NewScript(lua.Release),
+		resize:  redis.NewScript(lua.Resize),
 	}
 	if err := g.loadScripts(ctx); err != nil {
 		return nil, err
@@ -187,7 +189,7 @@ func NewFromClient(client redis.UniversalClient, cfg Config, logger *slog.Logger
 }
 
 func (g *Gate) loadScripts(ctx context.Context) error {
-	for _, s := range []*redis.Script{g.admit, g.release} {
+	for _, s := range []*redis.Script{g.admit, g.release, g.resize} {
 		if err := s.Load(ctx, g.client).Err(); err != nil {
 			return g.wrap(err, "load scripts")
 		}
@@ -210,13 +212,45 @@ func (g *Gate) Close() error {
 // Client returns the underlying Redis client (for readiness checks).
 func (g *Gate) Client() redis.UniversalClient { return g.client }
 
-// Init creates the coupon's gate state (SET seq 0 NX); an existing state is
-// left untouched.
-func (g *Gate) Init(ctx context.Context, couponID int64) error {
-	if err := g.client.SetNX(ctx, SeqKey(couponID), 0, 0).Err(); err != nil {
+// Init creates the coupon's gate state with its total (SET NX of the total,
+// then of seq 0, in one MULTI/EXEC); an existing state is left untouched.
+func (g *Gate) Init(ctx context.Context, couponID, total int64) error {
+	_, err := g.client.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		p.SetNX(ctx, TotalKey(couponID), total, 0)
+		p.SetNX(ctx, SeqKey(couponID), 0, 0)
+		return nil
+	})
+	if err != nil {
 		return g.wrap(err, "init gate of coupon %d", couponID)
 	}
 	return nil
+}
+
+// Resize sets the coupon's total in the gate, for revision (the coupon's
+// revision in MySQL). It refuses with ECONFLICT, atomically in the script,
+// a total below the users admitted; a revision older than the one set
+// already changes nothing and is not an error (a later change won). It
+// returns how many users are admitted.
+func (g *Gate) Resize(ctx context.Context, couponID, total, revision int64) (int64, error) {
+	keys := []string{UsersKey(couponID), SeqKey(couponID), TotalKey(couponID), RevisionKey(couponID)}
+	v, err := g.resize.Run(ctx, g.client, keys, total, revision).Int64Slice()
+	if err == nil && len(v) != 2 {
+		err = fmt.Errorf("resize script: %d values", len(v))
+	}
+	if err != nil {
+		return 0, g.wrap(err, "resize coupon %d to %d", couponID, total)
+	}
+	switch code, held := v[0], v[1]; code {
+	case lua.ResizeOK, lua.ResizeStale:
+		return held, nil
+	case lua.ResizeConflict:
+		return held, coupon.Errorf(coupon.ECONFLICT,
+			"totalQuantity %d is below the %d users already admitted to coupon %d.", total, held, couponID)
+	case lua.ResizeLost:
+		return 0, lostState(couponID)
+	default:
+		return 0, fmt.Errorf("resize script: unknown code %d", code)
+	}
 }
 
 // Admit admits userID to the coupon and returns its new rank. On EALREADY
@@ -231,7 +265,7 @@ func (g *Gate) Admit(ctx context.Context, couponID, userID, total int64) (int64,
 		code, rank, err = g.batch.admit(ctx, couponID, userID, total)
 	} else {
 		var res []admitResult
-		if res, err = parseAdmit(g.admit.Run(ctx, g.client, admitKeys(couponID), total, userID), 1); err == nil {
+		if res, err = parseAdmit(g.admit.Run(ctx, g.client, AdmitKeys(couponID), total, userID), 1); err == nil {
 			code, rank = res[0].code, res[0].rank
 		}
 	}
@@ -239,10 +273,6 @@ func (g *Gate) Admit(ctx context.Context, couponID, userID, total int64) (int64,
 		return 0, g.wrap(err, "admit user %d to coupon %d", userID, couponID)
 	}
 	return rank, admitError(code, couponID, userID)
-}
-
-func admitKeys(couponID int64) []string {
-	return []string{UsersKey(couponID), SeqKey(couponID)}
 }
 
 // admitResult is one user's {code, rank} pair of the admit script's reply.
@@ -281,8 +311,9 @@ func admitError(code, couponID, userID int64) error {
 }
 
 func lostState(couponID int64) error {
-	return coupon.Errorf(coupon.EUNAVAILABLE,
-		"The gate state of coupon %d is missing; an operator must run couponctl rebuild-gate.", couponID)
+	return errors.Join(coupon.Errorf(coupon.EUNAVAILABLE,
+		"The gate state of coupon %d is missing and is being rebuilt (couponctl rebuild-gate --coupon %d); retry later.", couponID, couponID),
+		coupon.ErrGateLost)
 }
 
 // Release removes the admission of userID if it still has rank; ranks are
@@ -340,6 +371,52 @@ func (g *Gate) Admitted(ctx context.Context, couponID int64) (int64, error) {
 		return 0, lostState(couponID)
 	}
 	return n.Val(), nil
+}
+
+// AdmittedMany returns how many users hold a slot of each coupon, in one
+// pipeline; a coupon whose gate state is lost is missing from the map.
+func (g *Gate) AdmittedMany(ctx context.Context, couponIDs []int64) (map[int64]int64, error) {
+	type pair struct{ n, exists *redis.IntCmd }
+	cmds := make([]pair, len(couponIDs))
+	_, err := g.client.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, id := range couponIDs {
+			cmds[i] = pair{p.HLen(ctx, UsersKey(id)), p.Exists(ctx, SeqKey(id))}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, g.wrap(err, "admitted counts of %d coupons", len(couponIDs))
+	}
+	out := make(map[int64]int64, len(couponIDs))
+	for i, id := range couponIDs {
+		if cmds[i].exists.Val() > 0 {
+			out[id] = cmds[i].n.Val()
+		}
+	}
+	return out, nil
+}
+
+// RanksOf returns userID's rank in each of the coupons it is admitted to,
+// in one pipeline (coupons whose state is lost count as not admitted).
+func (g *Gate) RanksOf(ctx context.Context, userID int64, couponIDs []int64) (map[int64]int64, error) {
+	user := strconv.FormatInt(userID, 10)
+	cmds := make([]*redis.StringCmd, len(couponIDs))
+	_, err := g.client.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, id := range couponIDs {
+			cmds[i] = p.HGet(ctx, UsersKey(id), user)
+		}
+		return nil
+	})
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return nil, g.wrap(err, "ranks of user %d in %d coupons", userID, len(couponIDs))
+	}
+	out := map[int64]int64{}
+	for i, id := range couponIDs {
+		if rank, err := cmds[i].Int64(); err == nil {
+			out[id] = rank
+		}
+	}
+	return out, nil
 }
 
 // wrap adds context to err and marks failures of Redis itself (unreachable,
@@ -536,7 +613,7 @@ func (b *batcher) run(ctx context.Context, groups [][]*admitReq) []*redis.Cmd {
 		for _, r := range group {
 			args = append(args, r.userID)
 		}
-		cmds[i] = b.g.admit.EvalSha(ctx, pipe, admitKeys(group[0].couponID), args...)
+		cmds[i] = b.g.admit.EvalSha(ctx, pipe, AdmitKeys(group[0].couponID), args...)
 	}
 	_, _ = pipe.Exec(ctx) // each command carries its own error
 	return cmds

@@ -40,12 +40,13 @@ func mustOpenGate(tb testing.TB, cfg Config) *Gate {
 	return g
 }
 
-// newCoupon returns a random coupon ID with an initialised gate state,
-// deleted at cleanup.
+// newCoupon returns a random coupon ID with an initialised gate state
+// without a stored total (as states made before the total key: each admit
+// call's total counts), deleted at cleanup.
 func newCoupon(tb testing.TB, g *Gate) int64 {
 	tb.Helper()
 	id := testenv.RandomCouponID()
-	if err := g.Init(context.Background(), id); err != nil {
+	if err := g.client.SetNX(context.Background(), SeqKey(id), 0, 0).Err(); err != nil {
 		tb.Fatalf("init: %v", err)
 	}
 	tb.Cleanup(func() { dropCoupon(g.client, id) })
@@ -53,7 +54,7 @@ func newCoupon(tb testing.TB, g *Gate) int64 {
 }
 
 func dropCoupon(c redis.UniversalClient, id int64) {
-	c.Del(context.Background(), UsersKey(id), SeqKey(id), PendingKey(id))
+	c.Del(context.Background(), StateKeys(id)...)
 }
 
 func TestAdmitOutcomes(t *testing.T) {
@@ -198,10 +199,137 @@ func TestInitIsIdempotent(t *testing.T) {
 	g := mustOpenGate(t, Config{})
 	id := newCoupon(t, g)
 	mustAdmit(t, g, id, 1, 10, 1)
-	if err := g.Init(context.Background(), id); err != nil {
+	if err := g.Init(context.Background(), id, 1<<40); err != nil {
 		t.Fatal(err)
 	}
 	mustAdmit(t, g, id, 2, 10, 2) // the counter was not reset
+}
+
+// TestStoredTotalAndResize: the total Init stores wins over the caller's
+// (a gateway with a stale cache cannot admit past a lowered total), and
+// Resize refuses, atomically, a total below the users admitted.
+func TestStoredTotalAndResize(t *testing.T) {
+	g := mustOpenGate(t, Config{})
+	ctx := context.Background()
+	id := testenv.RandomCouponID()
+	t.Cleanup(func() { dropCoupon(g.client, id) })
+	if err := g.Init(ctx, id, 2); err != nil {
+		t.Fatal(err)
+	}
+	mustAdmit(t, g, id, 1, 100, 1)
+	mustAdmit(t, g, id, 2, 100, 2)
+	if _, err := g.Admit(ctx, id, 3, 100); coupon.ErrorCode(err) != coupon.ESOLDOUT {
+		t.Fatalf("admit past the stored total with a stale caller total: %v; want sold_out", err)
+	}
+	if n, err := g.Resize(ctx, id, 1, 2); coupon.ErrorCode(err) != coupon.ECONFLICT || n != 2 {
+		t.Fatalf("resize below the admitted: %d, %v; want conflict with 2 admitted", n, err)
+	}
+	if v, _ := g.client.Get(ctx, TotalKey(id)).Int64(); v != 2 {
+		t.Fatalf("a refused resize changed the total to %d", v)
+	}
+	if _, err := g.Resize(ctx, id, 3, 3); err != nil {
+		t.Fatalf("raise: %v", err)
+	}
+	mustAdmit(t, g, id, 3, 1, 3) // the caller's total 1 does not count
+	// A resize of an older revision, applied late, changes nothing.
+	if _, err := g.Resize(ctx, id, 50, 2); err != nil {
+		t.Fatalf("stale resize: %v", err)
+	}
+	if v, _ := g.client.Get(ctx, TotalKey(id)).Int64(); v != 3 {
+		t.Fatalf("a stale revision set the total to %d; want 3 kept", v)
+	}
+	if _, err := g.Admit(ctx, id, 4, 100); coupon.ErrorCode(err) != coupon.ESOLDOUT {
+		t.Fatalf("admit after the raise used up: %v; want sold_out", err)
+	}
+	if _, err := g.Resize(ctx, id, 3, 4); err != nil { // equal to the admitted: allowed
+		t.Fatalf("resize to the admitted count: %v", err)
+	}
+	g.client.Del(ctx, SeqKey(id))
+	if _, err := g.Resize(ctx, id, 10, 5); !errors.Is(err, coupon.ErrGateLost) {
+		t.Fatalf("resize on a lost state: %v; want ErrGateLost", err)
+	}
+}
+
+// TestResizeRacesAdmissions: lowering the total while admissions run never
+// leaves more users admitted than the total: each resize either wins (and
+// the admissions after it stop at the new total) or is refused because
+// more were admitted already.
+func TestResizeRacesAdmissions(t *testing.T) {
+	g := mustOpenGate(t, Config{})
+	ctx := context.Background()
+	for round := range 20 {
+		id := testenv.RandomCouponID()
+		t.Cleanup(func() { dropCoupon(g.client, id) })
+		if err := g.Init(ctx, id, 100); err != nil {
+			t.Fatal(err)
+		}
+		const lowered = 40
+		var wg sync.WaitGroup
+		for u := int64(1); u <= 100; u++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				_, _ = g.Admit(ctx, id, u, 100)
+			}()
+		}
+		_, rerr := g.Resize(ctx, id, lowered, 2)
+		wg.Wait()
+		n, err := g.Admitted(ctx, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		switch {
+		case rerr == nil && n != lowered:
+			t.Fatalf("round %d: resize to %d won, yet %d users are admitted", round, lowered, n)
+		case rerr != nil && (coupon.ErrorCode(rerr) != coupon.ECONFLICT || n != 100):
+			t.Fatalf("round %d: resize refused with %v and %d admitted; want conflict and all 100", round, rerr, n)
+		}
+	}
+}
+
+// TestWatchChanges: an announcement reaches a watcher on another client at
+// once; a change whose message was lost (the counter raised, nothing
+// published) is noticed within the poll as "anything may have changed".
+func TestWatchChanges(t *testing.T) {
+	a := mustOpenGate(t, Config{})
+	b := mustOpenGate(t, Config{})
+	ctx, cancel := context.WithCancel(context.Background())
+	got := make(chan int64, 16)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		b.WatchChanges(ctx, 50*time.Millisecond, func(id int64) { got <- id })
+	}()
+	t.Cleanup(func() { cancel(); <-done })
+	next := func() int64 {
+		t.Helper()
+		select {
+		case id := <-got:
+			return id
+		case <-time.After(5 * time.Second):
+			t.Fatal("no change seen within 5s")
+		}
+		return 0
+	}
+	if id := next(); id != 0 { // subscribed: anything may have changed before
+		t.Fatalf("first call %d; want 0 (subscribed)", id)
+	}
+	id := testenv.RandomCouponID()
+	if err := a.Announce(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	for next() != id { // 0s, or other tests' announcements, may come first
+	}
+	// A lost message: only the counter moves.
+	if err := a.client.Incr(ctx, ChangesVersionKey).Err(); err != nil {
+		t.Fatal(err)
+	}
+	testenv.Eventually(t, 5*time.Second, func() error {
+		if seen := next(); seen != 0 {
+			return fmt.Errorf("got change %d; want 0 for the missed one", seen)
+		}
+		return nil
+	})
 }
 
 func TestPendingAndLostState(t *testing.T) {

@@ -15,23 +15,36 @@ const restoreChunk = 5000
 // errSeqExists aborts RestoreState's transaction when the state is there.
 var errSeqExists = errors.New("gate state exists")
 
-// RestoreState replaces a coupon's gate state with users (userId -> rank)
-// and the rank counter seq (raised to the highest rank in users if lower),
-// in one MULTI/EXEC that sets seq last: until EXEC the coupon's seq is
-// missing and the admit script refuses the coupon, and after it the whole
-// state is there at once. The pending hash is emptied. All keys share the
+// State is a coupon's gate state as RestoreState writes it.
+type State struct {
+	Users    map[int64]int64 // userId -> rank
+	Seq      int64           // the rank counter (raised to the highest rank of Users)
+	Total    int64           // the supply; 0 leaves it unset (the admit caller's total counts)
+	Revision int64           // the coupon revision Total comes from
+}
+
+// RestoreState replaces a coupon's gate state with st: the users
+// (userId -> rank), the rank counter (raised to the highest rank in users
+// if lower) and the total, in one MULTI/EXEC that sets seq last: until EXEC
+// the coupon's seq is missing and the admit script refuses the coupon, and
+// after it the whole state is there at once. The pending hash is emptied. All keys share the
 // coupon's hash tag, so this works on a Redis Cluster too.
 //
 // With onlyIfMissing, the write happens only while seq is missing (WATCHed):
 // it returns false, writing nothing, when a live or concurrently restored
 // state exists. It returns true when it wrote the state.
-func RestoreState(ctx context.Context, client redis.UniversalClient, couponID int64, users map[int64]int64, seq int64, onlyIfMissing bool) (bool, error) {
+func RestoreState(ctx context.Context, client redis.UniversalClient, couponID int64, st State, onlyIfMissing bool) (bool, error) {
+	users, seq := st.Users, st.Seq
 	for _, r := range users {
 		seq = max(seq, r)
 	}
-	usersKey, seqKey, pendingKey := UsersKey(couponID), SeqKey(couponID), PendingKey(couponID)
+	usersKey, seqKey := UsersKey(couponID), SeqKey(couponID)
 	write := func(p redis.Pipeliner) error {
-		p.Del(ctx, seqKey, usersKey, pendingKey)
+		p.Del(ctx, StateKeys(couponID)...)
+		if st.Total > 0 {
+			p.Set(ctx, TotalKey(couponID), st.Total, 0)
+			p.Set(ctx, RevisionKey(couponID), st.Revision, 0)
+		}
 		fields := make([]any, 0, 2*min(len(users), restoreChunk))
 		for u, r := range users {
 			fields = append(fields, strconv.FormatInt(u, 10), strconv.FormatInt(r, 10))

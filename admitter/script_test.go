@@ -66,7 +66,7 @@ func TestAdmitScriptBatch(t *testing.T) {
 			for _, u := range tc.users {
 				args = append(args, u)
 			}
-			got, err := script.Run(ctx, g.client, admitKeys(id), args...).Int64Slice()
+			got, err := script.Run(ctx, g.client, AdmitKeys(id), args...).Int64Slice()
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -34,8 +34,8 @@ func NewAsyncIssuer(gate coupon.Gate, pub coupon.Publisher, gateTimeout, publish
 // Issue admits userID to c and publishes the admission. The returned Issue
 // has a zero IssuedAt: the row is not written yet.
 //
-// Failures: the gate's *Error (already_issued, sold_out, unavailable) as
-// is; a publish that certainly failed releases the slot and answers
+// Failures: the gate's *Error (already_issued, with the Issue carrying the
+// rank held; sold_out, unavailable) as is; a publish that certainly failed releases the slot and answers
 // unavailable "retry"; a publish whose outcome is unknown keeps the slot,
 // marks it pending for reconciliation and answers unavailable "check the
 // status first".
@@ -47,7 +47,9 @@ func (a *AsyncIssuer) Issue(ctx context.Context, c *coupon.Coupon, userID int64,
 	rank, err := a.gate.Admit(gctx, c.ID, userID, c.TotalQuantity)
 	cancel()
 	a.metrics.observeRedis(start)
-	if err != nil {
+	if coupon.ErrorCode(err) == coupon.EALREADY {
+		return &coupon.Issue{CouponID: c.ID, UserID: userID, Rank: rank, Partition: -1, Offset: -1}, err
+	} else if err != nil {
 		var ce *coupon.Error
 		if errors.As(err, &ce) {
 			if ce.Code == coupon.EUNAVAILABLE {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/coupondrop/coupon"
@@ -20,6 +21,9 @@ type couponCache struct {
 	group       singleflight.Group
 	ttl, negTTL time.Duration
 	loadTimeout time.Duration
+	// gen counts invalidations: a load that began before one does not
+	// cache what it read (it may be older than the change).
+	gen atomic.Uint64
 }
 
 // cacheEntry is a coupon, or nil for "no such coupon".
@@ -49,13 +53,16 @@ func (cc *couponCache) Get(ctx context.Context, id int64) (*coupon.Coupon, error
 		// Detached from the first caller: the others wait on this load too.
 		lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cc.loadTimeout)
 		defer cancel()
+		gen := cc.gen.Load()
 		c, err := cc.store.FindCoupon(lctx, id)
 		switch {
 		case err == nil:
-			cc.put(c)
+			cc.putIf(c, gen)
 		case coupon.ErrorCode(err) == coupon.ENOTFOUND:
-			cc.cache.SetWithTTL(id, cacheEntry{}, 1, cc.negTTL)
-			cc.cache.Wait()
+			if cc.gen.Load() == gen {
+				cc.cache.SetWithTTL(id, cacheEntry{}, 1, cc.negTTL)
+				cc.cache.Wait()
+			}
 		default:
 			return nil, err
 		}
@@ -67,10 +74,29 @@ func (cc *couponCache) Get(ctx context.Context, id int64) (*coupon.Coupon, error
 	return v.(cacheEntry).found(id)
 }
 
-// put caches c (a coupon just created or loaded).
+// put caches c (a coupon just created or changed here).
 func (cc *couponCache) put(c *coupon.Coupon) {
 	cc.cache.SetWithTTL(c.ID, cacheEntry{c: c}, 1, cc.ttl)
 	cc.cache.Wait()
+}
+
+// putIf caches c unless the cache was invalidated since gen.
+func (cc *couponCache) putIf(c *coupon.Coupon, gen uint64) {
+	if cc.gen.Load() == gen {
+		cc.put(c)
+	}
+}
+
+// invalidate drops coupon id (0: every coupon), and makes loads in flight
+// neither cache nor share what they read: the next Get reads MySQL again.
+func (cc *couponCache) invalidate(id int64) {
+	cc.gen.Add(1)
+	if id == 0 {
+		cc.cache.Clear()
+		return
+	}
+	cc.group.Forget(strconv.FormatInt(id, 10))
+	cc.cache.Del(id)
 }
 
 func (e cacheEntry) found(id int64) (*coupon.Coupon, error) {

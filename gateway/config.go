@@ -28,6 +28,7 @@ type Config struct {
 	CacheTTL         time.Duration // coupon metadata kept in the local cache
 	NegativeCacheTTL time.Duration // "no such coupon" kept in the local cache
 	CacheMaxCoupons  int           // local cache capacity, in coupons
+	ChangesPoll      time.Duration // how often the change counter is read (Deps.Changes): the bound on a missed change
 
 	ReadyCacheTTL time.Duration // /readyz reuses its last result this long
 	ReadyTimeout  time.Duration // bound on one round of readiness checks
@@ -52,6 +53,7 @@ func DefaultConfig() Config {
 		CacheTTL:         2 * time.Second,
 		NegativeCacheTTL: time.Second,
 		CacheMaxCoupons:  100_000,
+		ChangesPoll:      250 * time.Millisecond,
 		ReadyCacheTTL:    time.Second,
 		ReadyTimeout:     2 * time.Second,
 		RetryAfter:       time.Second,
@@ -78,7 +80,7 @@ func (c Config) Validate() error {
 		{"read timeout", c.ReadTimeout}, {"write timeout", c.WriteTimeout}, {"idle timeout", c.IdleTimeout},
 		{"shutdown timeout", c.ShutdownTimeout}, {"issue timeout", c.IssueTimeout}, {"gate timeout", c.GateTimeout},
 		{"publish timeout", c.PublishTimeout}, {"store timeout", c.StoreTimeout},
-		{"cache TTL", c.CacheTTL}, {"negative cache TTL", c.NegativeCacheTTL},
+		{"cache TTL", c.CacheTTL}, {"negative cache TTL", c.NegativeCacheTTL}, {"changes poll", c.ChangesPoll},
 		{"ready cache TTL", c.ReadyCacheTTL}, {"ready timeout", c.ReadyTimeout}, {"retry-after", c.RetryAfter},
 		{"live refresh", c.LiveRefresh},
 	} {
@@ -106,6 +108,7 @@ func (c *Config) Bind(fs *cli.FlagSet) {
 	fs.DurationVar(&c.StoreTimeout, "store-timeout", "COUPON_STORE_TIMEOUT", d.StoreTimeout, "bound on one MySQL call of a request")
 	fs.DurationVar(&c.CacheTTL, "cache-ttl", "COUPON_CACHE_TTL", d.CacheTTL, "coupon metadata cached this long")
 	fs.DurationVar(&c.NegativeCacheTTL, "negative-cache-ttl", "COUPON_NEGATIVE_CACHE_TTL", d.NegativeCacheTTL, "an unknown coupon ID cached this long")
+	fs.DurationVar(&c.ChangesPoll, "changes-poll", "COUPON_CHANGES_POLL", d.ChangesPoll, "how often the coupon change counter is read: the latest a change missed on the Redis channel reaches this gateway")
 	fs.IntVar(&c.CacheMaxCoupons, "cache-max-coupons", "COUPON_CACHE_MAX_COUPONS", d.CacheMaxCoupons, "coupons the local cache holds at most")
 	fs.DurationVar(&c.ReadyCacheTTL, "ready-cache-ttl", "COUPON_READY_CACHE_TTL", d.ReadyCacheTTL, "/readyz reuses its result this long")
 	fs.DurationVar(&c.ReadyTimeout, "ready-timeout", "COUPON_READY_TIMEOUT", d.ReadyTimeout, "bound on one round of readiness checks")

@@ -451,7 +451,7 @@ func TestCouponCacheLoadsOnce(t *testing.T) {
 	if err := h.db.CreateCoupon(context.Background(), c); err != nil {
 		t.Fatal(err)
 	}
-	if err := h.gate.Init(context.Background(), c.ID); err != nil {
+	if err := h.gate.Init(context.Background(), c.ID, c.TotalQuantity); err != nil {
 		t.Fatal(err)
 	}
 	base := testenv.RandomCouponID()
@@ -487,7 +487,7 @@ func TestCouponCacheLoadsOnce(t *testing.T) {
 // initFailingGate is a gate whose Init fails, as when Redis is down.
 type initFailingGate struct{ coupon.Gate }
 
-func (initFailingGate) Init(context.Context, int64) error {
+func (initFailingGate) Init(context.Context, int64, int64) error {
 	return coupon.Errorf(coupon.EUNAVAILABLE, "Redis is down.")
 }
 

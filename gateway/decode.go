@@ -218,3 +218,63 @@ func echo(s string) string {
 	}
 	return s[:maxEcho] + "..."
 }
+
+// patchRequest is the body of PATCH /v1/coupons/{id}: any of its fields
+// but Strategy, which is there to be refused with a message of its own.
+type patchRequest struct {
+	Name          json.RawMessage `json:"name"`
+	TotalQuantity json.RawMessage `json:"totalQuantity"`
+	IssueStartsAt json.RawMessage `json:"issueStartsAt"`
+	IssueEndsAt   json.RawMessage `json:"issueEndsAt"`
+	Strategy      json.RawMessage `json:"strategy"`
+}
+
+// decodePatchRequest returns the change a PATCH body asks for: any of
+// name, totalQuantity, issueStartsAt and issueEndsAt (null clears a time).
+// The body is strict like every other (decodeObject); a body changing
+// nothing is refused.
+func decodePatchRequest(body []byte) (coupon.Patch, error) {
+	var p coupon.Patch
+	var req patchRequest
+	const example = `{"issueEndsAt": "2030-01-02T15:04:05Z"}`
+	if err := decodeObject(body, &req, example); err != nil {
+		return p, err
+	}
+	if req.Strategy != nil {
+		return p, coupon.Errorf(coupon.EINVALID, "strategy cannot be changed after creation.")
+	}
+	if req.Name != nil {
+		name, err := jsonString(req.Name, "name", true)
+		if err != nil {
+			return p, err
+		}
+		if strings.TrimSpace(name) == "" {
+			return p, coupon.Errorf(coupon.EINVALID, "name must not be blank.")
+		}
+		p.Name = &name
+	}
+	if req.TotalQuantity != nil {
+		n, err := jsonInt(req.TotalQuantity, "totalQuantity", 1, coupon.MaxTotalQuantity)
+		if err != nil {
+			return p, err
+		}
+		p.TotalQuantity = &n
+	}
+	for _, f := range []struct {
+		name string
+		raw  json.RawMessage
+		dst  *coupon.TimePatch
+	}{{"issueStartsAt", req.IssueStartsAt, &p.IssueStartsAt}, {"issueEndsAt", req.IssueEndsAt, &p.IssueEndsAt}} {
+		if f.raw != nil {
+			t, err := jsonTime(f.raw, f.name)
+			if err != nil {
+				return p, err
+			}
+			*f.dst = coupon.TimePatch{Set: true, Value: t}
+		}
+	}
+	if p.Empty() {
+		return p, coupon.Errorf(coupon.EINVALID, "The body changes nothing; send one or more of name, totalQuantity, issueStartsAt, issueEndsAt, like %s.", example)
+	}
+	return p, nil
+}

@@ -26,13 +26,22 @@ type fuzzStore struct{}
 
 var fuzzCoupon = coupon.Coupon{ID: 1, Name: "fuzz", TotalQuantity: 100, Strategy: coupon.StrategyAsync}
 
-func (fuzzStore) PingContext(context.Context) error                              { return nil }
-func (fuzzStore) CreateCoupon(context.Context, *coupon.Coupon) error             { return nil }
-func (fuzzStore) IssuedCount(context.Context, int64) (int64, error)              { return 0, nil }
-func (fuzzStore) DeleteUnissuedCoupon(context.Context, int64) (bool, error)      { return false, nil }
-func (fuzzStore) ListUserIssues(context.Context, int64) ([]*coupon.Issue, error) { return nil, nil }
+func (fuzzStore) PingContext(context.Context) error                               { return nil }
+func (fuzzStore) CreateCoupon(context.Context, *coupon.Coupon) error              { return nil }
+func (fuzzStore) IssuedCount(context.Context, int64) (int64, error)               { return 0, nil }
+func (fuzzStore) DeleteUnissuedCoupon(context.Context, int64) (bool, error)       { return false, nil }
+func (fuzzStore) ListUserIssues(context.Context, int64) ([]coupon.Holding, error) { return nil, nil }
 func (fuzzStore) AdmissionSpan(context.Context, int64) (time.Time, time.Time, bool, error) {
 	return time.Time{}, time.Time{}, false, nil
+}
+func (fuzzStore) ListCoupons(context.Context, int64, int, coupon.State, time.Time) ([]*coupon.Coupon, error) {
+	return nil, nil
+}
+func (fuzzStore) AdmittingCoupons(context.Context, time.Time) ([]*coupon.Coupon, error) {
+	return nil, nil
+}
+func (fuzzStore) UpdateCoupon(context.Context, int64, coupon.Patch, func(context.Context, *coupon.Coupon, *coupon.Coupon) error) (*coupon.Coupon, *coupon.Coupon, error) {
+	return nil, nil, coupon.Errorf(coupon.EUNAVAILABLE, "read-only")
 }
 func (fuzzStore) FindIssue(_ context.Context, couponID, userID int64) (*coupon.Issue, error) {
 	return nil, coupon.Errorf(coupon.ENOTISSUED, "User %d holds no issue of coupon %d.", userID, couponID)
@@ -51,7 +60,7 @@ type fuzzIssuer struct{}
 func (fuzzIssuer) Issue(_ context.Context, c *coupon.Coupon, userID int64, _ string) (*coupon.Issue, error) {
 	switch userID % 3 {
 	case 0:
-		return nil, coupon.Errorf(coupon.EALREADY, "User %d already holds coupon %d.", userID, c.ID)
+		return &coupon.Issue{CouponID: c.ID, UserID: userID, Rank: 1}, coupon.Errorf(coupon.EALREADY, "User %d already holds coupon %d.", userID, c.ID)
 	case 1:
 		return nil, coupon.Errorf(coupon.ESOLDOUT, "Coupon %d is sold out.", c.ID)
 	}

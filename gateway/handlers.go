@@ -1,9 +1,11 @@
 package gateway
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"math"
+	"slices"
 	"strconv"
 	"time"
 
@@ -11,11 +13,12 @@ import (
 	"github.com/gofiber/fiber/v2"
 )
 
-// couponView is a coupon as GET /v1/coupons/{id} and POST /v1/coupons show it.
+// couponView is a coupon as the coupon routes show it.
 type couponView struct {
 	ID            int64           `json:"id"`
 	Name          string          `json:"name"`
 	Strategy      coupon.Strategy `json:"strategy"`
+	State         coupon.State    `json:"state"`
 	TotalQuantity int64           `json:"totalQuantity"`
 	Admitted      int64           `json:"admitted"`
 	Issued        int64           `json:"issued"`
@@ -23,14 +26,60 @@ type couponView struct {
 	IssueStartsAt *time.Time      `json:"issueStartsAt"`
 	IssueEndsAt   *time.Time      `json:"issueEndsAt"`
 	CreatedAt     time.Time       `json:"createdAt"`
+	// Gate is the admission gate's state (async coupons only): ok,
+	// rebuilding (its state was lost: counts come from MySQL, issue
+	// requests answer 503 until couponctl rebuild-gate) or unavailable
+	// (Redis did not answer: counts come from MySQL).
+	Gate string `json:"gate,omitempty"`
 }
 
-func newCouponView(c *coupon.Coupon, admitted, issued int64) couponView {
+// Gate states of a couponView.
+const (
+	gateOK          = "ok"
+	gateRebuilding  = "rebuilding"
+	gateUnavailable = "unavailable"
+)
+
+// newCouponView shows c with admitted users (for a baseline, the issued
+// rows) and issued rows.
+func newCouponView(c *coupon.Coupon, admitted, issued int64, gate string) couponView {
 	return couponView{
-		ID: c.ID, Name: c.Name, Strategy: c.Strategy, TotalQuantity: c.TotalQuantity,
+		ID: c.ID, Name: c.Name, Strategy: c.Strategy, State: c.StateOf(admitted, time.Now()), TotalQuantity: c.TotalQuantity,
 		Admitted: admitted, Issued: issued, Remaining: max(0, c.TotalQuantity-admitted),
-		IssueStartsAt: c.IssueStartsAt, IssueEndsAt: c.IssueEndsAt, CreatedAt: c.CreatedAt,
+		IssueStartsAt: c.IssueStartsAt, IssueEndsAt: c.IssueEndsAt, CreatedAt: c.CreatedAt, Gate: gate,
 	}
+}
+
+// gateState turns the error of a gate read into the view's gate state; an
+// unreadable gate leaves the MySQL figures (logged, not failed: reads keep
+// working while the gate is lost or down).
+func (s *Server) gateState(c *fiber.Ctx, couponID int64, err error) string {
+	switch {
+	case err == nil:
+		return gateOK
+	case errors.Is(err, coupon.ErrGateLost):
+		return gateRebuilding
+	}
+	s.requestLogger(c).Warn("gate read failed; showing MySQL's counts", "couponId", couponID, "err", err)
+	return gateUnavailable
+}
+
+// viewOf shows cp with its admitted count read from the gate (async) and
+// issued rows counted in MySQL.
+func (s *Server) viewOf(ctx context.Context, c *fiber.Ctx, cp *coupon.Coupon) (couponView, error) {
+	issued, err := s.store.IssuedCount(ctx, cp.ID)
+	if err != nil {
+		return couponView{}, unavailable(err, "The issued count of coupon %d could not be read; retry later.", cp.ID)
+	}
+	if cp.Strategy != coupon.StrategyAsync || s.gate == nil {
+		return newCouponView(cp, issued, issued, ""), nil
+	}
+	admitted, err := s.gate.Admitted(ctx, cp.ID)
+	gate := s.gateState(c, cp.ID, err)
+	if err != nil {
+		admitted = issued
+	}
+	return newCouponView(cp, admitted, issued, gate), nil
 }
 
 // storeCtx bounds one store or gate call of a request. fasthttp's request
@@ -81,7 +130,7 @@ func (s *Server) createCoupon(c *fiber.Ctx) error {
 		return err
 	}
 	if cp.Strategy == coupon.StrategyAsync {
-		if err := s.gate.Init(ctx, cp.ID); err != nil {
+		if err := s.gate.Init(ctx, cp.ID, cp.TotalQuantity); err != nil {
 			// Undo the creation, so no coupon is left half-made.
 			log := s.requestLogger(c).With("couponId", cp.ID, "err", err)
 			if deleted, derr := s.store.DeleteUnissuedCoupon(ctx, cp.ID); derr == nil && deleted {
@@ -97,8 +146,13 @@ func (s *Server) createCoupon(c *fiber.Ctx) error {
 		}
 	}
 	s.cache.put(cp)
+	s.announce(c, cp.ID) // another gateway may have cached "no such coupon"
 	s.requestLogger(c).Info("coupon created", "couponId", cp.ID, "strategy", cp.Strategy, "total", cp.TotalQuantity)
-	return c.Status(fiber.StatusCreated).JSON(newCouponView(cp, 0, 0))
+	gate := ""
+	if cp.Strategy == coupon.StrategyAsync {
+		gate = gateOK
+	}
+	return c.Status(fiber.StatusCreated).JSON(newCouponView(cp, 0, 0, gate))
 }
 
 func (s *Server) enabledStrategies() string {
@@ -129,17 +183,11 @@ func (s *Server) getCoupon(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
-	issued, err := s.store.IssuedCount(ctx, id)
+	v, err := s.viewOf(ctx, c, cp)
 	if err != nil {
-		return unavailable(err, "The issued count of coupon %d could not be read; retry later.", id)
+		return err
 	}
-	admitted := issued
-	if cp.Strategy == coupon.StrategyAsync && s.gate != nil {
-		if admitted, err = s.gate.Admitted(ctx, id); err != nil {
-			return unavailable(err, "The admitted count of coupon %d could not be read; retry later.", id)
-		}
-	}
-	return c.JSON(newCouponView(cp, admitted, issued))
+	return c.JSON(v)
 }
 
 // issue: POST /v1/coupons/{couponId}/issues. Cheap checks first (path,
@@ -191,7 +239,9 @@ func (s *Server) issue(c *fiber.Ctx) error {
 		return coupon.Errorf(coupon.EUNAVAILABLE, "Strategy %s of coupon %d is not enabled on this gateway.", cp.Strategy, id)
 	}
 	is, err := issuer.Issue(ctx, cp, userID, requestID(c))
-	if err != nil {
+	if coupon.ErrorCode(err) == coupon.EALREADY {
+		return s.alreadyIssued(c, cp, userID, is, err)
+	} else if err != nil {
 		return err
 	}
 	if cp.Strategy == coupon.StrategyAsync {
@@ -229,6 +279,38 @@ func (s *Server) issueUser(c *fiber.Ctx) (int64, error) {
 	return decodeIssueRequestAs(body, sub)
 }
 
+// alreadyIssued answers 409 already_issued with the rank the user holds and
+// whether its row is written (issued) or not yet (pending), so a client
+// retrying after a timeout learns its outcome in one call. held is what
+// the issuer returned with EALREADY (the rank, for async).
+func (s *Server) alreadyIssued(c *fiber.Ctx, cp *coupon.Coupon, userID int64, held *coupon.Issue, cause error) error {
+	ctx, cancel := s.storeCtx()
+	defer cancel()
+	status, rank := coupon.StatusIssued, int64(0)
+	is, err := s.store.FindIssue(ctx, cp.ID, userID)
+	switch {
+	case err == nil:
+		rank = is.Rank
+	case cp.Strategy == coupon.StrategyAsync && held != nil:
+		// No row yet (or MySQL did not answer): the gate's rank stands.
+		status, rank = coupon.StatusPending, held.Rank
+	default:
+		return joinCause(coupon.Errorf(coupon.EUNAVAILABLE,
+			"User %d already holds coupon %d, but the issue could not be read; check GET /v1/coupons/%d/issues/%d.", userID, cp.ID, cp.ID, userID), err)
+	}
+	return c.Status(fiber.StatusConflict).JSON(alreadyBody{
+		Error: coupon.EALREADY, Message: coupon.ErrorMessage(cause), Rank: rank, Status: status,
+	})
+}
+
+// alreadyBody is the 409 already_issued answer.
+type alreadyBody struct {
+	Error   string             `json:"error"`
+	Message string             `json:"message"`
+	Rank    int64              `json:"rank"`
+	Status  coupon.IssueStatus `json:"status"`
+}
+
 // issueStatus: GET /v1/coupons/{couponId}/issues/{userId}.
 func (s *Server) issueStatus(c *fiber.Ctx) error {
 	id, err := parsePathID(c.Params("couponId"), "couponId")
@@ -256,25 +338,23 @@ func (s *Server) issueStatus(c *fiber.Ctx) error {
 		return unavailable(err, "The issue of coupon %d to user %d could not be read; retry later.", id, userID)
 	}
 	if cp.Strategy == coupon.StrategyAsync && s.gate != nil {
-		rank, ok, err := s.gate.Rank(ctx, id, userID)
-		if err != nil {
-			return unavailable(err, "The admission of user %d to coupon %d could not be read; retry later.", userID, id)
-		}
-		if ok {
+		rank, ok, gerr := s.gate.Rank(ctx, id, userID)
+		switch {
+		case errors.Is(gerr, coupon.ErrGateLost):
+			return coupon.Errorf(coupon.ENOTISSUED, "User %d holds no issued row of coupon %d in MySQL; the coupon's admission gate is being rebuilt, so an admission not written yet cannot be seen: check again later.", userID, id)
+		case gerr != nil:
+			return unavailable(gerr, "The admission of user %d to coupon %d could not be read; retry later.", userID, id)
+		case ok:
 			return c.JSON(fiber.Map{"status": coupon.StatusPending, "rank": rank})
 		}
 	}
 	return err
 }
 
-// issueItem is one entry of GET /v1/users/{userId}/coupons.
-type issueItem struct {
-	CouponID int64     `json:"couponId"`
-	Rank     int64     `json:"rank"`
-	IssuedAt time.Time `json:"issuedAt"`
-}
-
-// userCoupons: GET /v1/users/{userId}/coupons.
+// userCoupons: GET /v1/users/{userId}/coupons. The issued rows from MySQL,
+// then the admissions not written yet (pending) found in the gate of the
+// async coupons still being issued, newest coupon first. gate says whether
+// the gate could be read (unavailable: the pending ones are missing).
 func (s *Server) userCoupons(c *fiber.Ctx) error {
 	userID, err := parsePathID(c.Params("userId"), "userId")
 	if err != nil {
@@ -285,15 +365,48 @@ func (s *Server) userCoupons(c *fiber.Ctx) error {
 	}
 	ctx, cancel := s.storeCtx()
 	defer cancel()
-	issues, err := s.store.ListUserIssues(ctx, userID)
+	held, err := s.store.ListUserIssues(ctx, userID)
 	if err != nil {
 		return unavailable(err, "The coupons of user %d could not be read; retry later.", userID)
 	}
-	items := make([]issueItem, len(issues))
-	for i, is := range issues {
-		items[i] = issueItem{CouponID: is.CouponID, Rank: is.Rank, IssuedAt: is.IssuedAt}
+	gate := gateOK
+	if s.gate != nil {
+		pending, err := s.pendingOf(ctx, userID, held)
+		if err != nil {
+			s.requestLogger(c).Warn("pending admissions could not be read", "userId", userID, "err", err)
+			gate = gateUnavailable
+		}
+		held = append(held, pending...)
+		slices.SortStableFunc(held, func(a, b coupon.Holding) int { return cmp.Compare(b.CouponID, a.CouponID) })
 	}
-	return c.JSON(fiber.Map{"coupons": items})
+	return c.JSON(fiber.Map{"coupons": held, "gate": gate})
+}
+
+// pendingOf returns userID's admissions that are not among its issued rows.
+func (s *Server) pendingOf(ctx context.Context, userID int64, issued []coupon.Holding) ([]coupon.Holding, error) {
+	coupons, err := s.store.AdmittingCoupons(ctx, time.Now())
+	if err != nil || len(coupons) == 0 {
+		return nil, err
+	}
+	ids := make([]int64, len(coupons))
+	for i, cp := range coupons {
+		ids[i] = cp.ID
+	}
+	ranks, err := s.gate.RanksOf(ctx, userID, ids)
+	if err != nil {
+		return nil, err
+	}
+	have := make(map[int64]bool, len(issued))
+	for _, h := range issued {
+		have[h.CouponID] = true
+	}
+	var out []coupon.Holding
+	for _, cp := range coupons {
+		if rank, ok := ranks[cp.ID]; ok && !have[cp.ID] {
+			out = append(out, coupon.Holding{CouponID: cp.ID, Name: cp.Name, Status: coupon.StatusPending, Rank: rank})
+		}
+	}
+	return out, nil
 }
 
 // unavailable keeps a domain error as is and turns an I/O failure into a

@@ -222,7 +222,7 @@ func (h *harness) insertCoupon(c coupon.Coupon) int64 {
 	if err := h.db.CreateCoupon(ctx, &c); err != nil {
 		h.t.Fatalf("insert coupon %+v: %v", c, err)
 	}
-	if err := h.gate.Init(ctx, c.ID); err != nil {
+	if err := h.gate.Init(ctx, c.ID, c.TotalQuantity); err != nil {
 		h.t.Fatalf("init the gate of coupon %d: %v", c.ID, err)
 	}
 	return c.ID

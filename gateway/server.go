@@ -45,8 +45,30 @@ type Store interface {
 	AdmissionSpan(ctx context.Context, couponID int64) (first, last time.Time, ok bool, err error)
 	// FindIssue returns the user's issued row or an ENOTISSUED error.
 	FindIssue(ctx context.Context, couponID, userID int64) (*coupon.Issue, error)
-	// ListUserIssues returns the user's issued rows (bounded).
-	ListUserIssues(ctx context.Context, userID int64) ([]*coupon.Issue, error)
+	// ListUserIssues returns the user's issued rows with their coupons'
+	// names, newest coupon first (bounded).
+	ListUserIssues(ctx context.Context, userID int64) ([]coupon.Holding, error)
+	// ListCoupons returns up to limit coupons with IDs above after, by ID;
+	// with a state, a superset of those in it (see mysql.ListCoupons).
+	ListCoupons(ctx context.Context, after int64, limit int, state coupon.State, now time.Time) ([]*coupon.Coupon, error)
+	// AdmittingCoupons returns the async coupons that may hold admissions
+	// not yet written, newest first (bounded).
+	AdmittingCoupons(ctx context.Context, now time.Time) ([]*coupon.Coupon, error)
+	// UpdateCoupon applies p under the coupon's row lock, raising its
+	// revision, and runs hold before committing; an error from either rolls
+	// back. ENOTFOUND, EINVALID, or ECONFLICT for a total below the issued rows.
+	UpdateCoupon(ctx context.Context, id int64, p coupon.Patch, hold func(ctx context.Context, old, updated *coupon.Coupon) error) (old, updated *coupon.Coupon, err error)
+}
+
+// ChangeFeed carries coupon changes between gateways (package admitter,
+// over Redis), so a PATCH on one takes effect on all of them.
+type ChangeFeed interface {
+	// Announce tells every watching gateway that the coupon changed.
+	Announce(ctx context.Context, couponID int64) error
+	// WatchChanges calls changed with each changed coupon's ID, or 0 when
+	// changes may have been missed, until ctx ends; poll bounds how late a
+	// missed change is noticed.
+	WatchChanges(ctx context.Context, poll time.Duration, changed func(couponID int64))
 }
 
 // Check is one readiness probe of a dependency; nil means reachable.
@@ -77,6 +99,9 @@ type Deps struct {
 	// Lag, when set, gives the live view the sinkers' lag on a coupon's
 	// partition (package kafka's Lag).
 	Lag LagReader
+	// Changes, when set, announces this gateway's coupon changes to the
+	// others and drops the cached coupons they change.
+	Changes ChangeFeed
 }
 
 // UserVerifier verifies an Authorization header value and returns the
@@ -101,6 +126,9 @@ type Server struct {
 	limiter    RateLimiter
 	lag        LagReader
 	live       *liveViews
+	changes    ChangeFeed
+	stopWatch  context.CancelFunc
+	watchDone  chan struct{}
 	issuers    map[coupon.Strategy]coupon.Issuer
 	cache      *couponCache
 	metrics    *metrics
@@ -167,6 +195,7 @@ func New(cfg Config, deps Deps, logger *slog.Logger) (*Server, error) {
 		auth:       deps.UserAuth,
 		limiter:    deps.Limiter,
 		lag:        deps.Lag,
+		changes:    deps.Changes,
 		issuers:    issuers,
 		cache:      cache,
 		metrics:    m,
@@ -192,6 +221,14 @@ func New(cfg Config, deps Deps, logger *slog.Logger) (*Server, error) {
 	})
 	s.answerJSONBeforeRouting()
 	s.routes()
+	if s.changes != nil {
+		ctx, cancel := context.WithCancel(context.Background())
+		s.stopWatch, s.watchDone = cancel, make(chan struct{})
+		go func() {
+			defer close(s.watchDone)
+			s.changes.WatchChanges(ctx, cfg.ChangesPoll, s.cache.invalidate)
+		}()
+	}
 	return s, nil
 }
 
@@ -281,8 +318,11 @@ func (s *Server) routes() {
 	s.app.Get("/healthz", s.healthz)
 	s.app.Get("/readyz", s.readyz)
 	s.app.Get("/metrics", adaptor.HTTPHandler(promhttp.HandlerFor(s.registry, promhttp.HandlerOpts{Registry: s.registry})))
+	s.app.Get("/openapi.json", s.openAPI)
+	s.app.Get("/v1/coupons", s.listCoupons)
 	s.app.Post("/v1/coupons", s.createCoupon)
 	s.app.Get("/v1/coupons/:couponId", s.getCoupon)
+	s.app.Patch("/v1/coupons/:couponId", s.patchCoupon)
 	s.app.Post("/v1/coupons/:couponId/issues", s.issue)
 	s.app.Get("/v1/coupons/:couponId/issues/:userId", s.issueStatus)
 	s.app.Get("/v1/coupons/:couponId/live", s.liveCoupon)
@@ -340,6 +380,10 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 
 // Close releases the server's own resources (not its dependencies).
 func (s *Server) Close() error {
+	if s.stopWatch != nil {
+		s.stopWatch()
+		<-s.watchDone
+	}
 	s.cache.Close()
 	return nil
 }

@@ -1,6 +1,9 @@
 -- Admit users to one coupon, atomically, in argument order.
--- KEYS[1] users hash (userId -> rank), KEYS[2] seq counter (exists once initialised)
--- ARGV[1] total supply, ARGV[2..] one or more userIds (canonical decimal)
+-- KEYS[1] users hash (userId -> rank), KEYS[2] seq counter (exists once
+-- initialised), KEYS[3] total: the gate's supply (set at creation and by the
+-- resize script; when missing, ARGV[1] is the supply)
+-- ARGV[1] total supply as the caller knows it, ARGV[2..] one or more userIds
+-- (canonical decimal)
 -- Reply: a flat array with one {code, rank} pair per userId, in order:
 -- {0, new rank} admitted; {1, existing rank} already admitted (a userId
 -- repeated in one call is admitted by its first occurrence); {2, 0} sold out;
@@ -9,7 +12,8 @@
 -- one call per coupon of a pipeline): that, not one call per user, is what
 -- its micro-batches pay.
 local out = {}
-local seq = redis.call('GET', KEYS[2])
+local state = redis.call('MGET', KEYS[2], KEYS[3])
+local seq = state[1]
 if not seq then
   for _ = 2, #ARGV do
     out[#out + 1] = 3
@@ -18,7 +22,9 @@ if not seq then
   return out
 end
 seq = tonumber(seq)
-local total = tonumber(ARGV[1])
+-- The stored total wins over the caller's: a gateway whose cache still
+-- holds a total from before a resize cannot admit past the new one.
+local total = tonumber(state[2] or ARGV[1])
 local held = redis.call('HLEN', KEYS[1])
 local existing = redis.call('HMGET', KEYS[1], unpack(ARGV, 2))
 local new = {}    -- userId -> rank admitted by this call

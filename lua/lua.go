@@ -5,7 +5,8 @@ package lua
 import _ "embed"
 
 // Admit admits one or more users to a coupon, in order. KEYS: users hash,
-// seq counter. ARGV: total, then the userIds. Returns a flat array with one
+// seq counter, total (the gate's supply, which wins over ARGV's). ARGV:
+// total, then the userIds. Returns a flat array with one
 // {code, rank} pair per userId: see the AdmitXxx codes.
 //
 //go:embed admit.lua
@@ -16,6 +17,14 @@ var Admit string
 //
 //go:embed release.lua
 var Release string
+
+// Resize sets a coupon's supply in the gate unless more users are admitted
+// or a later revision is set. KEYS: users hash, seq counter, total,
+// revision. ARGV: total, revision. Returns {code, admitted}: see the
+// ResizeXxx codes.
+//
+//go:embed resize.lua
+var Resize string
 
 // Unlock releases a redis-lock baseline lock only while it holds the given
 // token. KEYS: lock key. ARGV: token. Returns 1 if released, 0 if not.
@@ -29,4 +38,12 @@ const (
 	AdmitAlready = 1 // already admitted; second element is the existing rank
 	AdmitSoldOut = 2 // the admitted set holds total users
 	AdmitLost    = 3 // the seq key is missing: the gate state was lost
+)
+
+// Result codes of the Resize script (first element of its reply).
+const (
+	ResizeOK       = 0 // the total is set
+	ResizeConflict = 1 // more users are admitted than the new total: nothing changed
+	ResizeStale    = 2 // a later revision is set: nothing changed
+	ResizeLost     = 3 // the seq key is missing: the gate state was lost
 )

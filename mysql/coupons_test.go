@@ -2,6 +2,7 @@ package mysql_test
 
 import (
 	"context"
+	"slices"
 	"testing"
 	"time"
 
@@ -60,10 +61,137 @@ func TestCouponQueries(t *testing.T) {
 		t.Fatalf("found issue %+v, %v", is, err)
 	}
 	list, err := db.ListUserIssues(ctx, user)
-	if err != nil || len(list) != 2 || list[0].CouponID != open.ID || list[0].Rank != 7 || list[1].CouponID != c.ID || list[1].Rank != 1 {
-		t.Fatalf("user issues %v, %v; want coupon %d rank 7 then coupon %d rank 1", list, err, open.ID, c.ID)
+	if err != nil || len(list) != 2 || list[0].CouponID != open.ID || list[0].Rank != 7 || list[1].CouponID != c.ID || list[1].Rank != 1 ||
+		list[0].Name != "open" || list[1].Name != c.Name || list[0].Status != coupon.StatusIssued || list[0].IssuedAt == nil || list[0].AdmittedAt == nil {
+		t.Fatalf("user issues %+v, %v; want coupon %d (open) rank 7 then coupon %d rank 1, issued, with times", list, err, open.ID, c.ID)
 	}
 	if list, err := db.ListUserIssues(ctx, user+100); err != nil || list == nil || len(list) != 0 {
 		t.Fatalf("user without issues: %v, %v; want an empty, non-nil list", list, err)
+	}
+}
+
+func TestUpdateCoupon(t *testing.T) {
+	db := mustOpenStore(t)
+	ctx := context.Background()
+	c := &coupon.Coupon{Name: "update", TotalQuantity: 5}
+	if err := db.CreateCoupon(ctx, c); err != nil {
+		t.Fatal(err)
+	}
+	if c.Revision != 1 {
+		t.Fatalf("revision at creation %d; want 1", c.Revision)
+	}
+	user := testenv.RandomCouponID()
+	if _, err := db.InsertIssues(ctx, issues(c.ID, user, 1, 3)); err != nil {
+		t.Fatal(err)
+	}
+	name, total := "renamed", int64(8)
+	end := time.Now().UTC().Truncate(time.Microsecond)
+	var held *coupon.Coupon
+	old, upd, err := db.UpdateCoupon(ctx, c.ID, coupon.Patch{Name: &name, TotalQuantity: &total, IssueEndsAt: coupon.TimePatch{Set: true, Value: &end}},
+		func(_ context.Context, _, u *coupon.Coupon) error { held = u; return nil })
+	if err != nil || old.TotalQuantity != 5 || upd.TotalQuantity != 8 || upd.Name != name || upd.Revision != 2 || held != upd || !upd.IssueEndsAt.Equal(end) {
+		t.Fatalf("update: %+v -> %+v, %v", old, upd, err)
+	}
+	if got, _ := db.FindCoupon(ctx, c.ID); got.Name != name || got.TotalQuantity != 8 || got.Revision != 2 || !got.IssueEndsAt.Equal(end) || got.IssuedQuantity != 3 {
+		t.Fatalf("stored %+v", got)
+	}
+
+	// Below the issued rows: refused, nothing changed.
+	low := int64(2)
+	if _, _, err := db.UpdateCoupon(ctx, c.ID, coupon.Patch{TotalQuantity: &low}, nil); coupon.ErrorCode(err) != coupon.ECONFLICT {
+		t.Fatalf("total below issued: %v; want conflict", err)
+	}
+	// An error from hold rolls back.
+	three := int64(3)
+	boom := coupon.Errorf(coupon.ECONFLICT, "the gate refused")
+	if _, _, err := db.UpdateCoupon(ctx, c.ID, coupon.Patch{TotalQuantity: &three}, func(context.Context, *coupon.Coupon, *coupon.Coupon) error { return boom }); err != boom {
+		t.Fatalf("hold error: %v", err)
+	}
+	// Clearing the end; an end before the start is refused.
+	start := time.Now().Add(time.Hour)
+	if _, _, err := db.UpdateCoupon(ctx, c.ID, coupon.Patch{IssueStartsAt: coupon.TimePatch{Set: true, Value: &start}}, nil); coupon.ErrorCode(err) != coupon.EINVALID {
+		t.Fatalf("end before start: %v; want invalid", err)
+	}
+	if _, upd, err := db.UpdateCoupon(ctx, c.ID, coupon.Patch{IssueEndsAt: coupon.TimePatch{Set: true}}, nil); err != nil || upd.IssueEndsAt != nil || upd.Revision != 3 {
+		t.Fatalf("clear the end: %+v, %v", upd, err)
+	}
+	if got, _ := db.FindCoupon(ctx, c.ID); got.TotalQuantity != 8 || got.IssueEndsAt != nil {
+		t.Fatalf("after refused and cleared updates: %+v", got)
+	}
+	// The database guard itself: no write may set a total below issued.
+	if _, err := db.ExecContext(ctx, `UPDATE coupons SET total_quantity = 2 WHERE id = ?`, c.ID); err == nil {
+		t.Fatal("the CHECK constraint let total_quantity drop below issued_quantity")
+	}
+	if _, _, err := db.UpdateCoupon(ctx, 1<<62, coupon.Patch{Name: &name}, nil); coupon.ErrorCode(err) != coupon.ENOTFOUND {
+		t.Fatalf("missing coupon: %v", err)
+	}
+}
+
+func TestListCoupons(t *testing.T) {
+	db := mustOpenStore(t)
+	ctx := context.Background()
+	now := time.Now().UTC()
+	hour := time.Hour
+	at := func(d time.Duration) *time.Time { t := now.Add(d); return &t }
+	mk := func(name string, total int64, st coupon.Strategy, starts, ends *time.Time) *coupon.Coupon {
+		c := &coupon.Coupon{Name: name, TotalQuantity: total, Strategy: st, IssueStartsAt: starts, IssueEndsAt: ends}
+		if err := db.CreateCoupon(ctx, c); err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	upcoming := mk("upcoming", 5, coupon.StrategyDBLock, at(hour), nil)
+	open := mk("open", 5, coupon.StrategyDBLock, at(-hour), at(hour))
+	ended := mk("ended", 5, coupon.StrategyDBLock, nil, at(-hour))
+	soldOut := mk("sold out", 1, coupon.StrategyDBLock, nil, nil)
+	asyncOpen := mk("async", 5, coupon.StrategyAsync, nil, nil)
+	if _, err := db.InsertIssues(ctx, issues(soldOut.ID, testenv.RandomCouponID(), 1, 1)); err != nil {
+		t.Fatal(err)
+	}
+	after := upcoming.ID - 1
+	ours := []int64{upcoming.ID, open.ID, ended.ID, soldOut.ID, asyncOpen.ID}
+	ids := func(cs []*coupon.Coupon) []int64 { // ours only: other tests create coupons meanwhile
+		var out []int64
+		for _, c := range cs {
+			if slices.Contains(ours, c.ID) {
+				out = append(out, c.ID)
+			}
+		}
+		return out
+	}
+	for _, tt := range []struct {
+		state coupon.State
+		want  []int64
+	}{
+		{"", []int64{upcoming.ID, open.ID, ended.ID, soldOut.ID, asyncOpen.ID}},
+		{coupon.StateUpcoming, []int64{upcoming.ID}},
+		{coupon.StateOpen, []int64{open.ID, asyncOpen.ID}},
+		{coupon.StateEnded, []int64{ended.ID}},
+		{coupon.StateSoldOut, []int64{soldOut.ID, asyncOpen.ID}}, // an async coupon may be sold out in the gate
+	} {
+		t.Run(string(tt.state), func(t *testing.T) {
+			got, err := db.ListCoupons(ctx, after, 100, tt.state, now)
+			if err != nil || !slices.Equal(ids(got), tt.want) {
+				t.Fatalf("got %v, %v; want %v", ids(got), err, tt.want)
+			}
+		})
+	}
+	// Pages: limit and the cursor walk every coupon once, in ID order.
+	var walked []int64
+	for cursor := after; len(walked) < len(ours); {
+		page, err := db.ListCoupons(ctx, cursor, 2, "", now)
+		if err != nil || len(page) == 0 || len(page) > 2 || page[0].ID <= cursor {
+			t.Fatalf("page after %d: %v, %v", cursor, page, err)
+		}
+		walked = append(walked, ids(page)...)
+		cursor = page[len(page)-1].ID
+	}
+	if !slices.Equal(walked, ours) {
+		t.Fatalf("pages walked %v; want %v", walked, ours)
+	}
+	// The async coupons still issuing, newest first.
+	adm, err := db.AdmittingCoupons(ctx, now)
+	if err != nil || len(adm) == 0 || adm[0].ID < asyncOpen.ID || !slices.Contains(ids(adm), asyncOpen.ID) {
+		t.Fatalf("admitting coupons %v, %v; want %d among the newest", ids(adm), err, asyncOpen.ID)
 	}
 }

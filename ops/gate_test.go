@@ -44,7 +44,7 @@ func TestRebuildGateAfterFlushall(t *testing.T) {
 	const total = 3000
 	id := mustCreateCoupon(t, sdb, total)
 	ctx := context.Background()
-	if err := gate.Init(ctx, id); err != nil {
+	if err := gate.Init(ctx, id, total); err != nil {
 		t.Fatal(err)
 	}
 	group := startSinker(t, testenv.MySQLDSN, topicName, dlq)
@@ -215,9 +215,9 @@ func TestReconcile(t *testing.T) {
 	const total = 20
 	id := mustCreateCoupon(t, sdb, total)
 	t.Cleanup(func() {
-		rdb.Del(context.Background(), admitter.UsersKey(id), admitter.SeqKey(id), admitter.PendingKey(id))
+		rdb.Del(context.Background(), admitter.StateKeys(id)...)
 	})
-	if err := gate.Init(ctx, id); err != nil {
+	if err := gate.Init(ctx, id, total); err != nil {
 		t.Fatal(err)
 	}
 	group := startSinker(t, testenv.MySQLDSN, topicName, dlq)
@@ -311,7 +311,7 @@ func TestRebuildGateFromTopicTail(t *testing.T) {
 	ctx := context.Background()
 	id := mustCreateCoupon(t, sdb, 1000)
 	t.Cleanup(func() {
-		rdb.Del(context.Background(), admitter.UsersKey(id), admitter.SeqKey(id), admitter.PendingKey(id))
+		rdb.Del(context.Background(), admitter.StateKeys(id)...)
 	})
 
 	var rows []coupon.Issue
@@ -372,7 +372,7 @@ func TestRebuildGateCountsDeadLetters(t *testing.T) {
 	ctx := context.Background()
 	id := mustCreateCoupon(t, sdb, 2)
 	t.Cleanup(func() {
-		rdb.Del(context.Background(), admitter.UsersKey(id), admitter.SeqKey(id), admitter.PendingKey(id))
+		rdb.Del(context.Background(), admitter.StateKeys(id)...)
 	})
 	group := startSinker(t, testenv.MySQLDSN, topicName, dlqName)
 	mustProduce(t, topicName, []kafka.Message{admissionMessage(t, id, 1, 1), admissionMessage(t, id, 2, 2), admissionMessage(t, id, 3, 3)})

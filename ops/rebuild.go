@@ -2,8 +2,6 @@ package ops
 
 import (
 	"context"
-	"database/sql"
-	"errors"
 	"fmt"
 	"log/slog"
 	"slices"
@@ -149,18 +147,20 @@ func issuedRows(ctx context.Context, db *mysql.DB, couponID int64) (map[int64]in
 func RebuildGate(ctx context.Context, db *mysql.DB, t *Topic, rdb redis.UniversalClient, couponIDs []int64, opts RebuildOptions, logger *slog.Logger) ([]GateRebuild, error) {
 	out := make([]GateRebuild, 0, len(couponIDs))
 	var todo []int64
+	coupons := map[int64]*coupon.Coupon{}
 	for _, id := range couponIDs {
-		var strategy string
-		switch err := db.QueryRowContext(ctx, "SELECT strategy FROM coupons WHERE id = ?", id).Scan(&strategy); {
-		case errors.Is(err, sql.ErrNoRows):
+		c, err := db.FindCoupon(ctx, id)
+		switch {
+		case coupon.ErrorCode(err) == coupon.ENOTFOUND:
 			out = append(out, GateRebuild{CouponID: id, Skipped: "no such coupon"})
 			continue
 		case err != nil:
-			return out, fmt.Errorf("rebuild gate: coupon %d: %w", id, err)
-		case strategy != string(coupon.StrategyAsync):
-			out = append(out, GateRebuild{CouponID: id, Skipped: "strategy " + strategy + " has no gate"})
+			return out, fmt.Errorf("rebuild gate: %w", err)
+		case c.Strategy != coupon.StrategyAsync:
+			out = append(out, GateRebuild{CouponID: id, Skipped: "strategy " + string(c.Strategy) + " has no gate"})
 			continue
 		}
+		coupons[id] = c
 		n, err := rdb.Exists(ctx, admitter.SeqKey(id)).Result()
 		if err != nil {
 			return out, fmt.Errorf("rebuild gate: %w", err)
@@ -264,7 +264,8 @@ func RebuildGate(ctx context.Context, db *mysql.DB, t *Topic, rdb redis.Universa
 			}
 		}
 		r.Users = len(users)
-		ok, err := admitter.RestoreState(ctx, rdb, id, users, r.Seq, !opts.Force)
+		st := admitter.State{Users: users, Seq: r.Seq, Total: coupons[id].TotalQuantity, Revision: coupons[id].Revision}
+		ok, err := admitter.RestoreState(ctx, rdb, id, st, !opts.Force)
 		if err != nil {
 			return out, fmt.Errorf("rebuild gate: %w", err)
 		}

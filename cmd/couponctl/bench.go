@@ -325,7 +325,7 @@ func dropGateKeys(ctx context.Context, addr string, couponIDs []int64) error {
 	rdb := redis.NewClient(&redis.Options{Addr: addr})
 	defer rdb.Close()
 	for _, id := range couponIDs {
-		if err := rdb.Del(ctx, admitter.UsersKey(id), admitter.SeqKey(id), admitter.PendingKey(id)).Err(); err != nil {
+		if err := rdb.Del(ctx, admitter.StateKeys(id)...).Err(); err != nil {
 			return fmt.Errorf("coupon %d: %w", id, err)
 		}
 	}

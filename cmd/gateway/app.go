@@ -176,7 +176,7 @@ func run(ctx context.Context, cfg config, logger *slog.Logger) error {
 	}
 
 	deps := gateway.Deps{
-		Store: db, Gate: gate, Publisher: pub,
+		Store: db, Gate: gate, Publisher: pub, Changes: gate,
 		Issuers:  map[coupon.Strategy]coupon.Issuer{},
 		Registry: prometheus.NewRegistry(),
 		Lag:      kafka.NewLag(cli.List(cfg.KafkaBrokers), cfg.Topic, cfg.SinkerGroup, cfg.HTTP.LiveRefresh),

@@ -82,7 +82,8 @@ func AdmitCeiling(ctx context.Context, o Options) (Result, error) {
 	}
 	client := redis.NewClient(&redis.Options{Addr: o.Addr, Password: o.Password})
 	defer client.Close()
-	users, seq := admitter.UsersKey(o.CouponID), admitter.SeqKey(o.CouponID)
+	keys := admitter.AdmitKeys(o.CouponID)
+	users, seq := keys[0], keys[1]
 	sha, err := client.ScriptLoad(ctx, lua.Admit).Result()
 	if err != nil {
 		return Result{}, fmt.Errorf("load admit script: %w", err)
@@ -102,7 +103,7 @@ func AdmitCeiling(ctx context.Context, o Options) (Result, error) {
 	if o.Password != "" {
 		args = append(args, "-a", o.Password)
 	}
-	args = append(args, "EVALSHA", sha, "2", users, seq, strconv.FormatInt(o.Total, 10), "__rand_int__")
+	args = append(args, "EVALSHA", sha, "3", users, seq, keys[2], strconv.FormatInt(o.Total, 10), "__rand_int__")
 	var stdout, stderr bytes.Buffer
 	cmd := exec.CommandContext(ctx, bin, args...)
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
