@@ -88,7 +88,7 @@ func mustStartGateway(tb testing.TB, o harnessOpts) *harness {
 	if o.cfg != nil {
 		o.cfg(&cfg)
 	}
-	deps := gateway.Deps{Store: h.db, Gate: h.gate, Publisher: pub, Checks: map[string]gateway.Check{
+	deps := gateway.Deps{Store: h.db, Gate: h.gate, Publisher: pub, Changes: h.gate, Checks: map[string]gateway.Check{
 		"redis": func(ctx context.Context) error { return rdb.Ping(ctx).Err() },
 		"kafka": pub.Ready,
 	},
@@ -196,6 +196,11 @@ func (h *harness) try(method, path string, body any, header ...string) (response
 		if err := json.Unmarshal(b, &r.json); err != nil {
 			return r, fmt.Errorf("%s %s: answer %d is not a JSON object: %q", method, path, resp.StatusCode, b)
 		}
+	}
+	// Every answer a test sees is checked against the OpenAPI document
+	// and counts for its coverage (TestMain).
+	if err := spec().check(method, path, resp.StatusCode, resp.Header.Get("Content-Type"), b); err != nil {
+		return r, err
 	}
 	return r, nil
 }
