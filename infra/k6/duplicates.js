@@ -4,7 +4,9 @@
 import exec from 'k6/execution';
 import { check } from 'k6';
 import { Counter } from 'k6/metrics';
-import { DURATION, intEnv, issue, setupCoupons, thresholds, userBase } from './lib.js';
+import { DURATION, intEnv, issue, setupRun, thresholds } from './lib.js';
+
+export { teardown } from './lib.js';
 
 const RATE = intEnv('RATE', 2000); // users per second; requests are twice that
 const acceptedTwice = new Counter('accepted_twice');
@@ -26,7 +28,7 @@ export const options = {
 };
 
 export function setup() {
-  return { coupons: setupCoupons(1, intEnv('SUPPLY', Math.floor(RATE * 10))), base: userBase() };
+  return setupRun(1, intEnv('SUPPLY', Math.floor(RATE * 10)));
 }
 
 export default function (data) {

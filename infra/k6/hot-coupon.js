@@ -2,7 +2,9 @@
 // supply below demand (the coupon sells out during the run).
 //   k6 run -e BASE_URL=http://127.0.0.1:8080 -e ADMIN_TOKEN=... infra/k6/hot-coupon.js
 import exec from 'k6/execution';
-import { DURATION, intEnv, issue, setupCoupons, thresholds, userBase } from './lib.js';
+import { DURATION, intEnv, issue, setupRun, thresholds } from './lib.js';
+
+export { teardown } from './lib.js';
 
 const RATE = intEnv('RATE', 10000);
 
@@ -22,7 +24,7 @@ export const options = {
 };
 
 export function setup() {
-  return { coupons: setupCoupons(1, intEnv('SUPPLY', Math.floor(RATE * 10))), base: userBase() };
+  return setupRun(1, intEnv('SUPPLY', Math.floor(RATE * 10)));
 }
 
 export default function (data) {

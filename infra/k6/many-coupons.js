@@ -2,7 +2,9 @@
 // rate: the partitioned path, no single hot key.
 //   k6 run -e BASE_URL=... -e ADMIN_TOKEN=... -e COUPONS=32 infra/k6/many-coupons.js
 import exec from 'k6/execution';
-import { DURATION, intEnv, issue, setupCoupons, thresholds, userBase } from './lib.js';
+import { DURATION, intEnv, issue, setupRun, thresholds } from './lib.js';
+
+export { teardown } from './lib.js';
 
 const RATE = intEnv('RATE', 10000);
 const COUPONS = intEnv('COUPONS', 32);
@@ -23,7 +25,7 @@ export const options = {
 };
 
 export function setup() {
-  return { coupons: setupCoupons(COUPONS, intEnv('SUPPLY', 100000)), base: userBase() };
+  return setupRun(COUPONS, intEnv('SUPPLY', 100000));
 }
 
 export default function (data) {
