@@ -144,6 +144,8 @@ func TestPatchCouponContract(t *testing.T) {
 		{"bad time", path, `{"issueEndsAt":"soon"}`, adminAuth, want{400, coupon.EINVALID, "issueEndsAt must be an RFC 3339 time"}},
 		{"end before start", path, `{"issueStartsAt":"2030-01-02T00:00:00Z","issueEndsAt":"2030-01-01T00:00:00Z"}`, adminAuth, want{400, coupon.EINVALID, "issueEndsAt must not be before issueStartsAt"}},
 		{"body too large", path, `{"name":"` + strings.Repeat("x", 5000) + `"}`, adminAuth, want{413, coupon.ETOOLARGE, "too large"}},
+		{"compressed body", path, `{"name":"x"}`, append([]string{"Content-Encoding", "gzip"}, adminAuth...), want{415, coupon.EUNSUPPORTED, "Content-Encoding"}},
+		{"not JSON", path, `name=x`, append([]string{"Content-Type", "application/x-www-form-urlencoded"}, adminAuth...), want{415, coupon.EUNSUPPORTED, "is not accepted"}},
 		{"total below the admitted", path, `{"totalQuantity":2}`, adminAuth, want{409, coupon.ECONFLICT, "below the 3 users already admitted"}},
 	} {
 		t.Run(tt.name, func(t *testing.T) { tt.want.check(t, h.do("PATCH", tt.path, tt.body, tt.header...)) })
