@@ -330,3 +330,43 @@ func TestOpenAPIServed(t *testing.T) {
 		}
 	}
 }
+
+// TestReadmeDocumentsEveryRoute: the README's API section names every
+// operation of the document and shows a curl call of it.
+func TestReadmeDocumentsEveryRoute(t *testing.T) {
+	readme := string(mustReadFile("../README.md"))
+	start, end := strings.Index(readme, "\n## API\n"), strings.Index(readme, "\n## Operator tool\n")
+	if start < 0 || end < start {
+		t.Fatal("the README has no API section before the Operator tool one")
+	}
+	api := readme[start:end]
+	var curls []string
+	for _, line := range strings.Split(api, "\n") {
+		if strings.HasPrefix(strings.TrimSpace(line), "curl ") {
+			curls = append(curls, line)
+		}
+	}
+	param := regexp.MustCompile(`\\\{[a-zA-Z]+\\\}`)
+	for p, item := range spec().paths() {
+		re := regexp.MustCompile(`\$GW` + param.ReplaceAllString(regexp.QuoteMeta(p), `[0-9]+`) + `(["?; ]|$)`)
+		for _, m := range httpMethods {
+			if _, ok := item.(map[string]any)[m]; !ok {
+				continue
+			}
+			method := strings.ToUpper(m)
+			if !strings.Contains(api, "`"+method+" "+p+"`") {
+				t.Errorf("the README's API section does not name `%s %s`", method, p)
+			}
+			found := false
+			for _, c := range curls {
+				hasMethod := strings.Contains(c, "-X "+method)
+				if re.MatchString(c) && (hasMethod || method == "GET" && !strings.Contains(c, "-X ")) {
+					found = true
+				}
+			}
+			if !found {
+				t.Errorf("the README's API section has no curl example of %s %s", method, p)
+			}
+		}
+	}
+}
