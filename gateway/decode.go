@@ -219,23 +219,14 @@ func echo(s string) string {
 	return s[:maxEcho] + "..."
 }
 
-// patchRequest is the body of PATCH /v1/coupons/{id}: any of its fields
-// but Strategy, which is there to be refused with a message of its own.
-type patchRequest struct {
-	Name          json.RawMessage `json:"name"`
-	TotalQuantity json.RawMessage `json:"totalQuantity"`
-	IssueStartsAt json.RawMessage `json:"issueStartsAt"`
-	IssueEndsAt   json.RawMessage `json:"issueEndsAt"`
-	Strategy      json.RawMessage `json:"strategy"`
-}
-
 // decodePatchRequest returns the change a PATCH body asks for: any of
-// name, totalQuantity, issueStartsAt and issueEndsAt (null clears a time).
-// The body is strict like every other (decodeObject); a body changing
+// name, totalQuantity, issueStartsAt and issueEndsAt (null clears a time);
+// the fields are a create body's, strategy refused with a message of its
+// own. The body is strict like every other (decodeObject); a body changing
 // nothing is refused.
 func decodePatchRequest(body []byte) (coupon.Patch, error) {
 	var p coupon.Patch
-	var req patchRequest
+	var req createRequest
 	const example = `{"issueEndsAt": "2030-01-02T15:04:05Z"}`
 	if err := decodeObject(body, &req, example); err != nil {
 		return p, err

@@ -36,30 +36,9 @@ func TestProcessesPatchAcrossGateways(t *testing.T) {
 	defer sinkerProc.terminate(t, 20*time.Second)
 	client := &http.Client{Timeout: 15 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
 	defer client.CloseIdleConnections()
-	startGateway := func(name string) string {
-		addr := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
-		p := startBinary(t, name, bins["gateway"],
-			"COUPON_HTTP_ADDR="+addr, "COUPON_ADMIN_TOKEN="+token, "COUPON_REDIS_ADDRS="+testenv.RedisAddr,
-			"COUPON_MYSQL_DSN="+testenv.MySQLDSN, "COUPON_KAFKA_BROKERS="+testenv.KafkaBrokers, "COUPON_TOPIC="+topic,
-			"COUPON_CACHE_TTL=1m", "COUPON_NEGATIVE_CACHE_TTL=1m", "COUPON_LOG_FORMAT=text")
-		base := "http://" + addr
-		testenv.Eventually(t, 60*time.Second, func() error {
-			if p.exited() {
-				t.Fatalf("%s exited before serving:\n%s", name, p.logTail())
-			}
-			resp, err := client.Get(base + "/readyz")
-			if err != nil {
-				return err
-			}
-			resp.Body.Close()
-			if resp.StatusCode != http.StatusOK {
-				return fmt.Errorf("/readyz %d", resp.StatusCode)
-			}
-			return nil
-		})
-		return base
-	}
-	a, b := startGateway("gateway-a"), startGateway("gateway-b")
+	cached := []string{"COUPON_CACHE_TTL=1m", "COUPON_NEGATIVE_CACHE_TTL=1m"} // only a change notice can refresh them
+	_, a := startGateway(t, "gateway-a", bins["gateway"], client, token, topic, cached...)
+	_, b := startGateway(t, "gateway-b", bins["gateway"], client, token, topic, cached...)
 	id := mustCreateCoupon(t, client, a, token, "patch across processes")
 
 	call := func(method, url, body string) (int, map[string]any) {

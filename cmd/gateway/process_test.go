@@ -25,7 +25,6 @@ func TestProcessesSIGTERMUnderLoad(t *testing.T) {
 	topic := testenv.MustCreateTopic(t, 3)
 	dlq := testenv.MustCreateTopic(t, 1)
 	const token = "process-test-admin-token"
-	gwAddr := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
 	sinkerEnv := []string{
 		"COUPON_KAFKA_BROKERS=" + testenv.KafkaBrokers, "COUPON_TOPIC=" + topic, "COUPON_DLQ_TOPIC=" + dlq,
 		"COUPON_GROUP_ID=test-" + testenv.RandomID(), "COUPON_MYSQL_DSN=" + testenv.MySQLDSN,
@@ -35,28 +34,9 @@ func TestProcessesSIGTERMUnderLoad(t *testing.T) {
 		return startBinary(t, name, bins["sinker"], append(sinkerEnv, fmt.Sprintf("COUPON_METRICS_ADDR=127.0.0.1:%d", testenv.FreePort(t)))...)
 	}
 	sinkerA := startSinker("sinker-a")
-	gw := startBinary(t, "gateway", bins["gateway"],
-		"COUPON_HTTP_ADDR="+gwAddr, "COUPON_ADMIN_TOKEN="+token, "COUPON_REDIS_ADDRS="+testenv.RedisAddr,
-		"COUPON_MYSQL_DSN="+testenv.MySQLDSN, "COUPON_KAFKA_BROKERS="+testenv.KafkaBrokers, "COUPON_TOPIC="+topic,
-		"COUPON_SHUTDOWN_TIMEOUT=10s", "COUPON_LOG_FORMAT=text")
-
-	base := "http://" + gwAddr
 	client := &http.Client{Timeout: 15 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
 	defer client.CloseIdleConnections()
-	testenv.Eventually(t, 60*time.Second, func() error {
-		if gw.exited() {
-			t.Fatalf("gateway exited before serving:\n%s", gw.logTail())
-		}
-		resp, err := client.Get(base + "/readyz")
-		if err != nil {
-			return err
-		}
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			return fmt.Errorf("/readyz %d", resp.StatusCode)
-		}
-		return nil
-	})
+	gw, base := startGateway(t, "gateway", bins["gateway"], client, token, topic, "COUPON_SHUTDOWN_TIMEOUT=10s")
 	couponID := mustCreateCoupon(t, client, base, token, "process sigterm")
 	load := startIssueLoad(client, base, couponID, 2*time.Minute)
 
@@ -75,6 +55,34 @@ func TestProcessesSIGTERMUnderLoad(t *testing.T) {
 
 	mustAllIssued(t, db, couponID, accepted, 90*time.Second)
 	sinkerB.terminate(t, 20*time.Second)
+}
+
+// startGateway runs the gateway binary at path on a free port against the
+// test stack and topic, with the admin token and env besides, and waits
+// until it is ready; it returns the process and its base URL.
+func startGateway(t *testing.T, name, path string, client *http.Client, token, topic string, env ...string) (*binProc, string) {
+	t.Helper()
+	addr := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
+	p := startBinary(t, name, path, append([]string{
+		"COUPON_HTTP_ADDR=" + addr, "COUPON_ADMIN_TOKEN=" + token, "COUPON_REDIS_ADDRS=" + testenv.RedisAddr,
+		"COUPON_MYSQL_DSN=" + testenv.MySQLDSN, "COUPON_KAFKA_BROKERS=" + testenv.KafkaBrokers, "COUPON_TOPIC=" + topic,
+		"COUPON_LOG_FORMAT=text"}, env...)...)
+	base := "http://" + addr
+	testenv.Eventually(t, 60*time.Second, func() error {
+		if p.exited() {
+			t.Fatalf("%s exited before serving:\n%s", name, p.logTail())
+		}
+		resp, err := client.Get(base + "/readyz")
+		if err != nil {
+			return err
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return fmt.Errorf("/readyz %d", resp.StatusCode)
+		}
+		return nil
+	})
+	return p, base
 }
 
 // buildBinaries builds ./cmd/<name> for each name into a temporary folder.
