@@ -418,6 +418,13 @@ func (s *downStore) IssuedCount(ctx context.Context, id int64) (int64, error) {
 	return s.DB.IssuedCount(ctx, id)
 }
 
+func (s *downStore) FindCoupon(ctx context.Context, id int64) (*coupon.Coupon, error) {
+	if err := s.fail(); err != nil {
+		return nil, err
+	}
+	return s.DB.FindCoupon(ctx, id)
+}
+
 func (s *downStore) FindIssue(ctx context.Context, couponID, userID int64) (*coupon.Issue, error) {
 	if err := s.fail(); err != nil {
 		return nil, err
@@ -450,12 +457,16 @@ func (s *downStore) UpdateCoupon(ctx context.Context, id int64, p coupon.Patch, 
 // Retry-After and a message, never a wrong answer.
 func TestReadsWhileMySQLDown(t *testing.T) {
 	var store *downStore
-	h := mustStartGateway(t, harnessOpts{deps: func(d *gateway.Deps) {
-		store = &downStore{DB: d.Store.(*mysql.DB)}
-		d.Store = store
-	}})
+	h := mustStartGateway(t, harnessOpts{
+		cfg: func(c *gateway.Config) { c.CacheTTL = time.Minute }, // the coupon stays cached
+		deps: func(d *gateway.Deps) {
+			store = &downStore{DB: d.Store.(*mysql.DB)}
+			d.Store = store
+			d.Changes = nil // nothing drops it from the cache
+		},
+	})
 	id := h.createCoupon(map[string]any{"name": "mysql down", "totalQuantity": 5})
-	h.do("GET", couponPath(id), nil) // cached: the coupon itself still loads
+	h.do("GET", couponPath(id), nil)
 	store.down.Store(true)
 	for _, tt := range []struct {
 		method, path string
@@ -463,6 +474,7 @@ func TestReadsWhileMySQLDown(t *testing.T) {
 		want         want
 	}{
 		{"GET", couponPath(id), nil, want{503, coupon.EUNAVAILABLE, "issued count of coupon"}},
+		{"GET", couponPath(id) + "/live", nil, want{503, coupon.EUNAVAILABLE, "issued count of coupon"}},
 		{"GET", fmt.Sprintf("/v1/coupons/%d/issues/1", id), nil, want{503, coupon.EUNAVAILABLE, "could not be read"}},
 		{"GET", "/v1/users/1/coupons", nil, want{503, coupon.EUNAVAILABLE, "coupons of user 1 could not be read"}},
 		{"GET", "/v1/coupons", nil, want{503, coupon.EUNAVAILABLE, "could not be listed"}},

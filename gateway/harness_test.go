@@ -192,7 +192,7 @@ func (h *harness) try(method, path string, body any, header ...string) (response
 		return response{}, fmt.Errorf("%s %s: read body: %w", method, path, err)
 	}
 	r := response{status: resp.StatusCode, header: resp.Header, body: b}
-	if len(b) > 0 && !strings.HasPrefix(path, "/metrics") {
+	if len(b) > 0 && strings.HasPrefix(resp.Header.Get("Content-Type"), "application/json") {
 		if err := json.Unmarshal(b, &r.json); err != nil {
 			return r, fmt.Errorf("%s %s: answer %d is not a JSON object: %q", method, path, resp.StatusCode, b)
 		}

@@ -173,24 +173,17 @@ func TestLiveViewShared(t *testing.T) {
 // policy; bad IDs and unknown assets are JSON errors.
 func TestDropPages(t *testing.T) {
 	h := mustStartGateway(t, harnessOpts{})
-	get := func(path string) *http.Response {
-		resp, err := h.client.Get(h.url + path)
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
-		return resp
-	}
+	get := func(path string) response { return h.do("GET", path, nil) }
 	for _, path := range []string{"/drops", "/drops/42", "/drops/assets/drop.js", "/drops/assets/drop.css", "/drops/assets/index.js"} {
 		resp := get(path)
-		if resp.StatusCode != 200 {
-			t.Errorf("GET %s: %d", path, resp.StatusCode)
+		if resp.status != 200 {
+			t.Errorf("GET %s: %d", path, resp.status)
 		}
-		if csp := resp.Header.Get("Content-Security-Policy"); !strings.Contains(csp, "script-src 'self'") {
+		if csp := resp.header.Get("Content-Security-Policy"); !strings.Contains(csp, "script-src 'self'") {
 			t.Errorf("GET %s: Content-Security-Policy %q", path, csp)
 		}
 	}
-	if ct := get("/drops/42").Header.Get("Content-Type"); !strings.HasPrefix(ct, "text/html") {
+	if ct := get("/drops/42").header.Get("Content-Type"); !strings.HasPrefix(ct, "text/html") {
 		t.Errorf("/drops/42 Content-Type %q", ct)
 	}
 	for path, want := range map[string]int{

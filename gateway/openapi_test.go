@@ -348,7 +348,7 @@ func TestReadmeDocumentsEveryRoute(t *testing.T) {
 	}
 	param := regexp.MustCompile(`\\\{[a-zA-Z]+\\\}`)
 	for p, item := range spec().paths() {
-		re := regexp.MustCompile(`\$GW` + param.ReplaceAllString(regexp.QuoteMeta(p), `[0-9]+`) + `(["?; ]|$)`)
+		re := regexp.MustCompile(`\$GW` + param.ReplaceAllString(regexp.QuoteMeta(p), `[^/"?; ]+`) + `(["?; ]|$)`)
 		for _, m := range httpMethods {
 			if _, ok := item.(map[string]any)[m]; !ok {
 				continue
