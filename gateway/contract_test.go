@@ -444,6 +444,7 @@ func TestCouponCacheLoadsOnce(t *testing.T) {
 		deps: func(d *gateway.Deps) {
 			store = &countingStore{DB: d.Store.(*mysql.DB)}
 			d.Store = store
+			d.Changes = nil // other tests' coupon changes would drop the cache
 		},
 	})
 	// Created behind the gateway's back, as another gateway instance would.
