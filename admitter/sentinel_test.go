@@ -23,7 +23,7 @@ func TestGateOnRedisSentinel(t *testing.T) {
 	t.Cleanup(func() { _ = g.Close() })
 	ctx := context.Background()
 	id := testenv.RandomCouponID()
-	if err := g.Init(ctx, id); err != nil {
+	if err := g.Init(ctx, id, 100); err != nil {
 		t.Fatal(err)
 	}
 	if rank, err := g.Admit(ctx, id, 1, 100); err != nil || rank != 1 {
