@@ -172,6 +172,37 @@ func TestDropPageInBrowser(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("screenshot of the sold-out page: %s (%d bytes)", path, len(png))
+
+	// The index lists the coupon (through the admin list, the token typed
+	// in the page) and links it to its drop page, its name as text.
+	tok, _ := json.Marshal(token)
+	if err := chromedp.Do(bctx, chromedp.Navigate(base+"/drops"), chromedp.WaitVisible(chromedp.ID("token"))); err != nil {
+		t.Fatalf("open the index: %v", err)
+	}
+	if _, err := chromedp.Run(bctx, chromedp.Evaluate[bool](`document.getElementById("token").value = `+string(tok)+
+		`; document.getElementById("auth").requestSubmit(); true`)); err != nil {
+		t.Fatal(err)
+	}
+	href := fmt.Sprintf("/drops/%d", id)
+	testenv.Eventually(t, 60*time.Second, func() error {
+		// Oldest first: page on ("More") until the coupon shows.
+		names, err := chromedp.Run(bctx, chromedp.Evaluate[[]string](`(() => {
+			const found = [...document.querySelectorAll("#rows a")].filter((a) => a.getAttribute("href") === `+fmt.Sprintf("%q", href)+`);
+			if (!found.length && !document.getElementById("more").hidden) document.getElementById("more").click();
+			return found.map((a) => a.textContent);
+		})()`))
+		if err != nil {
+			return err
+		}
+		if len(names) != 2 || names[1] != name { // the ID's link, then the name's
+			msg, _ := chromedp.Run(bctx, chromedp.Text(chromedp.ID("msg")))
+			return fmt.Errorf("the index links %s with %q (message %q), want the ID and the name %q", href, names, msg, name)
+		}
+		return nil
+	})
+	if imgs, err := chromedp.Run(bctx, chromedp.Evaluate[int](`document.querySelectorAll("img").length`)); err != nil || imgs != 0 {
+		t.Errorf("the index rendered the name as markup: %d img elements, %v", imgs, err)
+	}
 }
 
 // chromiumPath returns the browser to drive: COUPON_TEST_CHROMIUM, else
