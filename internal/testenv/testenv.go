@@ -191,6 +191,20 @@ func MustCreateTopicOn(tb testing.TB, brokers string, partitions int) string {
 	return topic
 }
 
+// KafkaBrokerCount is the number of brokers of the test Kafka.
+func KafkaBrokerCount(tb testing.TB) int {
+	tb.Helper()
+	Integration(tb)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	cl := &kafka.Client{Addr: kafka.TCP(strings.Split(KafkaBrokers, ",")...), Timeout: 5 * time.Second}
+	md, err := cl.Metadata(ctx, &kafka.MetadataRequest{})
+	if err != nil {
+		tb.Fatalf("test Kafka at %s: metadata: %v", KafkaBrokers, err)
+	}
+	return len(md.Brokers)
+}
+
 // MustWaitTopic waits until every partition of topic has a leader.
 func MustWaitTopic(tb testing.TB, topic string, partitions int) {
 	tb.Helper()
