@@ -121,8 +121,12 @@ func freeBlocks(tb testing.TB, sizes ...int) []int {
 			if attempt == 200 {
 				tb.Fatalf("no %d consecutive free ports found", n)
 			}
-			base := 40000 + mrand.IntN(20000) // above the profiles' and CI's fixed ports
-			ok := true
+			// 20000-29999: below the kernel's ephemeral range (32768 up),
+			// where an outgoing connection can take a port between this check
+			// and the server's bind (a JVM binds seconds later), and below
+			// the fixed test stacks' ports (30000 up).
+			base := 20000 + mrand.IntN(10000)
+			ok := !reservedPorts(base, n)
 			for p := base; p < base+n && ok; p++ {
 				ok = !taken[p] && portFree(p)
 			}
@@ -136,6 +140,17 @@ func freeBlocks(tb testing.TB, sizes ...int) []int {
 		}
 	}
 	return out
+}
+
+// reservedPorts reports whether [base, base+n) meets the fixed ports of
+// CI's stacks (23306, 26379, 29092/29093 and their replicated shapes).
+func reservedPorts(base, n int) bool {
+	for _, r := range [][2]int{{23300, 23320}, {26370, 26395}, {29085, 29105}} {
+		if base < r[1] && base+n > r[0] {
+			return true
+		}
+	}
+	return false
 }
 
 func portFree(port int) bool {
