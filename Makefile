@@ -67,8 +67,7 @@ run: build ## the whole system in the foreground on the dev stack (Ctrl-C stops 
 	./bin/couponctl run
 
 migrate-test: up-test
-	$(COUPONCTL) migrate --mysql-dsn 'root@tcp(127.0.0.1:$(TEST_MYSQL_PORT))/coupon_test?multiStatements=true' \
-		--kafka-brokers $(TEST_KAFKA_BROKERS)
+	$(COUPONCTL) migrate $(TEST_STACK_FLAGS)
 
 test: migrate-test ## every test against the test stack; prints a summary line
 	@echo "go test -count=1 -timeout $(TEST_TIMEOUT) $(TEST_FLAGS) $(PKG) (test stack on $(TEST_REDIS_PORT)/$(TEST_MYSQL_PORT)/$(TEST_KAFKA_PORT))"

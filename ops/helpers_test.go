@@ -97,7 +97,7 @@ func waitCaughtUp(tb testing.TB, t *ops.Topic, group string) {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	if err := t.WaitCaughtUp(ctx, group, first, end); err != nil {
+	if err := t.WaitCaughtUp(ctx, group, first, end, nil); err != nil {
 		tb.Fatal(err)
 	}
 }

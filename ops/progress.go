@@ -1,6 +1,7 @@
 package ops
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"os"
@@ -30,11 +31,7 @@ func startProgress(w io.Writer, label string, total int64) *progress {
 	if w == nil {
 		return p
 	}
-	if f, ok := w.(*os.File); ok {
-		if st, err := f.Stat(); err == nil && st.Mode()&os.ModeCharDevice != 0 {
-			p.tty = true
-		}
-	}
+	p.tty = isTTY(w)
 	p.wg.Add(1)
 	go func() {
 		defer p.wg.Done()
@@ -113,4 +110,94 @@ func human(v float64) string {
 		return fmt.Sprintf("%.1fk", v/1e3)
 	}
 	return fmt.Sprintf("%.0f", v)
+}
+
+// isTTY says whether w is a terminal (progress is then redrawn in place).
+func isTTY(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	st, err := f.Stat()
+	return err == nil && st.Mode()&os.ModeCharDevice != 0
+}
+
+// waitNote shows a wait that may last over a second on w (nil: nothing):
+// on a terminal the line is redrawn every second, elsewhere it is printed
+// when the wait starts, every 5 s and when it ends.
+type waitNote struct {
+	w       io.Writer
+	tty     bool
+	start   time.Time
+	last    time.Time
+	printed bool
+}
+
+func newWaitNote(w io.Writer) *waitNote {
+	return &waitNote{w: w, tty: isTTY(w), start: time.Now()}
+}
+
+// show prints line unless the wait is younger than a second or the last
+// line is recent.
+func (n *waitNote) show(line string) {
+	if n.w == nil || time.Since(n.start) < time.Second && !n.printed {
+		return
+	}
+	every := 5 * time.Second
+	if n.tty {
+		every = time.Second
+	}
+	if n.printed && time.Since(n.last) < every {
+		return
+	}
+	n.last, n.printed = time.Now(), true
+	if n.tty {
+		fmt.Fprintf(n.w, "\r%s\033[K", line)
+		return
+	}
+	fmt.Fprintln(n.w, line)
+}
+
+// done ends a shown wait with line.
+func (n *waitNote) done(line string) {
+	if n.w == nil || !n.printed {
+		return
+	}
+	if n.tty {
+		fmt.Fprintf(n.w, "\r%s\033[K\n", line)
+		return
+	}
+	fmt.Fprintln(n.w, line)
+}
+
+// pause waits d (or until ctx ends) showing a countdown on w:
+//
+//	reconcile: grace for late publishes: 12s left
+func pause(ctx context.Context, w io.Writer, what string, d time.Duration) error {
+	if d <= 0 {
+		return nil
+	}
+	note := newWaitNote(w)
+	note.start = note.start.Add(-time.Second) // a pause of d > 1 s shows at once
+	deadline := time.Now().Add(d)
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		left := time.Until(deadline)
+		if left <= 0 {
+			if d > time.Second {
+				note.done(fmt.Sprintf("%s: waited %s", what, d))
+			}
+			return nil
+		}
+		if d > time.Second {
+			note.show(fmt.Sprintf("%s: %s left", what, left.Round(time.Second)))
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.C:
+		case <-time.After(left):
+		}
+	}
 }

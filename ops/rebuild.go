@@ -3,6 +3,7 @@ package ops
 import (
 	"context"
 	"fmt"
+	"io"
 	"log/slog"
 	"slices"
 	"strings"
@@ -45,6 +46,8 @@ type RebuildOptions struct {
 	// offsets) count for the rank counter too, so the rebuilt gate never
 	// hands one of them out again.
 	DeadLetters *Topic
+	// Progress, when set, shows the settle wait as it runs.
+	Progress io.Writer
 }
 
 // AsyncCoupons returns the IDs of every coupon of the async strategy.
@@ -221,12 +224,8 @@ func RebuildGate(ctx context.Context, db *mysql.DB, t *Topic, rdb redis.Universa
 		return out, fmt.Errorf("rebuild gate: read topic: %w", err)
 	}
 	// Once more, after the settle time: what was published meanwhile.
-	if opts.Settle > 0 {
-		select {
-		case <-time.After(opts.Settle):
-		case <-ctx.Done():
-			return out, ctx.Err()
-		}
+	if err := pause(ctx, opts.Progress, "rebuild-gate: settle for publishes in flight", opts.Settle); err != nil {
+		return out, err
 	}
 	_, end2, err := t.Offsets(ctx, n)
 	if err != nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"maps"
 	"slices"
@@ -26,6 +27,9 @@ type ReconcileOptions struct {
 	// Grace is waited before releasing, after which the topic's new tail
 	// is read once more: a publish whose outcome was unknown may still land.
 	Grace time.Duration
+	// Progress, when set, shows the waits (the sinker catching up, the
+	// grace period) as they run.
+	Progress io.Writer
 }
 
 // Admission is one user's slot of a coupon.
@@ -81,7 +85,7 @@ func Reconcile(ctx context.Context, db *mysql.DB, t *Topic, rdb redis.UniversalC
 	}
 	if opts.Group != "" {
 		wctx, cancel := context.WithTimeout(ctx, opts.Wait)
-		err := t.WaitCaughtUp(wctx, opts.Group, first, end)
+		err := t.WaitCaughtUp(wctx, opts.Group, first, end, opts.Progress)
 		cancel()
 		if err != nil {
 			return nil, fmt.Errorf("reconcile: the sinker has not caught up: %w", err)
@@ -119,12 +123,8 @@ func Reconcile(ctx context.Context, db *mysql.DB, t *Topic, rdb redis.UniversalC
 		unpublished += len(r.Unpublished)
 	}
 	if unpublished > 0 {
-		if opts.Grace > 0 {
-			select {
-			case <-time.After(opts.Grace):
-			case <-ctx.Done():
-				return out, ctx.Err()
-			}
+		if err := pause(ctx, opts.Progress, fmt.Sprintf("reconcile: %d unpublished admissions, grace for late publishes", unpublished), opts.Grace); err != nil {
+			return out, err
 		}
 		_, end2, err := t.Offsets(ctx, n)
 		if err != nil {
@@ -286,6 +286,32 @@ func hashInts(ctx context.Context, rdb redis.UniversalClient, key string) (map[i
 
 func sortedKeys(m map[int64]int64) []int64 {
 	return slices.Sorted(maps.Keys(m))
+}
+
+// Inconsistencies counts what the report found wrong and left so: every
+// mismatch, and the unpublished admissions and settled pending marks of the
+// coupons --fix did not settle.
+func Inconsistencies(rs []CouponReconcile) int {
+	n := 0
+	for _, r := range rs {
+		n += len(r.Mismatches)
+		if !r.Fixed {
+			n += len(r.Unpublished) + len(r.SettledPending)
+		}
+	}
+	return n
+}
+
+// Verdict is the report's last line: "all consistent" or "N inconsistencies".
+func Verdict(rs []CouponReconcile) string {
+	switch n := Inconsistencies(rs); n {
+	case 0:
+		return fmt.Sprintf("all consistent (%d coupons)", len(rs))
+	case 1:
+		return "1 inconsistency"
+	default:
+		return fmt.Sprintf("%d inconsistencies", n)
+	}
 }
 
 // FormatReconcile renders the report; mismatches are listed after the table.

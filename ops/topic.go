@@ -142,12 +142,27 @@ func (t *Topic) Committed(ctx context.Context, group string, partitions int) ([]
 }
 
 // WaitCaughtUp waits until the group has committed every partition up to
-// end (a partition with nothing to read needs no commit), polling.
-func (t *Topic) WaitCaughtUp(ctx context.Context, group string, first, end []int64) error {
+// end (a partition with nothing to read needs no commit), polling; a wait
+// over a second shows how far behind the group is on w (nil: nothing).
+func (t *Topic) WaitCaughtUp(ctx context.Context, group string, first, end []int64, w io.Writer) error {
+	note := newWaitNote(w)
+	empty := true
+	for p := range end {
+		empty = empty && end[p] <= first[p]
+	}
+	if empty {
+		return nil // nothing to have read
+	}
 	for {
 		committed, err := t.Committed(ctx, group, len(end))
-		if err != nil {
+		if err != nil && !transient(err) {
 			return err
+		}
+		if err != nil { // a coordinator moving or still loading: ask again
+			committed = make([]int64, len(end))
+			for p := range committed {
+				committed[p] = -1
+			}
 		}
 		behind := int64(0)
 		for p := range end {
@@ -156,8 +171,10 @@ func (t *Topic) WaitCaughtUp(ctx context.Context, group string, first, end []int
 			}
 		}
 		if behind == 0 {
+			note.done(fmt.Sprintf("group %s caught up with the topic's end after %s", group, time.Since(note.start).Round(time.Second)))
 			return nil
 		}
+		note.show(fmt.Sprintf("waiting for group %s to catch up: %d records behind (%s)", group, behind, time.Since(note.start).Round(time.Second)))
 		select {
 		case <-ctx.Done():
 			return fmt.Errorf("group %s is still %d records behind: %w", group, behind, ctx.Err())

@@ -23,6 +23,10 @@ type command struct {
 
 var commands = map[string]command{}
 
+// errReported is returned by a command that has printed why it fails (its
+// last line says so): couponctl exits 1 without adding a line.
+var errReported = errors.New("failed (reported above)")
+
 func register(name, usage string, run func(ctx context.Context, args []string) error) {
 	if _, dup := commands[name]; dup {
 		panic("couponctl: command registered twice: " + name)
@@ -59,6 +63,9 @@ func main() {
 	if err := cmd.run(ctx, os.Args[2:]); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			os.Exit(2)
+		}
+		if errors.Is(err, errReported) {
+			os.Exit(1)
 		}
 		fmt.Fprintf(os.Stderr, "couponctl %s: %v\n", cmd.name, err)
 		os.Exit(1)

@@ -23,7 +23,8 @@ func init() {
 	register("topics", "create the admitted-request and dead-letter Kafka topics", runTopics)
 }
 
-// topicFlags are the Kafka settings of migrate and topics.
+// topicFlags are the Kafka settings of migrate and topics (brokers come
+// from their servers).
 type topicFlags struct {
 	brokers, topic, dlq string
 	partitions, rf      int
@@ -31,7 +32,6 @@ type topicFlags struct {
 }
 
 func (f *topicFlags) bind(fs *cli.FlagSet) {
-	fs.StringVar(&f.brokers, "kafka-brokers", "COUPON_KAFKA_BROKERS", "127.0.0.1:9092", "Kafka bootstrap brokers (comma list)")
 	fs.StringVar(&f.topic, "topic", "COUPON_TOPIC", coupon.DefaultTopic, "admitted-request topic")
 	fs.StringVar(&f.dlq, "dead-letter-topic", "COUPON_DLQ_TOPIC", coupon.DefaultDeadLetterTopic, "dead-letter topic")
 	fs.IntVar(&f.partitions, "partitions", "COUPON_TOPIC_PARTITIONS", 12, "partitions of a new admitted-request topic")
@@ -83,15 +83,18 @@ func brokerCount(ctx context.Context, brokers []string) (int, error) {
 
 func runMigrate(ctx context.Context, args []string) error {
 	fs := cli.New("migrate")
-	var dsn string
+	var s servers
 	var tf topicFlags
-	fs.SecretVar(&dsn, "mysql-dsn", "COUPON_MYSQL_DSN", "root@tcp(127.0.0.1:3306)/coupon", "MySQL DSN (go-sql-driver format); the database is created if missing")
+	s.bind(fs, true, false) // the DSN's database is created if missing
 	tf.bind(fs)
 	fs.BoolVar(&tf.skip, "skip-topics", "COUPON_MIGRATE_SKIP_TOPICS", false, "apply SQL migrations only")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	if err := migrateDB(ctx, dsn); err != nil {
+	if err := s.prepare(ctx, "migrate", &tf); err != nil {
+		return err
+	}
+	if err := migrateDB(ctx, s.resolvedDSN); err != nil {
 		return err
 	}
 	if tf.skip {
@@ -102,12 +105,31 @@ func runMigrate(ctx context.Context, args []string) error {
 
 func runTopics(ctx context.Context, args []string) error {
 	fs := cli.New("topics")
+	var s servers
 	var tf topicFlags
+	s.bind(fs, false, false)
 	tf.bind(fs)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
+	if err := s.prepare(ctx, "topics", &tf); err != nil {
+		return err
+	}
 	return tf.ensure(ctx)
+}
+
+// prepare resolves and announces the servers of migrate and topics, which
+// change them, and hands the brokers to tf.
+func (s *servers) prepare(ctx context.Context, command string, tf *topicFlags) error {
+	if err := s.resolve(); err != nil {
+		return err
+	}
+	s.announce(os.Stderr, command, true)
+	if err := s.mayChange(ctx, nil); err != nil {
+		return err
+	}
+	tf.brokers = strings.Join(s.resolvedKB, ",")
+	return nil
 }
 
 // migrateDB creates the DSN's database when missing and applies the

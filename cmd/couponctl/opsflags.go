@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/coupondrop/coupon"
@@ -17,21 +18,19 @@ import (
 
 // opsFlags are the connections of replay, rebuild-gate and reconcile.
 type opsFlags struct {
-	brokers, topic, group, dsn string
-	redisAddrs, redisPassword  string
-	redisMaster                string
-	verbose                    bool
+	servers
+	topic, group  string
+	redisPassword string
+	verbose       bool
 }
 
 func (f *opsFlags) bind(fs *cli.FlagSet, withRedis bool) {
+	f.servers.bind(fs, true, withRedis)
 	// replay reads no group; the others read the sinker's.
-	fs.StringVar(&f.brokers, "kafka-brokers", "COUPON_KAFKA_BROKERS", "127.0.0.1:9092", "Kafka bootstrap brokers (comma list)")
 	fs.StringVar(&f.topic, "topic", "COUPON_TOPIC", coupon.DefaultTopic, "admitted-request topic")
-	fs.SecretVar(&f.dsn, "mysql-dsn", "COUPON_MYSQL_DSN", "root@tcp(127.0.0.1:3306)/coupon", "MySQL DSN (go-sql-driver format)")
 	if withRedis {
 		fs.StringVar(&f.group, "group-id", "COUPON_GROUP_ID", "coupon-sinker", "the sinker's consumer group (its offsets are read, never moved)")
-		fs.StringVar(&f.redisAddrs, "redis-addrs", "COUPON_REDIS_ADDRS", "127.0.0.1:6379", "Redis address, or Redis Cluster seeds (comma list)")
-		fs.StringVar(&f.redisMaster, "redis-master-name", "COUPON_REDIS_MASTER_NAME", "", "Redis Sentinel: the primary's master name; redis-addrs then lists the Sentinels")
+		fs.StringVar(&f.redisMaster, "redis-master-name", "COUPON_REDIS_MASTER_NAME", "", "Redis Sentinel: the primary's master name; redis-addrs then lists the Sentinels (default the stack's in sentinel mode)")
 		fs.SecretVar(&f.redisPassword, "redis-password", "COUPON_REDIS_PASSWORD", "", "Redis password")
 	}
 	fs.BoolVar(&f.verbose, "verbose", "COUPON_VERBOSE", false, "log progress details to stderr")
@@ -45,25 +44,43 @@ func (f *opsFlags) logger() *slog.Logger {
 	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 }
 
-func (f *opsFlags) open(ctx context.Context) (*mysql.DB, *ops.Topic, error) {
-	brokers := cli.List(f.brokers)
-	if len(brokers) == 0 {
+// open resolves the servers, announces them on stderr with the topic, and
+// opens MySQL and the topic. With change, ambiguous servers or a database
+// without the coupon schema are refused before anything is changed.
+func (f *opsFlags) open(ctx context.Context, command string, change bool) (*mysql.DB, *ops.Topic, error) {
+	if err := f.resolve(); err != nil {
+		return nil, nil, err
+	}
+	if len(f.resolvedKB) == 0 {
 		return nil, nil, errors.New("kafka-brokers (COUPON_KAFKA_BROKERS) is required")
 	}
 	if f.topic == "" {
 		return nil, nil, errors.New("topic (COUPON_TOPIC) is required")
 	}
+	f.lines = append(f.lines, "topic  "+f.topic)
+	f.announce(os.Stderr, command, change)
+	if !change {
+		f.warnAmbiguous(os.Stderr)
+	} else if err := f.mayChange(ctx, nil); err != nil {
+		return nil, nil, err
+	}
 	octx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	db, err := mysql.Open(octx, f.dsn, 4)
+	db, err := mysql.Open(octx, f.resolvedDSN, 4)
 	if err != nil {
 		return nil, nil, err
 	}
-	return db, ops.NewTopic(brokers, f.topic), nil
+	if change {
+		if err := f.mayChange(octx, db); err != nil {
+			_ = db.Close()
+			return nil, nil, err
+		}
+	}
+	return db, ops.NewTopic(f.resolvedKB, f.topic), nil
 }
 
 func (f *opsFlags) openRedis(ctx context.Context) (redis.UniversalClient, error) {
-	addrs := cli.List(f.redisAddrs)
+	addrs := f.resolvedRedis
 	if len(addrs) == 0 {
 		return nil, errors.New("redis-addrs (COUPON_REDIS_ADDRS) is required")
 	}
@@ -72,7 +89,7 @@ func (f *opsFlags) openRedis(ctx context.Context) (redis.UniversalClient, error)
 	defer cancel()
 	if err := rdb.Ping(pctx).Err(); err != nil {
 		_ = rdb.Close()
-		return nil, fmt.Errorf("redis %s: %w", f.redisAddrs, err)
+		return nil, fmt.Errorf("redis %s: %w", strings.Join(addrs, ","), err)
 	}
 	return rdb, nil
 }
@@ -85,9 +102,10 @@ type gateConns struct {
 	ids   []int64 // the coupons --coupon / --all name
 }
 
-// openGate opens MySQL, the topic and Redis and resolves --coupon / --all.
-func (f *opsFlags) openGate(ctx context.Context, id int, all bool) (*gateConns, error) {
-	db, topic, err := f.open(ctx)
+// openGate opens MySQL, the topic and Redis (see open for change) and
+// resolves --coupon / --all.
+func (f *opsFlags) openGate(ctx context.Context, command string, change bool, id int, all bool) (*gateConns, error) {
+	db, topic, err := f.open(ctx, command, change)
 	if err != nil {
 		return nil, err
 	}

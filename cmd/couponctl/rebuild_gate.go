@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"os"
 	"time"
 
 	"github.com/coupondrop/coupon"
@@ -30,14 +31,14 @@ func runRebuildGate(ctx context.Context, args []string) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	c, err := f.openGate(ctx, id, all)
+	c, err := f.openGate(ctx, "rebuild-gate", true, id, all)
 	if err != nil {
 		return err
 	}
 	defer c.Close()
-	opts := ops.RebuildOptions{Group: f.group, Force: force, Settle: settle}
+	opts := ops.RebuildOptions{Group: f.group, Force: force, Settle: settle, Progress: os.Stderr}
 	if dlq != "" {
-		opts.DeadLetters = ops.NewTopic(cli.List(f.brokers), dlq)
+		opts.DeadLetters = ops.NewTopic(f.resolvedKB, dlq)
 	}
 	res, err := ops.RebuildGate(ctx, c.db, c.topic, c.rdb, c.ids, opts, f.logger())
 	fmt.Print(ops.FormatRebuilds(res))

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"os"
 	"time"
 
 	"github.com/coupondrop/coupon/internal/cli"
@@ -20,16 +21,16 @@ func runReconcile(ctx context.Context, args []string) error {
 	var all bool
 	var opts ops.ReconcileOptions
 	f.bind(fs, true)
-	fs.FlagSet.IntVar(&id, "coupon", 0, "coupon ID to reconcile")
-	fs.FlagSet.BoolVar(&all, "all", false, "every async coupon")
+	fs.FlagSet.IntVar(&id, "coupon", 0, "coupon ID to reconcile (default every async coupon)")
+	fs.FlagSet.BoolVar(&all, "all", false, "every async coupon (the default)")
 	fs.FlagSet.BoolVar(&opts.Fix, "fix", false, "release unpublished admissions and clear settled pending marks")
 	fs.DurationVar(&opts.Wait, "wait", "COUPON_RECONCILE_WAIT", 2*time.Minute, "how long to wait for the sinker to catch up")
 	fs.DurationVar(&opts.Grace, "grace", "COUPON_RECONCILE_GRACE", 30*time.Second, "with --fix: wait this long for late publishes before releasing (keep it well above the gateway's publish timeout)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	opts.Group = f.group
-	c, err := f.openGate(ctx, id, all)
+	opts.Group, opts.Progress = f.group, os.Stderr
+	c, err := f.openGate(ctx, "reconcile", opts.Fix, id, all || id == 0)
 	if err != nil {
 		return err
 	}
@@ -39,12 +40,9 @@ func runReconcile(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	mismatches := 0
-	for _, r := range res {
-		mismatches += len(r.Mismatches)
-	}
-	if mismatches > 0 {
-		return fmt.Errorf("%d mismatches (listed above)", mismatches)
+	fmt.Println(ops.Verdict(res))
+	if ops.Inconsistencies(res) > 0 {
+		return errReported
 	}
 	return nil
 }

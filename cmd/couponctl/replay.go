@@ -27,7 +27,7 @@ func runReplay(ctx context.Context, args []string) error {
 	if opts.BatchSize < 1 || opts.Parallel < 1 {
 		return fmt.Errorf("batch-size and parallel must be at least 1")
 	}
-	db, topic, err := f.open(ctx)
+	db, topic, err := f.open(ctx, "replay", true)
 	if err != nil {
 		return err
 	}
