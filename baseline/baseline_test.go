@@ -290,12 +290,12 @@ func TestClassify(t *testing.T) {
 		retryable bool
 	}{
 		{"domain error passes", coupon.Errorf(coupon.ESOLDOUT, "x"), coupon.ESOLDOUT, false},
-		{"deadlock retries", fmt.Errorf("commit: %w", &mysql.MySQLError{Number: errDeadlock}), coupon.EINTERNAL, true},
-		{"lock wait timeout retries", &mysql.MySQLError{Number: errLockWaitTimeout}, coupon.EINTERNAL, true},
+		{"deadlock retries", fmt.Errorf("commit: %w", &mysql.MySQLError{Number: 1213}), coupon.EINTERNAL, true},
+		{"lock wait timeout retries", &mysql.MySQLError{Number: 1205}, coupon.EINTERNAL, true},
 		{"fenced retries", fmt.Errorf("x: %w", errFenced), coupon.EINTERNAL, true},
-		{"duplicate key is already issued", &mysql.MySQLError{Number: errDupEntry}, coupon.EALREADY, false},
-		{"MariaDB CHECK is sold out", &mysql.MySQLError{Number: errCheckMariaDB}, coupon.ESOLDOUT, false},
-		{"MySQL CHECK is sold out", &mysql.MySQLError{Number: errCheckMySQL}, coupon.ESOLDOUT, false},
+		{"duplicate key is already issued", &mysql.MySQLError{Number: 1062}, coupon.EALREADY, false},
+		{"MariaDB CHECK is sold out", &mysql.MySQLError{Number: 4025}, coupon.ESOLDOUT, false},
+		{"MySQL CHECK is sold out", &mysql.MySQLError{Number: 3819}, coupon.ESOLDOUT, false},
 		{"other errors are internal", errors.New("boom"), coupon.EINTERNAL, false},
 	}
 	for _, tt := range tests {

@@ -12,16 +12,7 @@ import (
 	"time"
 
 	"github.com/coupondrop/coupon"
-	"github.com/go-sql-driver/mysql"
-)
-
-// MySQL/MariaDB error numbers the transaction reacts to.
-const (
-	errDupEntry        = 1062 // ER_DUP_ENTRY: (coupon, user) already has a row
-	errLockWaitTimeout = 1205 // ER_LOCK_WAIT_TIMEOUT
-	errDeadlock        = 1213 // ER_LOCK_DEADLOCK
-	errCheckMySQL      = 3819 // ER_CHECK_CONSTRAINT_VIOLATED (MySQL 8)
-	errCheckMariaDB    = 4025 // ER_CONSTRAINT_FAILED (MariaDB)
+	"github.com/coupondrop/coupon/mysql"
 )
 
 // errFenced means the coupon row changed between our read and our update:
@@ -111,17 +102,16 @@ func issueTx(ctx context.Context, db *sql.DB, strategy coupon.Strategy, couponID
 // pass through; constraint violations become the outcome they prove;
 // retryable reports lock conflicts worth another attempt.
 func classify(err error, couponID, userID int64) (out error, retryable bool) {
-	var me *mysql.MySQLError
 	switch {
 	case coupon.ErrorCode(err) != coupon.EINTERNAL:
 		return err, false
 	case errors.Is(err, errFenced):
 		return err, true
-	case errors.As(err, &me) && (me.Number == errDeadlock || me.Number == errLockWaitTimeout):
+	case mysql.IsLockConflict(err):
 		return err, true
-	case errors.As(err, &me) && me.Number == errDupEntry:
+	case mysql.IsDuplicate(err):
 		return alreadyIssued(couponID, userID), false
-	case errors.As(err, &me) && (me.Number == errCheckMySQL || me.Number == errCheckMariaDB):
+	case mysql.IsCheckViolation(err):
 		return soldOut(couponID), false
 	}
 	return err, false

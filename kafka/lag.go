@@ -6,19 +6,8 @@ import (
 	"sync"
 	"time"
 
-	"github.com/coupondrop/coupon"
 	kafkago "github.com/segmentio/kafka-go"
 )
-
-// PartitionOf returns the partition of a coupon's records: the publisher's
-// Murmur2 hash of the key coupon.EventKey(couponID), like Java clients.
-func PartitionOf(couponID int64, partitions int) int {
-	ps := make([]int, partitions)
-	for p := range ps {
-		ps[p] = p
-	}
-	return (&kafkago.Murmur2Balancer{}).Balance(kafkago.Message{Key: coupon.EventKey(couponID)}, ps...)
-}
 
 // Lag tells how far a consumer group (the sinkers) is behind the topic, per
 // partition: the partition's end offset (high watermark) minus the group's

@@ -126,7 +126,7 @@ func New(cfg Config, logger *slog.Logger) (*Publisher, error) {
 	w := &kafkago.Writer{
 		Addr:         kafkago.TCP(cfg.Brokers...),
 		Topic:        cfg.Topic,
-		Balancer:     &kafkago.Murmur2Balancer{},
+		Balancer:     balancer,
 		RequiredAcks: kafkago.RequireAll,
 		BatchTimeout: cfg.BatchTimeout,
 		BatchSize:    cfg.BatchSize,

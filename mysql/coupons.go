@@ -179,7 +179,7 @@ func (db *DB) UpdateCoupon(ctx context.Context, id int64, p coupon.Patch, hold f
 	u.Revision = old.Revision + 1
 	_, err = tx.ExecContext(ctx, `UPDATE coupons SET name = ?, total_quantity = ?, issue_starts_at = ?, issue_ends_at = ?, revision = ? WHERE id = ?`,
 		u.Name, u.TotalQuantity, couponNullTime(u.IssueStartsAt), couponNullTime(u.IssueEndsAt), u.Revision, id)
-	if isCheckViolation(err) {
+	if IsCheckViolation(err) {
 		return nil, nil, overIssued(id, u.TotalQuantity, old.IssuedQuantity)
 	} else if err != nil {
 		return nil, nil, fmt.Errorf("update coupon %d: %w", id, err)

@@ -8,11 +8,9 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/coupondrop/coupon"
-	driver "github.com/go-sql-driver/mysql"
 )
 
 // Reasons a row of a batch is refused by InsertIssues; they name the
@@ -275,7 +273,7 @@ func (db *DB) insertOnce(ctx context.Context, t Tables, groups []couponGroup, p 
 		q = append(q, ids...)
 		q = append(q, ')')
 		if _, err = tx.ExecContext(ctx, string(q)); err != nil {
-			if !isCheckViolation(err) {
+			if !IsCheckViolation(err) {
 				return res, nil, fmt.Errorf("bulk insert: raise issued_quantity: %w", err)
 			}
 			// Which coupons: the counters are locked, so the arithmetic is
@@ -473,30 +471,4 @@ func issueArgs(rows []coupon.Issue) []any {
 func ValidAdmittedAt(t time.Time) bool {
 	y := t.UTC().Year()
 	return y >= 1000 && y <= 9999
-}
-
-// isCheckViolation reports a CHECK constraint refusal: MariaDB's
-// ER_CONSTRAINT_FAILED (4025) or MySQL 8's ER_CHECK_CONSTRAINT_VIOLATED (3819).
-func isCheckViolation(err error) bool {
-	var me *driver.MySQLError
-	return errors.As(err, &me) && (me.Number == 4025 || me.Number == 3819)
-}
-
-// IsTransient reports whether err is a database error worth retrying as is:
-// a lost or refused connection, a deadlock, a lock wait timeout, a server
-// shutting down or read-only during a failover. The sinker retries every
-// error with backoff anyway; this only labels logs and metrics.
-func IsTransient(err error) bool {
-	if err == nil {
-		return false
-	}
-	var me *driver.MySQLError
-	if errors.As(err, &me) {
-		switch me.Number {
-		case 1213, 1205, 1040, 1053, 1290, 1927, 2006, 2013, 1158, 1159, 1160, 1161:
-			return true
-		}
-		return false
-	}
-	return !strings.Contains(err.Error(), "syntax")
 }

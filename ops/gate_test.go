@@ -14,6 +14,7 @@ import (
 	"github.com/coupondrop/coupon/admitter"
 	"github.com/coupondrop/coupon/internal/cli"
 	"github.com/coupondrop/coupon/internal/testenv"
+	couponkafka "github.com/coupondrop/coupon/kafka"
 	"github.com/coupondrop/coupon/mysql"
 	"github.com/coupondrop/coupon/ops"
 	"github.com/redis/go-redis/v9"
@@ -40,7 +41,7 @@ func TestRebuildGateAfterFlushall(t *testing.T) {
 	db := &mysql.DB{DB: sdb}
 	topicName := testenv.MustCreateTopic(t, 4)
 	dlq := testenv.MustCreateTopic(t, 1)
-	topic := ops.NewTopic(cli.List(testenv.KafkaBrokers), topicName)
+	topic := couponkafka.NewTopic(cli.List(testenv.KafkaBrokers), topicName)
 	const total = 3000
 	id := mustCreateCoupon(t, sdb, total)
 	ctx := context.Background()
@@ -210,7 +211,7 @@ func TestReconcile(t *testing.T) {
 	db := &mysql.DB{DB: sdb}
 	topicName := testenv.MustCreateTopic(t, 2)
 	dlq := testenv.MustCreateTopic(t, 1)
-	topic := ops.NewTopic(cli.List(testenv.KafkaBrokers), topicName)
+	topic := couponkafka.NewTopic(cli.List(testenv.KafkaBrokers), topicName)
 	ctx := context.Background()
 	const total = 20
 	id := mustCreateCoupon(t, sdb, total)
@@ -307,7 +308,7 @@ func TestRebuildGateFromTopicTail(t *testing.T) {
 	sdb := testenv.MustOpenDB(t)
 	db := &mysql.DB{DB: sdb}
 	topicName := testenv.MustCreateTopic(t, 3)
-	topic := ops.NewTopic(cli.List(testenv.KafkaBrokers), topicName)
+	topic := couponkafka.NewTopic(cli.List(testenv.KafkaBrokers), topicName)
 	ctx := context.Background()
 	id := mustCreateCoupon(t, sdb, 1000)
 	t.Cleanup(func() {
@@ -368,7 +369,7 @@ func TestRebuildGateCountsDeadLetters(t *testing.T) {
 	db := &mysql.DB{DB: sdb}
 	topicName, dlqName := testenv.MustCreateTopic(t, 1), testenv.MustCreateTopic(t, 1)
 	brokers := cli.List(testenv.KafkaBrokers)
-	topic, dlq := ops.NewTopic(brokers, topicName), ops.NewTopic(brokers, dlqName)
+	topic, dlq := couponkafka.NewTopic(brokers, topicName), couponkafka.NewTopic(brokers, dlqName)
 	ctx := context.Background()
 	id := mustCreateCoupon(t, sdb, 2)
 	t.Cleanup(func() {
@@ -384,7 +385,7 @@ func TestRebuildGateCountsDeadLetters(t *testing.T) {
 
 	for _, tc := range []struct {
 		name    string
-		dlq     *ops.Topic
+		dlq     *couponkafka.Topic
 		wantSeq int64
 	}{
 		{"without the dead letters the counter stops at the rows (rank 3 would be handed out again)", nil, 2},
@@ -407,7 +408,7 @@ func TestRebuildGateCountsDeadLetters(t *testing.T) {
 
 	// A dead-letter topic that does not exist fails before anything is read or written.
 	rdb.Del(ctx, admitter.UsersKey(id), admitter.SeqKey(id))
-	missing := ops.NewTopic(brokers, "no-such-topic-"+testenv.RandomID())
+	missing := couponkafka.NewTopic(brokers, "no-such-topic-"+testenv.RandomID())
 	_, err := ops.RebuildGate(ctx, db, topic, rdb, []int64{id}, ops.RebuildOptions{Group: group, DeadLetters: missing}, testenv.Logger(t))
 	if err == nil || !strings.Contains(err.Error(), "dead letters") {
 		t.Fatalf("rebuild with a missing dead-letter topic: %v", err)

@@ -12,8 +12,8 @@ import (
 	"github.com/coupondrop/coupon/internal/cli"
 	"github.com/coupondrop/coupon/internal/testenv"
 	"github.com/coupondrop/coupon/internal/testsink"
+	couponkafka "github.com/coupondrop/coupon/kafka"
 	"github.com/coupondrop/coupon/mysql"
-	"github.com/coupondrop/coupon/ops"
 	"github.com/coupondrop/coupon/sinker"
 	"github.com/segmentio/kafka-go"
 )
@@ -85,7 +85,7 @@ func startSinker(tb testing.TB, dsn, topic, dlq string) string {
 }
 
 // waitCaughtUp waits until group has committed the topic's end offsets.
-func waitCaughtUp(tb testing.TB, t *ops.Topic, group string) {
+func waitCaughtUp(tb testing.TB, t *couponkafka.Topic, group string) {
 	tb.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()

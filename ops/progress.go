@@ -9,6 +9,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	couponkafka "github.com/coupondrop/coupon/kafka"
 )
 
 // progress draws a one-line bar on w (stderr) while long work runs:
@@ -200,4 +202,18 @@ func pause(ctx context.Context, w io.Writer, what string, d time.Duration) error
 		case <-time.After(left):
 		}
 	}
+}
+
+// waitCaughtUp is t.WaitCaughtUp showing on w how far behind group is
+// while the wait lasts over a second.
+func waitCaughtUp(ctx context.Context, t *couponkafka.Topic, group string, first, end []int64, w io.Writer) error {
+	note := newWaitNote(w)
+	return t.WaitCaughtUp(ctx, group, first, end, func(left int64) {
+		took := time.Since(note.start).Round(time.Second)
+		if left == 0 {
+			note.done(fmt.Sprintf("group %s caught up with the topic's end after %s", group, took))
+			return
+		}
+		note.show(fmt.Sprintf("waiting for group %s to catch up: %d records behind (%s)", group, left, took))
+	})
 }

@@ -45,7 +45,7 @@ type RebuildOptions struct {
 	// of records the sinker dead-lettered (no row, and before the committed
 	// offsets) count for the rank counter too, so the rebuilt gate never
 	// hands one of them out again.
-	DeadLetters *Topic
+	DeadLetters *couponkafka.Topic
 	// Progress, when set, shows the settle wait as it runs.
 	Progress io.Writer
 }
@@ -75,7 +75,7 @@ type topicAdmissions map[int64]map[int64]int64
 // readAdmissions reads [from[p], to[p]) of the given partitions and adds
 // the records of wanted coupons to into. Undecodable records are skipped:
 // they never became rows or admissions.
-func readAdmissions(ctx context.Context, t *Topic, partitions []int, from, to []int64, into topicAdmissions) error {
+func readAdmissions(ctx context.Context, t *couponkafka.Topic, partitions []int, from, to []int64, into topicAdmissions) error {
 	for _, p := range partitions {
 		err := t.Read(ctx, p, from[p], to[p], func(m kafka.Message) error {
 			a, err := coupon.UnmarshalAdmission(m.Value)
@@ -100,7 +100,7 @@ func readAdmissions(ctx context.Context, t *Topic, partitions []int, from, to []
 
 // highestRanks reads the n partitions of t whole and raises into[coupon] to
 // the highest rank among the records of the coupons it holds.
-func highestRanks(ctx context.Context, t *Topic, n int, into map[int64]int64) error {
+func highestRanks(ctx context.Context, t *couponkafka.Topic, n int, into map[int64]int64) error {
 	first, end, err := t.Offsets(ctx, n)
 	if err != nil {
 		return err
@@ -147,7 +147,7 @@ func issuedRows(ctx context.Context, db *mysql.DB, couponID int64) (map[int64]in
 // coupon's state is missing the gateway refuses it (503), so no admission
 // races the rebuild; records published just before the loss are caught by
 // reading the topic's tail once more right before writing.
-func RebuildGate(ctx context.Context, db *mysql.DB, t *Topic, rdb redis.UniversalClient, couponIDs []int64, opts RebuildOptions, logger *slog.Logger) ([]GateRebuild, error) {
+func RebuildGate(ctx context.Context, db *mysql.DB, t *couponkafka.Topic, rdb redis.UniversalClient, couponIDs []int64, opts RebuildOptions, logger *slog.Logger) ([]GateRebuild, error) {
 	out := make([]GateRebuild, 0, len(couponIDs))
 	var todo []int64
 	coupons := map[int64]*coupon.Coupon{}

@@ -71,7 +71,7 @@ type CouponReconcile struct {
 // offsets, then compares, per coupon, the gate (admitted users, pending
 // marks), the topic (every record of the coupon's partition) and MySQL
 // (rows, issued_quantity). See CouponReconcile for what it reports.
-func Reconcile(ctx context.Context, db *mysql.DB, t *Topic, rdb redis.UniversalClient, couponIDs []int64, opts ReconcileOptions, logger *slog.Logger) ([]CouponReconcile, error) {
+func Reconcile(ctx context.Context, db *mysql.DB, t *couponkafka.Topic, rdb redis.UniversalClient, couponIDs []int64, opts ReconcileOptions, logger *slog.Logger) ([]CouponReconcile, error) {
 	if opts.Wait <= 0 {
 		opts.Wait = 2 * time.Minute
 	}
@@ -85,7 +85,7 @@ func Reconcile(ctx context.Context, db *mysql.DB, t *Topic, rdb redis.UniversalC
 	}
 	if opts.Group != "" {
 		wctx, cancel := context.WithTimeout(ctx, opts.Wait)
-		err := t.WaitCaughtUp(wctx, opts.Group, first, end, opts.Progress)
+		err := waitCaughtUp(wctx, t, opts.Group, first, end, opts.Progress)
 		cancel()
 		if err != nil {
 			return nil, fmt.Errorf("reconcile: the sinker has not caught up: %w", err)

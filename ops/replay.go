@@ -3,7 +3,6 @@ package ops
 import (
 	"context"
 	"database/sql"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -12,8 +11,8 @@ import (
 	"time"
 
 	"github.com/coupondrop/coupon"
+	couponkafka "github.com/coupondrop/coupon/kafka"
 	"github.com/coupondrop/coupon/mysql"
-	driver "github.com/go-sql-driver/mysql"
 	"github.com/segmentio/kafka-go"
 	"golang.org/x/sync/errgroup"
 )
@@ -73,7 +72,7 @@ func (s ReplaySummary) Total() time.Duration { return s.Load + s.KeepTimes + s.S
 // baselines, rows the running sinker wrote past the end offsets, rows of
 // records lost to retention), and recomputes issued_quantity under the
 // coupons' row locks, which the sinker takes first in every transaction.
-func Replay(ctx context.Context, db *mysql.DB, t *Topic, opts ReplayOptions, logger *slog.Logger) (ReplaySummary, error) {
+func Replay(ctx context.Context, db *mysql.DB, t *couponkafka.Topic, opts ReplayOptions, logger *slog.Logger) (ReplaySummary, error) {
 	if opts.BatchSize <= 0 {
 		opts.BatchSize = 10_000
 	}
@@ -173,7 +172,7 @@ type loadResult struct {
 // loadPartition reads one partition's range and inserts it batch after
 // batch, in offset order (so the guard refuses what the sinker refused),
 // reading the next batch while the previous one is in MySQL.
-func loadPartition(ctx context.Context, db *mysql.DB, t *Topic, shadow mysql.Tables, p int, from, to int64, batchSize int, bar *progress) (loadResult, error) {
+func loadPartition(ctx context.Context, db *mysql.DB, t *couponkafka.Topic, shadow mysql.Tables, p int, from, to int64, batchSize int, bar *progress) (loadResult, error) {
 	res := loadResult{Refused: map[string]int64{}}
 	type batch struct {
 		rows    []coupon.Issue
@@ -279,7 +278,7 @@ func swapIn(ctx context.Context, db *mysql.DB, first, end []int64, sum *ReplaySu
 	if err == nil {
 		return dropShadowCounters(ctx, db)
 	}
-	if !isCheckViolation(err) {
+	if !mysql.IsCheckViolation(err) {
 		return fmt.Errorf("replay: swapped in, but %w; the previous rows are in %s: rerun replay, then carry them over by hand", err, old)
 	}
 
@@ -369,12 +368,6 @@ func recount(ctx context.Context, tx *sql.Tx) error {
 		return fmt.Errorf("recount issued_quantity: %w", err)
 	}
 	return nil
-}
-
-// isCheckViolation reports a CHECK constraint refusal (MariaDB 4025, MySQL 3819).
-func isCheckViolation(err error) bool {
-	var me *driver.MySQLError
-	return errors.As(err, &me) && (me.Number == 4025 || me.Number == 3819)
 }
 
 // String renders the summary for the operator.

@@ -11,6 +11,7 @@ import (
 	"github.com/coupondrop/coupon"
 	"github.com/coupondrop/coupon/internal/cli"
 	"github.com/coupondrop/coupon/internal/testenv"
+	couponkafka "github.com/coupondrop/coupon/kafka"
 	"github.com/coupondrop/coupon/mysql"
 	"github.com/coupondrop/coupon/ops"
 	"github.com/segmentio/kafka-go"
@@ -26,7 +27,7 @@ func TestReplayAfterTruncate(t *testing.T) {
 	const parts = 3
 	topicName := testenv.MustCreateTopic(t, parts)
 	dlq := testenv.MustCreateTopic(t, 1)
-	topic := ops.NewTopic(cli.List(testenv.KafkaBrokers), topicName)
+	topic := couponkafka.NewTopic(cli.List(testenv.KafkaBrokers), topicName)
 	ctx := context.Background()
 
 	totals := []int64{3000, 50, 700, 1}
@@ -127,7 +128,7 @@ func TestReplayAfterTruncate(t *testing.T) {
 func TestReplayCarryOverGuarded(t *testing.T) {
 	db, _ := mustPrivateDB(t)
 	topicName := testenv.MustCreateTopic(t, 1)
-	topic := ops.NewTopic(cli.List(testenv.KafkaBrokers), topicName)
+	topic := couponkafka.NewTopic(cli.List(testenv.KafkaBrokers), topicName)
 	ctx := context.Background()
 	id := mustCreateCoupon(t, db.DB, 5)
 	var msgs []kafka.Message

@@ -183,7 +183,7 @@ func BenchmarkSink(b *testing.B) {
 		b.ReportMetric(sustained/ceiling, "ratio")
 
 		t0 = time.Now()
-		sum, err := ops.Replay(ctx, db, ops.NewTopic(cli.List(testenv.KafkaBrokers), topic), ops.ReplayOptions{DropOld: true}, testenv.Logger(b))
+		sum, err := ops.Replay(ctx, db, couponkafka.NewTopic(cli.List(testenv.KafkaBrokers), topic), ops.ReplayOptions{DropOld: true}, testenv.Logger(b))
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/coupondrop/coupon"
 	"github.com/coupondrop/coupon/internal/cli"
+	couponkafka "github.com/coupondrop/coupon/kafka"
 	"github.com/coupondrop/coupon/mysql"
 	"github.com/coupondrop/coupon/ops"
 	"github.com/redis/go-redis/v9"
@@ -47,7 +48,7 @@ func (f *opsFlags) logger() *slog.Logger {
 // open resolves the servers, announces them on stderr with the topic, and
 // opens MySQL and the topic. With change, ambiguous servers or a database
 // without the coupon schema are refused before anything is changed.
-func (f *opsFlags) open(ctx context.Context, command string, change bool) (*mysql.DB, *ops.Topic, error) {
+func (f *opsFlags) open(ctx context.Context, command string, change bool) (*mysql.DB, *couponkafka.Topic, error) {
 	if err := f.resolve(); err != nil {
 		return nil, nil, err
 	}
@@ -76,7 +77,7 @@ func (f *opsFlags) open(ctx context.Context, command string, change bool) (*mysq
 			return nil, nil, err
 		}
 	}
-	return db, ops.NewTopic(f.resolvedKB, f.topic), nil
+	return db, couponkafka.NewTopic(f.resolvedKB, f.topic), nil
 }
 
 func (f *opsFlags) openRedis(ctx context.Context) (redis.UniversalClient, error) {
@@ -97,7 +98,7 @@ func (f *opsFlags) openRedis(ctx context.Context) (redis.UniversalClient, error)
 // gateConns are what rebuild-gate and reconcile work on.
 type gateConns struct {
 	db    *mysql.DB
-	topic *ops.Topic
+	topic *couponkafka.Topic
 	rdb   redis.UniversalClient
 	ids   []int64 // the coupons --coupon / --all name
 }

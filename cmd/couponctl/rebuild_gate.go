@@ -8,6 +8,7 @@ import (
 
 	"github.com/coupondrop/coupon"
 	"github.com/coupondrop/coupon/internal/cli"
+	couponkafka "github.com/coupondrop/coupon/kafka"
 	"github.com/coupondrop/coupon/ops"
 )
 
@@ -38,7 +39,7 @@ func runRebuildGate(ctx context.Context, args []string) error {
 	defer c.Close()
 	opts := ops.RebuildOptions{Group: f.group, Force: force, Settle: settle, Progress: os.Stderr}
 	if dlq != "" {
-		opts.DeadLetters = ops.NewTopic(f.resolvedKB, dlq)
+		opts.DeadLetters = couponkafka.NewTopic(f.resolvedKB, dlq)
 	}
 	res, err := ops.RebuildGate(ctx, c.db, c.topic, c.rdb, c.ids, opts, f.logger())
 	fmt.Print(ops.FormatRebuilds(res))

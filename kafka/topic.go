@@ -1,7 +1,4 @@
-// Package ops holds the operator procedures behind couponctl: replaying the
-// admitted-request topic into MySQL, rebuilding a coupon's gate state in
-// Redis, and reconciling gate, topic and MySQL.
-package ops
+package kafka
 
 import (
 	"context"
@@ -11,16 +8,17 @@ import (
 	"net"
 	"time"
 
-	"github.com/segmentio/kafka-go"
+	kafkago "github.com/segmentio/kafka-go"
 )
 
-// Topic reads the admitted-request topic by partition and offset, without
-// joining a consumer group: it never moves the sinker group's offsets.
+// Topic reads a topic by partition and offset, without joining a consumer
+// group: it never moves the sinker group's offsets. The operator procedures
+// (replay, rebuild-gate, reconcile) read the admitted-request topic with it.
 type Topic struct {
 	Name    string
 	brokers []string
-	client  *kafka.Client
-	dialer  *kafka.Dialer
+	client  *kafkago.Client
+	dialer  *kafkago.Dialer
 }
 
 // NewTopic returns a reader of topic on the given brokers.
@@ -30,14 +28,14 @@ func NewTopic(brokers []string, name string) *Topic {
 		brokers: brokers,
 		// Metadata (partition leaders) is refreshed every second, not every
 		// 6 s: a retried call after a leader move reaches the new leader.
-		client: &kafka.Client{Addr: kafka.TCP(brokers...), Timeout: 15 * time.Second, Transport: &kafka.Transport{MetadataTTL: time.Second}},
-		dialer: &kafka.Dialer{Timeout: 10 * time.Second, DualStack: true},
+		client: &kafkago.Client{Addr: kafkago.TCP(brokers...), Timeout: 15 * time.Second, Transport: &kafkago.Transport{MetadataTTL: time.Second}},
+		dialer: &kafkago.Dialer{Timeout: 10 * time.Second, DualStack: true},
 	}
 }
 
 // Partitions returns the topic's partition count.
 func (t *Topic) Partitions(ctx context.Context) (int, error) {
-	md, err := t.client.Metadata(ctx, &kafka.MetadataRequest{Topics: []string{t.Name}})
+	md, err := t.client.Metadata(ctx, &kafkago.MetadataRequest{Topics: []string{t.Name}})
 	if err != nil {
 		return 0, fmt.Errorf("topic %s metadata: %w", t.Name, err)
 	}
@@ -72,13 +70,13 @@ func (t *Topic) Offsets(ctx context.Context, partitions int) (first, end []int64
 // broker code, an unknown one (a leader gone away answers -1) or a
 // connection problem.
 func transient(err error) bool {
-	var kerr kafka.Error
+	var kerr kafkago.Error
 	var nerr net.Error
 	switch {
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 		return false
 	case errors.As(err, &kerr):
-		return kerr.Temporary() || kerr == kafka.Unknown
+		return kerr.Temporary() || kerr == kafkago.Unknown
 	case errors.As(err, &nerr), errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
 		return true
 	}
@@ -86,11 +84,11 @@ func transient(err error) bool {
 }
 
 func (t *Topic) offsets(ctx context.Context, partitions int) (first, end []int64, err error) {
-	reqs := make([]kafka.OffsetRequest, 0, 2*partitions)
+	reqs := make([]kafkago.OffsetRequest, 0, 2*partitions)
 	for p := range partitions {
-		reqs = append(reqs, kafka.FirstOffsetOf(p), kafka.LastOffsetOf(p))
+		reqs = append(reqs, kafkago.FirstOffsetOf(p), kafkago.LastOffsetOf(p))
 	}
-	res, err := t.client.ListOffsets(ctx, &kafka.ListOffsetsRequest{Topics: map[string][]kafka.OffsetRequest{t.Name: reqs}})
+	res, err := t.client.ListOffsets(ctx, &kafkago.ListOffsetsRequest{Topics: map[string][]kafkago.OffsetRequest{t.Name: reqs}})
 	if err != nil {
 		return nil, nil, fmt.Errorf("topic %s offsets: %w", t.Name, err)
 	}
@@ -119,7 +117,7 @@ func (t *Topic) Committed(ctx context.Context, group string, partitions int) ([]
 	for p := range ps {
 		ps[p] = p
 	}
-	res, err := t.client.OffsetFetch(ctx, &kafka.OffsetFetchRequest{GroupID: group, Topics: map[string][]int{t.Name: ps}})
+	res, err := t.client.OffsetFetch(ctx, &kafkago.OffsetFetchRequest{GroupID: group, Topics: map[string][]int{t.Name: ps}})
 	if err != nil {
 		return nil, fmt.Errorf("group %s offsets: %w", group, err)
 	}
@@ -142,10 +140,13 @@ func (t *Topic) Committed(ctx context.Context, group string, partitions int) ([]
 }
 
 // WaitCaughtUp waits until the group has committed every partition up to
-// end (a partition with nothing to read needs no commit), polling; a wait
-// over a second shows how far behind the group is on w (nil: nothing).
-func (t *Topic) WaitCaughtUp(ctx context.Context, group string, first, end []int64, w io.Writer) error {
-	note := newWaitNote(w)
+// end (a partition with nothing to read needs no commit), polling; behind,
+// when set, is told after each poll how many records the group still has
+// to commit (0 at the end).
+func (t *Topic) WaitCaughtUp(ctx context.Context, group string, first, end []int64, behind func(records int64)) error {
+	if behind == nil {
+		behind = func(int64) {}
+	}
 	empty := true
 	for p := range end {
 		empty = empty && end[p] <= first[p]
@@ -164,35 +165,34 @@ func (t *Topic) WaitCaughtUp(ctx context.Context, group string, first, end []int
 				committed[p] = -1
 			}
 		}
-		behind := int64(0)
+		left := int64(0)
 		for p := range end {
 			if end[p] > first[p] && committed[p] < end[p] {
-				behind += end[p] - max(committed[p], first[p])
+				left += end[p] - max(committed[p], first[p])
 			}
 		}
-		if behind == 0 {
-			note.done(fmt.Sprintf("group %s caught up with the topic's end after %s", group, time.Since(note.start).Round(time.Second)))
+		behind(left)
+		if left == 0 {
 			return nil
 		}
-		note.show(fmt.Sprintf("waiting for group %s to catch up: %d records behind (%s)", group, behind, time.Since(note.start).Round(time.Second)))
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("group %s is still %d records behind: %w", group, behind, ctx.Err())
+			return fmt.Errorf("group %s is still %d records behind: %w", group, left, ctx.Err())
 		case <-time.After(250 * time.Millisecond):
 		}
 	}
 }
 
-// errStop ends a Read early without error.
-var errStop = errors.New("stop reading")
+// errStopRead ends a Read early without error.
+var errStopRead = errors.New("stop reading")
 
 // Read calls fn for each record of partition with from <= offset < to, in
 // offset order, reading directly from the partition leader.
-func (t *Topic) Read(ctx context.Context, partition int, from, to int64, fn func(kafka.Message) error) error {
+func (t *Topic) Read(ctx context.Context, partition int, from, to int64, fn func(kafkago.Message) error) error {
 	if from >= to {
 		return nil
 	}
-	var conn *kafka.Conn
+	var conn *kafkago.Conn
 	var err error
 	for _, b := range t.brokers {
 		if conn, err = t.dialer.DialLeader(ctx, "tcp", b, t.Name, partition); err == nil {
@@ -205,13 +205,13 @@ func (t *Topic) Read(ctx context.Context, partition int, from, to int64, fn func
 	defer conn.Close()
 	stop := context.AfterFunc(ctx, func() { _ = conn.SetDeadline(time.Now()) })
 	defer stop()
-	if _, err := conn.Seek(from, kafka.SeekAbsolute); err != nil {
+	if _, err := conn.Seek(from, kafkago.SeekAbsolute); err != nil {
 		return fmt.Errorf("read %s/%d: seek %d: %w", t.Name, partition, from, err)
 	}
 	next := from
 	for next < to {
 		_ = conn.SetReadDeadline(time.Now().Add(15 * time.Second))
-		batch := conn.ReadBatchWith(kafka.ReadBatchConfig{MinBytes: 1, MaxBytes: 16 << 20, MaxWait: 2 * time.Second})
+		batch := conn.ReadBatchWith(kafkago.ReadBatchConfig{MinBytes: 1, MaxBytes: 16 << 20, MaxWait: 2 * time.Second})
 		var ferr error
 		for {
 			m, err := batch.ReadMessage()
@@ -219,7 +219,7 @@ func (t *Topic) Read(ctx context.Context, partition int, from, to int64, fn func
 				break
 			}
 			if m.Offset >= to {
-				ferr = errStop
+				ferr = errStopRead
 				break
 			}
 			next = m.Offset + 1
@@ -228,7 +228,7 @@ func (t *Topic) Read(ctx context.Context, partition int, from, to int64, fn func
 			}
 		}
 		err := batch.Close()
-		if ferr == errStop {
+		if ferr == errStopRead {
 			return nil
 		}
 		if ferr != nil {
