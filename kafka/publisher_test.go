@@ -43,7 +43,6 @@ func TestClassify(t *testing.T) {
 		{"writer closed", io.ErrClosedPipe, NotSent, false},
 		{"record larger than BatchBytes", kafkago.MessageTooLargeError{}, NotSent, false},
 		// The broker answered: the partition did not append.
-		{"NOT_LEADER_OR_FOLLOWER", kafkago.WriteErrors{kafkago.NotLeaderForPartition}, NotSent, true},
 		{"LEADER_NOT_AVAILABLE", kafkago.WriteErrors{kafkago.LeaderNotAvailable}, NotSent, true},
 		{"UNKNOWN_TOPIC_OR_PARTITION (metadata)", kafkago.UnknownTopicOrPartition, NotSent, true},
 		{"NOT_ENOUGH_REPLICAS", kafkago.WriteErrors{kafkago.NotEnoughReplicas}, NotSent, true},
@@ -51,6 +50,7 @@ func TestClassify(t *testing.T) {
 		{"RECORD_LIST_TOO_LARGE", kafkago.WriteErrors{kafkago.RecordListTooLarge}, NotSent, false},
 		{"TOPIC_AUTHORIZATION_FAILED", kafkago.WriteErrors{kafkago.TopicAuthorizationFailed}, NotSent, false},
 		// It may be in the log.
+		{"NOT_LEADER_OR_FOLLOWER (the leader may have appended before it moved)", kafkago.WriteErrors{kafkago.NotLeaderForPartition}, MaybeSent, true},
 		{"NOT_ENOUGH_REPLICAS_AFTER_APPEND", kafkago.WriteErrors{kafkago.NotEnoughReplicasAfterAppend}, MaybeSent, true},
 		{"REQUEST_TIMED_OUT (broker side)", kafkago.WriteErrors{kafkago.RequestTimedOut}, MaybeSent, true},
 		{"NETWORK_EXCEPTION", kafkago.WriteErrors{kafkago.NetworkException}, MaybeSent, true},
