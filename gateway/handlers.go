@@ -171,15 +171,21 @@ func (s *Server) enabledStrategies() string {
 	return out
 }
 
-// getCoupon: GET /v1/coupons/{couponId}.
-func (s *Server) getCoupon(c *fiber.Ctx) error {
+// pathCoupon returns the coupon named by the {couponId} path parameter,
+// read through the cache within ctx.
+func (s *Server) pathCoupon(ctx context.Context, c *fiber.Ctx) (*coupon.Coupon, error) {
 	id, err := parsePathID(c.Params("couponId"), "couponId")
 	if err != nil {
-		return err
+		return nil, err
 	}
+	return s.cache.Get(ctx, id)
+}
+
+// getCoupon: GET /v1/coupons/{couponId}.
+func (s *Server) getCoupon(c *fiber.Ctx) error {
 	ctx, cancel := s.storeCtx()
 	defer cancel()
-	cp, err := s.cache.Get(ctx, id)
+	cp, err := s.pathCoupon(ctx, c)
 	if err != nil {
 		return err
 	}

@@ -250,13 +250,9 @@ func (l *liveViews) encode(v *liveView) ([]byte, error) {
 
 // liveCoupon: GET /v1/coupons/{couponId}/live.
 func (s *Server) liveCoupon(c *fiber.Ctx) error {
-	id, err := parsePathID(c.Params("couponId"), "couponId")
-	if err != nil {
-		return err
-	}
 	ctx, cancel := s.storeCtx()
 	defer cancel()
-	cp, err := s.cache.Get(ctx, id)
+	cp, err := s.pathCoupon(ctx, c)
 	if err != nil {
 		return err
 	}
