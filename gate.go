@@ -1,6 +1,17 @@
 package coupon
 
-import "context"
+import (
+	"context"
+	"strconv"
+)
+
+// RedisKey names a key of coupon couponID's Redis state, "coupon:{<id>}:<name>":
+// the hash tag {<id>} puts every key of a coupon (the gate's, the redis-lock
+// baseline's lock) in one Redis Cluster slot, so one Lua script may touch them all.
+// Only the package that owns a key spells its name.
+func RedisKey(couponID int64, name string) string {
+	return "coupon:{" + strconv.FormatInt(couponID, 10) + "}:" + name
+}
 
 // Gate is the admission gate of the async strategy (Redis + Lua in package
 // admitter). It decides, atomically per coupon, who is in: no user twice,
@@ -21,8 +32,10 @@ type Gate interface {
 	// the one set changes nothing. It returns the users admitted.
 	Resize(ctx context.Context, couponID, total, revision int64) (admitted int64, err error)
 	// Release removes userID's admission if it still has this rank, returning
-	// the slot. Only for admissions whose record certainly never reached Kafka.
-	Release(ctx context.Context, couponID, userID, rank int64) error
+	// the slot, and reports whether it did (false: the admission was gone or
+	// re-taken with another rank, which is not an error). Only for admissions
+	// whose record certainly never reached Kafka.
+	Release(ctx context.Context, couponID, userID, rank int64) (released bool, err error)
 	// MarkPending records an admission whose publish outcome is unknown, for
 	// reconciliation. The slot stays taken.
 	MarkPending(ctx context.Context, couponID, userID, rank int64) error

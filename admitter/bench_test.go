@@ -52,7 +52,7 @@ func BenchmarkAdmit(b *testing.B) {
 			if err := g.Init(ctx, id, 1<<40); err != nil {
 				b.Fatal(err)
 			}
-			defer client.Del(ctx, admitter.UsersKey(id), admitter.SeqKey(id))
+			defer func() { _ = g.Drop(ctx, id) }()
 			var user atomic.Int64
 			b.SetParallelism(max(1, goroutines/runtime.GOMAXPROCS(0)))
 			cpu0, rcpu0 := processCPU(), redisCPU(b, client)

@@ -31,7 +31,7 @@ func TestGateOnRedisCluster(t *testing.T) {
 	var ids []int64
 	for len(owners) < len(addrs) && len(ids) < 200 {
 		id := testenv.RandomCouponID()
-		node, err := cc.MasterForKey(ctx, SeqKey(id))
+		node, err := cc.MasterForKey(ctx, seqKey(id))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -72,8 +72,8 @@ func TestGateOnRedisCluster(t *testing.T) {
 	if err := g.MarkPending(ctx, id, user, rank); err != nil {
 		t.Fatal(err)
 	}
-	if err := g.Release(ctx, id, user, rank); err != nil {
-		t.Fatal(err)
+	if released, err := g.Release(ctx, id, user, rank); err != nil || !released {
+		t.Fatalf("release: %v, %v; want released", released, err)
 	}
 	if _, ok, err := g.Rank(ctx, id, user); err != nil || ok {
 		t.Fatalf("user %d still admitted after the release (%v)", user, err)
@@ -83,11 +83,11 @@ func TestGateOnRedisCluster(t *testing.T) {
 	}
 
 	// A lost state is refused, then restored atomically on its node.
-	g.client.Del(ctx, UsersKey(id), SeqKey(id))
+	g.client.Del(ctx, usersKey(id), seqKey(id))
 	if _, err := g.Admit(ctx, id, 2000, supply); coupon.ErrorCode(err) != coupon.EUNAVAILABLE {
 		t.Fatalf("admit on a lost state: %v", err)
 	}
-	if ok, err := RestoreState(ctx, g.client, id, State{Users: map[int64]int64{7: 3, 8: 9}, Seq: 9}, true); err != nil || !ok {
+	if ok, err := g.Restore(ctx, id, State{Users: map[int64]int64{7: 3, 8: 9}, Seq: 9}, true); err != nil || !ok {
 		t.Fatalf("restore: %v %v", ok, err)
 	}
 	if next, err := g.Admit(ctx, id, 2000, supply); err != nil || next != 10 {

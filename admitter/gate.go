@@ -216,8 +216,8 @@ func (g *Gate) Client() redis.UniversalClient { return g.client }
 // then of seq 0, in one MULTI/EXEC); an existing state is left untouched.
 func (g *Gate) Init(ctx context.Context, couponID, total int64) error {
 	_, err := g.client.TxPipelined(ctx, func(p redis.Pipeliner) error {
-		p.SetNX(ctx, TotalKey(couponID), total, 0)
-		p.SetNX(ctx, SeqKey(couponID), 0, 0)
+		p.SetNX(ctx, totalKey(couponID), total, 0)
+		p.SetNX(ctx, seqKey(couponID), 0, 0)
 		return nil
 	})
 	if err != nil {
@@ -232,7 +232,7 @@ func (g *Gate) Init(ctx context.Context, couponID, total int64) error {
 // already changes nothing and is not an error (a later change won). It
 // returns how many users are admitted.
 func (g *Gate) Resize(ctx context.Context, couponID, total, revision int64) (int64, error) {
-	keys := []string{UsersKey(couponID), SeqKey(couponID), TotalKey(couponID), RevisionKey(couponID)}
+	keys := []string{usersKey(couponID), seqKey(couponID), totalKey(couponID), revisionKey(couponID)}
 	v, err := g.resize.Run(ctx, g.client, keys, total, revision).Int64Slice()
 	if err == nil && len(v) != 2 {
 		err = fmt.Errorf("resize script: %d values", len(v))
@@ -265,7 +265,7 @@ func (g *Gate) Admit(ctx context.Context, couponID, userID, total int64) (int64,
 		code, rank, err = g.batch.admit(ctx, couponID, userID, total)
 	} else {
 		var res []admitResult
-		if res, err = parseAdmit(g.admit.Run(ctx, g.client, AdmitKeys(couponID), total, userID), 1); err == nil {
+		if res, err = parseAdmit(g.admit.Run(ctx, g.client, admitKeys(couponID), total, userID), 1); err == nil {
 			code, rank = res[0].code, res[0].rank
 		}
 	}
@@ -316,20 +316,22 @@ func lostState(couponID int64) error {
 		coupon.ErrGateLost)
 }
 
-// Release removes the admission of userID if it still has rank; ranks are
-// never reused. Releasing an admission that is gone is not an error.
-func (g *Gate) Release(ctx context.Context, couponID, userID, rank int64) error {
-	keys := []string{UsersKey(couponID), PendingKey(couponID)}
-	if err := g.release.Run(ctx, g.client, keys, userID, rank).Err(); err != nil {
-		return g.wrap(err, "release user %d of coupon %d", userID, couponID)
+// Release removes the admission of userID if it still has rank, with its
+// pending mark of that rank, and reports whether it did; ranks are never
+// reused. Releasing an admission that is gone is not an error.
+func (g *Gate) Release(ctx context.Context, couponID, userID, rank int64) (bool, error) {
+	keys := []string{usersKey(couponID), pendingKey(couponID)}
+	n, err := g.release.Run(ctx, g.client, keys, userID, rank).Int64()
+	if err != nil {
+		return false, g.wrap(err, "release user %d of coupon %d", userID, couponID)
 	}
-	return nil
+	return n == 1, nil
 }
 
 // MarkPending records userID's admission (rank) as having an unknown
 // publish outcome; the slot stays taken.
 func (g *Gate) MarkPending(ctx context.Context, couponID, userID, rank int64) error {
-	if err := g.client.HSet(ctx, PendingKey(couponID), userID, rank).Err(); err != nil {
+	if err := g.client.HSet(ctx, pendingKey(couponID), userID, rank).Err(); err != nil {
 		return g.wrap(err, "mark user %d of coupon %d pending", userID, couponID)
 	}
 	return nil
@@ -340,8 +342,8 @@ func (g *Gate) Rank(ctx context.Context, couponID, userID int64) (int64, bool, e
 	var get *redis.StringCmd
 	var exists *redis.IntCmd
 	_, err := g.client.Pipelined(ctx, func(p redis.Pipeliner) error {
-		get = p.HGet(ctx, UsersKey(couponID), strconv.FormatInt(userID, 10))
-		exists = p.Exists(ctx, SeqKey(couponID))
+		get = p.HGet(ctx, usersKey(couponID), strconv.FormatInt(userID, 10))
+		exists = p.Exists(ctx, seqKey(couponID))
 		return nil
 	})
 	if err != nil && !errors.Is(err, redis.Nil) {
@@ -360,8 +362,8 @@ func (g *Gate) Rank(ctx context.Context, couponID, userID int64) (int64, bool, e
 func (g *Gate) Admitted(ctx context.Context, couponID int64) (int64, error) {
 	var n, exists *redis.IntCmd
 	_, err := g.client.Pipelined(ctx, func(p redis.Pipeliner) error {
-		n = p.HLen(ctx, UsersKey(couponID))
-		exists = p.Exists(ctx, SeqKey(couponID))
+		n = p.HLen(ctx, usersKey(couponID))
+		exists = p.Exists(ctx, seqKey(couponID))
 		return nil
 	})
 	if err != nil {
@@ -380,7 +382,7 @@ func (g *Gate) AdmittedMany(ctx context.Context, couponIDs []int64) (map[int64]i
 	cmds := make([]pair, len(couponIDs))
 	_, err := g.client.Pipelined(ctx, func(p redis.Pipeliner) error {
 		for i, id := range couponIDs {
-			cmds[i] = pair{p.HLen(ctx, UsersKey(id)), p.Exists(ctx, SeqKey(id))}
+			cmds[i] = pair{p.HLen(ctx, usersKey(id)), p.Exists(ctx, seqKey(id))}
 		}
 		return nil
 	})
@@ -403,7 +405,7 @@ func (g *Gate) RanksOf(ctx context.Context, userID int64, couponIDs []int64) (ma
 	cmds := make([]*redis.StringCmd, len(couponIDs))
 	_, err := g.client.Pipelined(ctx, func(p redis.Pipeliner) error {
 		for i, id := range couponIDs {
-			cmds[i] = p.HGet(ctx, UsersKey(id), user)
+			cmds[i] = p.HGet(ctx, usersKey(id), user)
 		}
 		return nil
 	})
@@ -613,7 +615,7 @@ func (b *batcher) run(ctx context.Context, groups [][]*admitReq) []*redis.Cmd {
 		for _, r := range group {
 			args = append(args, r.userID)
 		}
-		cmds[i] = b.g.admit.EvalSha(ctx, pipe, AdmitKeys(group[0].couponID), args...)
+		cmds[i] = b.g.admit.EvalSha(ctx, pipe, admitKeys(group[0].couponID), args...)
 	}
 	_, _ = pipe.Exec(ctx) // each command carries its own error
 	return cmds

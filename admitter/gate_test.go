@@ -46,7 +46,7 @@ func mustOpenGate(tb testing.TB, cfg Config) *Gate {
 func newCoupon(tb testing.TB, g *Gate) int64 {
 	tb.Helper()
 	id := testenv.RandomCouponID()
-	if err := g.client.SetNX(context.Background(), SeqKey(id), 0, 0).Err(); err != nil {
+	if err := g.client.SetNX(context.Background(), seqKey(id), 0, 0).Err(); err != nil {
 		tb.Fatalf("init: %v", err)
 	}
 	tb.Cleanup(func() { dropCoupon(g.client, id) })
@@ -54,7 +54,7 @@ func newCoupon(tb testing.TB, g *Gate) int64 {
 }
 
 func dropCoupon(c redis.UniversalClient, id int64) {
-	c.Del(context.Background(), StateKeys(id)...)
+	c.Del(context.Background(), stateKeys(id)...)
 }
 
 func TestAdmitOutcomes(t *testing.T) {
@@ -92,7 +92,7 @@ func TestAdmitOutcomes(t *testing.T) {
 			if msg := coupon.ErrorMessage(err); !strings.Contains(msg, "couponctl rebuild-gate") {
 				t.Errorf("lost-state message %q should tell the operator what to run", msg)
 			}
-			if n, _ := g.client.Exists(ctx, UsersKey(lost), SeqKey(lost)).Result(); n != 0 {
+			if n, _ := g.client.Exists(ctx, usersKey(lost), seqKey(lost)).Result(); n != 0 {
 				t.Errorf("admit on a lost state wrote %d keys", n)
 			}
 		})
@@ -163,22 +163,22 @@ func TestReleaseFreesSlotNeverRank(t *testing.T) {
 				t.Fatalf("second user: %v, want sold out", err)
 			}
 			// A release naming another rank is a no-op: that admission is not ours.
-			if err := g.Release(ctx, id, 1, 7); err != nil {
-				t.Fatal(err)
+			if released, err := g.Release(ctx, id, 1, 7); err != nil || released {
+				t.Fatalf("release of another rank: %v, %v; want a no-op", released, err)
 			}
 			if rank, ok, err := g.Rank(ctx, id, 1); err != nil || !ok || rank != 1 {
 				t.Fatalf("after a mismatched release: rank %d, %v, %v; want 1, true", rank, ok, err)
 			}
-			if err := g.Release(ctx, id, 1, 1); err != nil {
-				t.Fatal(err)
+			if released, err := g.Release(ctx, id, 1, 1); err != nil || !released {
+				t.Fatalf("release: %v, %v; want released", released, err)
 			}
 			if _, ok, err := g.Rank(ctx, id, 1); err != nil || ok {
 				t.Fatalf("released user still admitted: %v, %v", ok, err)
 			}
-			mustAdmit(t, g, id, 2, 1, 2)                     // the slot is reusable, the rank is new
-			mustAdmit(t, g, id, 1, 2, 3)                     // and the released user may come back
-			if err := g.Release(ctx, id, 1, 1); err != nil { // a stale release of the old rank
-				t.Fatal(err)
+			mustAdmit(t, g, id, 2, 1, 2)                                           // the slot is reusable, the rank is new
+			mustAdmit(t, g, id, 1, 2, 3)                                           // and the released user may come back
+			if released, err := g.Release(ctx, id, 1, 1); err != nil || released { // a stale release of the old rank
+				t.Fatalf("stale release: %v, %v; want a no-op", released, err)
 			}
 			if rank, ok, _ := g.Rank(ctx, id, 1); !ok || rank != 3 {
 				t.Fatalf("stale release removed the newer admission (rank %d, %v)", rank, ok)
@@ -224,7 +224,7 @@ func TestStoredTotalAndResize(t *testing.T) {
 	if n, err := g.Resize(ctx, id, 1, 2); coupon.ErrorCode(err) != coupon.ECONFLICT || n != 2 {
 		t.Fatalf("resize below the admitted: %d, %v; want conflict with 2 admitted", n, err)
 	}
-	if v, _ := g.client.Get(ctx, TotalKey(id)).Int64(); v != 2 {
+	if v, _ := g.client.Get(ctx, totalKey(id)).Int64(); v != 2 {
 		t.Fatalf("a refused resize changed the total to %d", v)
 	}
 	if _, err := g.Resize(ctx, id, 3, 3); err != nil {
@@ -235,7 +235,7 @@ func TestStoredTotalAndResize(t *testing.T) {
 	if _, err := g.Resize(ctx, id, 50, 2); err != nil {
 		t.Fatalf("stale resize: %v", err)
 	}
-	if v, _ := g.client.Get(ctx, TotalKey(id)).Int64(); v != 3 {
+	if v, _ := g.client.Get(ctx, totalKey(id)).Int64(); v != 3 {
 		t.Fatalf("a stale revision set the total to %d; want 3 kept", v)
 	}
 	if _, err := g.Admit(ctx, id, 4, 100); coupon.ErrorCode(err) != coupon.ESOLDOUT {
@@ -244,7 +244,7 @@ func TestStoredTotalAndResize(t *testing.T) {
 	if _, err := g.Resize(ctx, id, 3, 4); err != nil { // equal to the admitted: allowed
 		t.Fatalf("resize to the admitted count: %v", err)
 	}
-	g.client.Del(ctx, SeqKey(id))
+	g.client.Del(ctx, seqKey(id))
 	if _, err := g.Resize(ctx, id, 10, 5); !errors.Is(err, coupon.ErrGateLost) {
 		t.Fatalf("resize on a lost state: %v; want ErrGateLost", err)
 	}
@@ -340,22 +340,22 @@ func TestPendingAndLostState(t *testing.T) {
 	if err := g.MarkPending(ctx, id, 5, 1); err != nil {
 		t.Fatal(err)
 	}
-	if got, _ := g.client.HGet(ctx, PendingKey(id), "5").Result(); got != "1" {
+	if got, _ := g.client.HGet(ctx, pendingKey(id), "5").Result(); got != "1" {
 		t.Fatalf("pending mark = %q, want rank 1", got)
 	}
 	if n, err := g.Admitted(ctx, id); err != nil || n != 1 {
 		t.Fatalf("Admitted = %d, %v; want 1 (a pending admission keeps its slot)", n, err)
 	}
-	if err := g.Release(ctx, id, 5, 1); err != nil {
-		t.Fatal(err)
+	if released, err := g.Release(ctx, id, 5, 1); err != nil || !released {
+		t.Fatalf("release: %v, %v; want released", released, err)
 	}
-	if n, _ := g.client.HLen(ctx, PendingKey(id)).Result(); n != 0 {
+	if n, _ := g.client.HLen(ctx, pendingKey(id)).Result(); n != 0 {
 		t.Errorf("release left the pending mark")
 	}
 
 	// Losing the counter (e.g. Redis restarted without persistence) turns
 	// every read and admission into EUNAVAILABLE, not into wrong answers.
-	g.client.Del(ctx, SeqKey(id))
+	g.client.Del(ctx, seqKey(id))
 	if _, err := g.Admitted(ctx, id); coupon.ErrorCode(err) != coupon.EUNAVAILABLE {
 		t.Errorf("Admitted on lost state: %v", err)
 	}

@@ -1,9 +1,10 @@
 package admitter
 
-import "strconv"
+import "github.com/coupondrop/coupon"
 
-// Redis keys of one coupon's gate state. All share the hash tag {<id>}, so
-// they live in one Redis Cluster slot and one Lua script may touch them all.
+// Redis keys of one coupon's gate state; only this package spells them. All
+// share the hash tag {<id>} (coupon.RedisKey), so they live in one Redis
+// Cluster slot and one Lua script may touch them all.
 //
 //	coupon:{<id>}:users    hash userId -> rank: the admitted set
 //	coupon:{<id>}:seq      string: the rank counter; its existence means the
@@ -16,25 +17,20 @@ import "strconv"
 //	                       before it existed: the caller's total counts)
 //	coupon:{<id>}:rev      string: the coupon revision the total came from;
 //	                       an older revision never overwrites a newer one
-func keyPrefix(couponID int64) string {
-	return "coupon:{" + strconv.FormatInt(couponID, 10) + "}:"
+func usersKey(couponID int64) string    { return coupon.RedisKey(couponID, "users") }
+func seqKey(couponID int64) string      { return coupon.RedisKey(couponID, "seq") }
+func pendingKey(couponID int64) string  { return coupon.RedisKey(couponID, "pending") }
+func totalKey(couponID int64) string    { return coupon.RedisKey(couponID, "total") }
+func revisionKey(couponID int64) string { return coupon.RedisKey(couponID, "rev") }
+
+// stateKeys are every key of a coupon's gate state.
+func stateKeys(couponID int64) []string {
+	return []string{usersKey(couponID), seqKey(couponID), pendingKey(couponID), totalKey(couponID), revisionKey(couponID)}
 }
 
-// UsersKey, SeqKey, PendingKey, TotalKey and RevisionKey name a coupon's gate keys.
-func UsersKey(couponID int64) string    { return keyPrefix(couponID) + "users" }
-func SeqKey(couponID int64) string      { return keyPrefix(couponID) + "seq" }
-func PendingKey(couponID int64) string  { return keyPrefix(couponID) + "pending" }
-func TotalKey(couponID int64) string    { return keyPrefix(couponID) + "total" }
-func RevisionKey(couponID int64) string { return keyPrefix(couponID) + "rev" }
-
-// StateKeys are every key of a coupon's gate state.
-func StateKeys(couponID int64) []string {
-	return []string{UsersKey(couponID), SeqKey(couponID), PendingKey(couponID), TotalKey(couponID), RevisionKey(couponID)}
-}
-
-// AdmitKeys are the KEYS of the admit script for a coupon.
-func AdmitKeys(couponID int64) []string {
-	return []string{UsersKey(couponID), SeqKey(couponID), TotalKey(couponID)}
+// admitKeys are the KEYS of the admit script for a coupon.
+func admitKeys(couponID int64) []string {
+	return []string{usersKey(couponID), seqKey(couponID), totalKey(couponID)}
 }
 
 // Coupon changes between gateways: a pub/sub channel carrying

@@ -12,18 +12,105 @@ import (
 // restoreChunk bounds the fields of one HSET inside the transaction.
 const restoreChunk = 5000
 
-// errSeqExists aborts RestoreState's transaction when the state is there.
+// errSeqExists aborts Restore's transaction when the state is there.
 var errSeqExists = errors.New("gate state exists")
 
-// State is a coupon's gate state as RestoreState writes it.
+// State is a coupon's gate state, as State reads it and Restore writes it.
 type State struct {
-	Users    map[int64]int64 // userId -> rank
-	Seq      int64           // the rank counter (raised to the highest rank of Users)
-	Total    int64           // the supply; 0 leaves it unset (the admit caller's total counts)
+	Users    map[int64]int64 // userId -> rank: the admitted set
+	Pending  map[int64]int64 // userId -> rank: unknown publish outcomes (Restore empties it)
+	Seq      int64           // the rank counter (Restore raises it to the highest rank of Users)
+	Total    int64           // the supply; 0: unset (the admit caller's total counts); Restore leaves it unset then
 	Revision int64           // the coupon revision Total comes from
 }
 
-// RestoreState replaces a coupon's gate state with st: the users
+// State reads the coupon's whole gate state in one MULTI/EXEC. ok is false
+// when the rank counter is missing: the state was lost (or never
+// initialised); the admit script refuses the coupon then.
+func (g *Gate) State(ctx context.Context, couponID int64) (st State, ok bool, err error) {
+	var users, pending *redis.MapStringStringCmd
+	var seq, total, rev *redis.StringCmd
+	_, err = g.client.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		users = p.HGetAll(ctx, usersKey(couponID))
+		pending = p.HGetAll(ctx, pendingKey(couponID))
+		seq = p.Get(ctx, seqKey(couponID))
+		total = p.Get(ctx, totalKey(couponID))
+		rev = p.Get(ctx, revisionKey(couponID))
+		return nil
+	})
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return st, false, g.wrap(err, "read gate state of coupon %d", couponID)
+	}
+	if st.Users, err = intHash(users.Val()); err == nil {
+		st.Pending, err = intHash(pending.Val())
+	}
+	if err != nil {
+		return st, false, fmt.Errorf("read gate state of coupon %d: %w", couponID, err)
+	}
+	st.Total, _ = total.Int64()
+	st.Revision, _ = rev.Int64()
+	st.Seq, err = seq.Int64()
+	switch {
+	case errors.Is(err, redis.Nil):
+		return st, false, nil
+	case err != nil:
+		return st, false, fmt.Errorf("read gate state of coupon %d: rank counter: %w", couponID, err)
+	}
+	return st, true, nil
+}
+
+func intHash(m map[string]string) (map[int64]int64, error) {
+	out := make(map[int64]int64, len(m))
+	for k, v := range m {
+		u, err1 := strconv.ParseInt(k, 10, 64)
+		r, err2 := strconv.ParseInt(v, 10, 64)
+		if err1 != nil || err2 != nil {
+			return nil, fmt.Errorf("bad entry %q=%q", k, v)
+		}
+		out[u] = r
+	}
+	return out, nil
+}
+
+// HasState reports whether the coupon's gate state is present (its rank
+// counter exists), without reading it.
+func (g *Gate) HasState(ctx context.Context, couponID int64) (bool, error) {
+	n, err := g.client.Exists(ctx, seqKey(couponID)).Result()
+	if err != nil {
+		return false, g.wrap(err, "gate state of coupon %d", couponID)
+	}
+	return n > 0, nil
+}
+
+// ClearPending removes the pending marks of userIDs (their publish outcome
+// is settled); the admissions stay.
+func (g *Gate) ClearPending(ctx context.Context, couponID int64, userIDs ...int64) error {
+	if len(userIDs) == 0 {
+		return nil
+	}
+	fields := make([]string, len(userIDs))
+	for i, u := range userIDs {
+		fields[i] = strconv.FormatInt(u, 10)
+	}
+	if err := g.client.HDel(ctx, pendingKey(couponID), fields...).Err(); err != nil {
+		return g.wrap(err, "clear pending marks of coupon %d", couponID)
+	}
+	return nil
+}
+
+// Drop deletes the whole gate state of each coupon (a finished bench
+// coupon; in tests, a lost state): until Init or Restore the gate refuses
+// the coupon as lost.
+func (g *Gate) Drop(ctx context.Context, couponIDs ...int64) error {
+	for _, id := range couponIDs {
+		if err := g.client.Del(ctx, stateKeys(id)...).Err(); err != nil {
+			return g.wrap(err, "drop gate state of coupon %d", id)
+		}
+	}
+	return nil
+}
+
+// Restore replaces a coupon's gate state with st: the users
 // (userId -> rank), the rank counter (raised to the highest rank in users
 // if lower) and the total, in one MULTI/EXEC that sets seq last: until EXEC
 // the coupon's seq is missing and the admit script refuses the coupon, and
@@ -33,36 +120,36 @@ type State struct {
 // With onlyIfMissing, the write happens only while seq is missing (WATCHed):
 // it returns false, writing nothing, when a live or concurrently restored
 // state exists. It returns true when it wrote the state.
-func RestoreState(ctx context.Context, client redis.UniversalClient, couponID int64, st State, onlyIfMissing bool) (bool, error) {
+func (g *Gate) Restore(ctx context.Context, couponID int64, st State, onlyIfMissing bool) (bool, error) {
 	users, seq := st.Users, st.Seq
 	for _, r := range users {
 		seq = max(seq, r)
 	}
-	usersKey, seqKey := UsersKey(couponID), SeqKey(couponID)
+	uKey, sKey := usersKey(couponID), seqKey(couponID)
 	write := func(p redis.Pipeliner) error {
-		p.Del(ctx, StateKeys(couponID)...)
+		p.Del(ctx, stateKeys(couponID)...)
 		if st.Total > 0 {
-			p.Set(ctx, TotalKey(couponID), st.Total, 0)
-			p.Set(ctx, RevisionKey(couponID), st.Revision, 0)
+			p.Set(ctx, totalKey(couponID), st.Total, 0)
+			p.Set(ctx, revisionKey(couponID), st.Revision, 0)
 		}
 		fields := make([]any, 0, 2*min(len(users), restoreChunk))
 		for u, r := range users {
 			fields = append(fields, strconv.FormatInt(u, 10), strconv.FormatInt(r, 10))
 			if len(fields) == 2*restoreChunk {
-				p.HSet(ctx, usersKey, fields...)
+				p.HSet(ctx, uKey, fields...)
 				fields = fields[:0]
 			}
 		}
 		if len(fields) > 0 {
-			p.HSet(ctx, usersKey, fields...)
+			p.HSet(ctx, uKey, fields...)
 		}
-		p.Set(ctx, seqKey, seq, 0) // last: the state counts as present from here
+		p.Set(ctx, sKey, seq, 0) // last: the state counts as present from here
 		return nil
 	}
 	var err error
 	if onlyIfMissing {
-		err = client.Watch(ctx, func(tx *redis.Tx) error {
-			n, err := tx.Exists(ctx, seqKey).Result()
+		err = g.client.Watch(ctx, func(tx *redis.Tx) error {
+			n, err := tx.Exists(ctx, sKey).Result()
 			if err != nil {
 				return err
 			}
@@ -71,15 +158,22 @@ func RestoreState(ctx context.Context, client redis.UniversalClient, couponID in
 			}
 			_, err = tx.TxPipelined(ctx, write)
 			return err
-		}, seqKey)
+		}, sKey)
 	} else {
-		_, err = client.TxPipelined(ctx, write)
+		_, err = g.client.TxPipelined(ctx, write)
 	}
 	switch {
 	case errors.Is(err, errSeqExists), errors.Is(err, redis.TxFailedErr):
 		return false, nil
 	case err != nil:
-		return false, fmt.Errorf("restore gate state of coupon %d: %w", couponID, err)
+		return false, g.wrap(err, "restore gate state of coupon %d", couponID)
 	}
 	return true, nil
+}
+
+// AdmitCommand is the admit script's call for one user of the coupon as a
+// command line, EVALSHA <sha> 3 <keys> <total>, to which the caller appends
+// the user ID (redis-benchmark's __rand_int__ measures the script alone).
+func (g *Gate) AdmitCommand(couponID, total int64) []string {
+	return append(append([]string{"EVALSHA", g.admit.Hash(), "3"}, admitKeys(couponID)...), strconv.FormatInt(total, 10))
 }

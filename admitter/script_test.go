@@ -55,7 +55,7 @@ func TestAdmitScriptBatch(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			id := newCoupon(t, g)
 			if !tc.init {
-				g.client.Del(ctx, SeqKey(id))
+				g.client.Del(ctx, seqKey(id))
 			}
 			for _, u := range tc.held {
 				if _, err := g.Admit(ctx, id, u, tc.total); err != nil {
@@ -66,7 +66,7 @@ func TestAdmitScriptBatch(t *testing.T) {
 			for _, u := range tc.users {
 				args = append(args, u)
 			}
-			got, err := script.Run(ctx, g.client, AdmitKeys(id), args...).Int64Slice()
+			got, err := script.Run(ctx, g.client, admitKeys(id), args...).Int64Slice()
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -79,11 +79,11 @@ func TestAdmitScriptBatch(t *testing.T) {
 					wantHeld++
 				}
 			}
-			if n, _ := g.client.HLen(ctx, UsersKey(id)).Result(); n != wantHeld {
+			if n, _ := g.client.HLen(ctx, usersKey(id)).Result(); n != wantHeld {
 				t.Errorf("%d users held, want %d", n, wantHeld)
 			}
 			if !tc.init {
-				if n, _ := g.client.Exists(ctx, UsersKey(id), SeqKey(id)).Result(); n != 0 {
+				if n, _ := g.client.Exists(ctx, usersKey(id), seqKey(id)).Result(); n != 0 {
 					t.Errorf("a call on a lost state wrote %d keys", n)
 				}
 			}

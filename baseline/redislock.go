@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"strconv"
 	"sync"
 	"time"
 
@@ -55,9 +54,7 @@ func (c RedisLockConfig) Validate() error {
 
 // LockKey is the Redis key of coupon couponID's redis-lock lock; it shares
 // the coupon's hash tag.
-func LockKey(couponID int64) string {
-	return "coupon:{" + strconv.FormatInt(couponID, 10) + "}:lock"
-}
+func LockKey(couponID int64) string { return coupon.RedisKey(couponID, "lock") }
 
 // unlockScript deletes the lock only while it still holds our token.
 var unlockScript = redis.NewScript(lua.Unlock)

@@ -358,7 +358,9 @@ func TestReadsWhileGateLost(t *testing.T) {
 	if _, err := h.db.InsertIssues(ctx, []coupon.Issue{{CouponID: id, UserID: 1, Rank: 1, AdmittedAt: time.Now(), Partition: -1, Offset: -1}}); err != nil {
 		t.Fatal(err)
 	}
-	h.gate.Client().Del(ctx, admitter.StateKeys(id)...) // FLUSHALL, a restart without persistence
+	if err := h.gate.Drop(ctx, id); err != nil { // FLUSHALL, a restart without persistence
+		t.Fatal(err)
+	}
 
 	r := h.do("GET", couponPath(id), nil)
 	if r.status != 200 || r.json["gate"] != "rebuilding" || r.int("issued") != 1 || r.int("admitted") != 1 || r.json["name"] != "lost" {
@@ -385,7 +387,7 @@ func TestReadsWhileGateLost(t *testing.T) {
 		t.Fatalf("MySQL has %+v, %v", c, err)
 	}
 	st := admitter.State{Users: map[int64]int64{1: 1, 2: 2}, Seq: 2, Total: c.TotalQuantity, Revision: c.Revision}
-	if ok, err := admitter.RestoreState(ctx, h.gate.Client(), id, st, true); err != nil || !ok {
+	if ok, err := h.gate.Restore(ctx, id, st, true); err != nil || !ok {
 		t.Fatalf("restore: %v %v", ok, err)
 	}
 	if r := h.issue(id, 3); r.status != http.StatusAccepted || r.int("rank") != 3 {

@@ -80,7 +80,7 @@ func (a *AsyncIssuer) Issue(ctx context.Context, c *coupon.Coupon, userID int64,
 		a.metrics.publishError("failed")
 		rctx, cancel := context.WithTimeout(base, a.gateTimeout)
 		defer cancel()
-		if rerr := a.gate.Release(rctx, c.ID, userID, rank); rerr != nil {
+		if _, rerr := a.gate.Release(rctx, c.ID, userID, rank); rerr != nil {
 			// The slot stays taken with no record behind it; marking it
 			// pending lets reconciliation find and return it.
 			log.Error("publish failed and the release failed too", "err", err, "releaseErr", rerr)

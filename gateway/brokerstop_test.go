@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/coupondrop/coupon"
-	"github.com/coupondrop/coupon/admitter"
 	"github.com/coupondrop/coupon/gateway"
 	"github.com/coupondrop/coupon/internal/testenv"
 	"github.com/coupondrop/coupon/kafka"
@@ -115,9 +114,8 @@ func TestBrokerStopMidLoad(t *testing.T) {
 	if n, err := h.gate.Admitted(ctx, id); err != nil || n != int64(nAcc+nUnknown) {
 		t.Fatalf("gate admitted %d, %v; want %d accepted + %d unknown", n, err, nAcc, nUnknown)
 	}
-	rdb := testenv.MustOpenRedis(t)
-	if n, err := rdb.HLen(ctx, admitter.PendingKey(id)).Result(); err != nil || n != int64(nUnknown) {
-		t.Fatalf("pending %d, %v; want %d", n, err, nUnknown)
+	if st, _, err := h.gate.State(ctx, id); err != nil || len(st.Pending) != nUnknown {
+		t.Fatalf("pending %d, %v; want %d", len(st.Pending), err, nUnknown)
 	}
 
 	if err := st.Start(stopCtx, "kafka"); err != nil {

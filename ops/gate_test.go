@@ -138,7 +138,7 @@ func TestRebuildGateAfterFlushall(t *testing.T) {
 		}
 		return nil
 	})
-	res, err := ops.RebuildGate(ctx, db, topic, rdb, []int64{id}, ops.RebuildOptions{Group: group}, testenv.Logger(t))
+	res, err := ops.RebuildGate(ctx, db, topic, gate, []int64{id}, ops.RebuildOptions{Group: group}, testenv.Logger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -147,7 +147,7 @@ func TestRebuildGateAfterFlushall(t *testing.T) {
 		t.Fatalf("rebuild: %+v", res)
 	}
 	// A second rebuild leaves the live state alone.
-	if res, err := ops.RebuildGate(ctx, db, topic, rdb, []int64{id}, ops.RebuildOptions{Group: group}, testenv.Logger(t)); err != nil || res[0].Rebuilt {
+	if res, err := ops.RebuildGate(ctx, db, topic, gate, []int64{id}, ops.RebuildOptions{Group: group}, testenv.Logger(t)); err != nil || res[0].Rebuilt {
 		t.Fatalf("second rebuild: %+v %v", res, err)
 	}
 
@@ -215,9 +215,7 @@ func TestReconcile(t *testing.T) {
 	ctx := context.Background()
 	const total = 20
 	id := mustCreateCoupon(t, sdb, total)
-	t.Cleanup(func() {
-		rdb.Del(context.Background(), admitter.StateKeys(id)...)
-	})
+	t.Cleanup(func() { _ = gate.Drop(context.Background(), id) })
 	if err := gate.Init(ctx, id, total); err != nil {
 		t.Fatal(err)
 	}
@@ -244,14 +242,15 @@ func TestReconcile(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	// A slot nobody can account for.
-	if err := rdb.HSet(ctx, admitter.UsersKey(id), "99", "11").Err(); err != nil {
-		t.Fatal(err)
+	// A slot nobody can account for (its gate call timed out, or its
+	// gateway died before publishing).
+	if rank, err := gate.Admit(ctx, id, 99, total); err != nil || rank != 11 {
+		t.Fatalf("admit user 99: rank %d, %v; want 11", rank, err)
 	}
 	waitCaughtUp(t, topic, group)
 
 	opts := ops.ReconcileOptions{Group: group, Wait: time.Minute}
-	res, err := ops.Reconcile(ctx, db, topic, rdb, []int64{id}, opts, testenv.Logger(t))
+	res, err := ops.Reconcile(ctx, db, topic, gate, []int64{id}, opts, testenv.Logger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -269,7 +268,7 @@ func TestReconcile(t *testing.T) {
 	}
 
 	opts.Fix = true
-	res, err = ops.Reconcile(ctx, db, topic, rdb, []int64{id}, opts, testenv.Logger(t))
+	res, err = ops.Reconcile(ctx, db, topic, gate, []int64{id}, opts, testenv.Logger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -282,14 +281,14 @@ func TestReconcile(t *testing.T) {
 	if n, err := gate.Admitted(ctx, id); err != nil || n != 9 {
 		t.Errorf("after the fix the gate admits %d (%v), want 9", n, err)
 	}
-	if n, err := rdb.HLen(ctx, admitter.PendingKey(id)).Result(); err != nil || n != 0 {
-		t.Errorf("pending marks left: %d (%v)", n, err)
+	if st, _, err := gate.State(ctx, id); err != nil || len(st.Pending) != 0 {
+		t.Errorf("pending marks left: %v (%v)", st.Pending, err)
 	}
 	// The released slot is reusable, and the rank counter moved on.
-	if rank, err := gate.Admit(ctx, id, 4, total); err != nil || rank != 11 {
-		t.Errorf("re-admit user 4: rank %d, %v; want 11", rank, err)
+	if rank, err := gate.Admit(ctx, id, 4, total); err != nil || rank != 12 {
+		t.Errorf("re-admit user 4: rank %d, %v; want 12", rank, err)
 	}
-	res, err = ops.Reconcile(ctx, db, topic, rdb, []int64{id}, ops.ReconcileOptions{Group: group}, testenv.Logger(t))
+	res, err = ops.Reconcile(ctx, db, topic, gate, []int64{id}, ops.ReconcileOptions{Group: group}, testenv.Logger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -304,16 +303,14 @@ func TestReconcile(t *testing.T) {
 // (here: no sinker at all past the rows already in MySQL) are restored from
 // the topic, and the rank counter resumes after the highest rank seen.
 func TestRebuildGateFromTopicTail(t *testing.T) {
-	rdb := testenv.MustOpenRedis(t)
+	gate := mustOpenGate(t)
 	sdb := testenv.MustOpenDB(t)
 	db := &mysql.DB{DB: sdb}
 	topicName := testenv.MustCreateTopic(t, 3)
 	topic := couponkafka.NewTopic(cli.List(testenv.KafkaBrokers), topicName)
 	ctx := context.Background()
 	id := mustCreateCoupon(t, sdb, 1000)
-	t.Cleanup(func() {
-		rdb.Del(context.Background(), admitter.StateKeys(id)...)
-	})
+	t.Cleanup(func() { _ = gate.Drop(context.Background(), id) })
 
 	var rows []coupon.Issue
 	for u := int64(1); u <= 60; u++ {
@@ -330,28 +327,23 @@ func TestRebuildGateFromTopicTail(t *testing.T) {
 	mustProduce(t, topicName, msgs)
 
 	// The state is present: nothing is touched without --force.
-	if err := rdb.Set(ctx, admitter.SeqKey(id), 7, 0).Err(); err != nil {
+	if err := gate.Init(ctx, id, 1000); err != nil {
 		t.Fatal(err)
 	}
-	res, err := ops.RebuildGate(ctx, db, topic, rdb, []int64{id}, ops.RebuildOptions{Group: "nobody-" + testenv.RandomID()}, testenv.Logger(t))
+	res, err := ops.RebuildGate(ctx, db, topic, gate, []int64{id}, ops.RebuildOptions{Group: "nobody-" + testenv.RandomID()}, testenv.Logger(t))
 	if err != nil || res[0].Rebuilt {
 		t.Fatalf("rebuild of a present state: %+v %v", res, err)
 	}
-	if err := rdb.Del(ctx, admitter.SeqKey(id)).Err(); err != nil {
+	if err := gate.Drop(ctx, id); err != nil {
 		t.Fatal(err)
 	}
-	res, err = ops.RebuildGate(ctx, db, topic, rdb, []int64{id}, ops.RebuildOptions{Group: "nobody-" + testenv.RandomID()}, testenv.Logger(t))
+	res, err = ops.RebuildGate(ctx, db, topic, gate, []int64{id}, ops.RebuildOptions{Group: "nobody-" + testenv.RandomID()}, testenv.Logger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if r := res[0]; !r.Rebuilt || r.Users != 101 || r.FromMySQL != 60 || r.FromTopic != 41 || r.Seq != 105 {
 		t.Fatalf("rebuild: %+v, want 101 users (60 from MySQL, 41 from the topic), seq 105", r)
 	}
-	gate, err := admitter.NewFromClient(rdb, admitter.Config{}, testenv.Logger(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer gate.Close()
 	if rank, err := gate.Admit(ctx, id, 77, 1000); coupon.ErrorCode(err) != coupon.EALREADY || rank != 77 {
 		t.Errorf("user 77: rank %d %v, want already admitted with rank 77", rank, err)
 	}
@@ -364,7 +356,7 @@ func TestRebuildGateFromTopicTail(t *testing.T) {
 // the third of a coupon of two) has no row and lies before the committed
 // offsets; its rank still counts for the rebuilt rank counter.
 func TestRebuildGateCountsDeadLetters(t *testing.T) {
-	rdb := testenv.MustOpenRedis(t)
+	gate := mustOpenGate(t)
 	sdb := testenv.MustOpenDB(t)
 	db := &mysql.DB{DB: sdb}
 	topicName, dlqName := testenv.MustCreateTopic(t, 1), testenv.MustCreateTopic(t, 1)
@@ -372,9 +364,7 @@ func TestRebuildGateCountsDeadLetters(t *testing.T) {
 	topic, dlq := couponkafka.NewTopic(brokers, topicName), couponkafka.NewTopic(brokers, dlqName)
 	ctx := context.Background()
 	id := mustCreateCoupon(t, sdb, 2)
-	t.Cleanup(func() {
-		rdb.Del(context.Background(), admitter.StateKeys(id)...)
-	})
+	t.Cleanup(func() { _ = gate.Drop(context.Background(), id) })
 	group := startSinker(t, testenv.MySQLDSN, topicName, dlqName)
 	mustProduce(t, topicName, []kafka.Message{admissionMessage(t, id, 1, 1), admissionMessage(t, id, 2, 2), admissionMessage(t, id, 3, 3)})
 	waitCaughtUp(t, topic, group)
@@ -392,28 +382,43 @@ func TestRebuildGateCountsDeadLetters(t *testing.T) {
 		{"with them it covers the dead-lettered rank", dlq, 3},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			rdb.Del(ctx, admitter.UsersKey(id), admitter.SeqKey(id))
-			res, err := ops.RebuildGate(ctx, db, topic, rdb, []int64{id}, ops.RebuildOptions{Group: group, DeadLetters: tc.dlq}, testenv.Logger(t))
+			if err := gate.Drop(ctx, id); err != nil {
+				t.Fatal(err)
+			}
+			res, err := ops.RebuildGate(ctx, db, topic, gate, []int64{id}, ops.RebuildOptions{Group: group, DeadLetters: tc.dlq}, testenv.Logger(t))
 			if err != nil {
 				t.Fatal(err)
 			}
 			if r := res[0]; !r.Rebuilt || r.Users != 2 || r.Seq != tc.wantSeq {
 				t.Fatalf("rebuild: %+v, want 2 users and seq %d", r, tc.wantSeq)
 			}
-			if seq, err := rdb.Get(ctx, admitter.SeqKey(id)).Int64(); err != nil || seq != tc.wantSeq {
-				t.Fatalf("seq key %d (%v), want %d", seq, err, tc.wantSeq)
+			if st, ok, err := gate.State(ctx, id); err != nil || !ok || st.Seq != tc.wantSeq || len(st.Users) != 2 {
+				t.Fatalf("gate state %+v, present %v (%v); want 2 users and seq %d", st, ok, err, tc.wantSeq)
 			}
 		})
 	}
 
 	// A dead-letter topic that does not exist fails before anything is read or written.
-	rdb.Del(ctx, admitter.UsersKey(id), admitter.SeqKey(id))
+	if err := gate.Drop(ctx, id); err != nil {
+		t.Fatal(err)
+	}
 	missing := couponkafka.NewTopic(brokers, "no-such-topic-"+testenv.RandomID())
-	_, err := ops.RebuildGate(ctx, db, topic, rdb, []int64{id}, ops.RebuildOptions{Group: group, DeadLetters: missing}, testenv.Logger(t))
+	_, err := ops.RebuildGate(ctx, db, topic, gate, []int64{id}, ops.RebuildOptions{Group: group, DeadLetters: missing}, testenv.Logger(t))
 	if err == nil || !strings.Contains(err.Error(), "dead letters") {
 		t.Fatalf("rebuild with a missing dead-letter topic: %v", err)
 	}
-	if n, _ := rdb.Exists(ctx, admitter.SeqKey(id)).Result(); n != 0 {
-		t.Fatal("the failed rebuild wrote the gate state")
+	if ok, err := gate.HasState(ctx, id); err != nil || ok {
+		t.Fatalf("the failed rebuild wrote the gate state (%v)", err)
 	}
+}
+
+// mustOpenGate returns a gate on the test Redis, closed at cleanup.
+func mustOpenGate(tb testing.TB) *admitter.Gate {
+	tb.Helper()
+	gate, err := admitter.NewFromClient(testenv.MustOpenRedis(tb), admitter.Config{}, testenv.Logger(tb))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { _ = gate.Close() })
+	return gate
 }

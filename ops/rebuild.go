@@ -13,7 +13,6 @@ import (
 	"github.com/coupondrop/coupon/admitter"
 	couponkafka "github.com/coupondrop/coupon/kafka"
 	"github.com/coupondrop/coupon/mysql"
-	"github.com/redis/go-redis/v9"
 	"github.com/segmentio/kafka-go"
 )
 
@@ -143,11 +142,11 @@ func issuedRows(ctx context.Context, db *mysql.DB, couponID int64) (map[int64]in
 // admitted users and their ranks from MySQL's rows plus the records the
 // sinker has not written yet (the topic from the group's committed offsets
 // to the end), and the rank counter at the highest rank seen. The state is
-// written with admitter.RestoreState (one MULTI/EXEC, seq last). While a
+// written with Gate.Restore (one MULTI/EXEC, seq last). While a
 // coupon's state is missing the gateway refuses it (503), so no admission
 // races the rebuild; records published just before the loss are caught by
 // reading the topic's tail once more right before writing.
-func RebuildGate(ctx context.Context, db *mysql.DB, t *couponkafka.Topic, rdb redis.UniversalClient, couponIDs []int64, opts RebuildOptions, logger *slog.Logger) ([]GateRebuild, error) {
+func RebuildGate(ctx context.Context, db *mysql.DB, t *couponkafka.Topic, gate *admitter.Gate, couponIDs []int64, opts RebuildOptions, logger *slog.Logger) ([]GateRebuild, error) {
 	out := make([]GateRebuild, 0, len(couponIDs))
 	var todo []int64
 	coupons := map[int64]*coupon.Coupon{}
@@ -164,11 +163,11 @@ func RebuildGate(ctx context.Context, db *mysql.DB, t *couponkafka.Topic, rdb re
 			continue
 		}
 		coupons[id] = c
-		n, err := rdb.Exists(ctx, admitter.SeqKey(id)).Result()
+		present, err := gate.HasState(ctx, id)
 		if err != nil {
 			return out, fmt.Errorf("rebuild gate: %w", err)
 		}
-		if n > 0 && !opts.Force {
+		if present && !opts.Force {
 			out = append(out, GateRebuild{CouponID: id, Skipped: "state present (use --force to rewrite it)"})
 			continue
 		}
@@ -264,7 +263,7 @@ func RebuildGate(ctx context.Context, db *mysql.DB, t *couponkafka.Topic, rdb re
 		}
 		r.Users = len(users)
 		st := admitter.State{Users: users, Seq: r.Seq, Total: coupons[id].TotalQuantity, Revision: coupons[id].Revision}
-		ok, err := admitter.RestoreState(ctx, rdb, id, st, !opts.Force)
+		ok, err := gate.Restore(ctx, id, st, !opts.Force)
 		if err != nil {
 			return out, fmt.Errorf("rebuild gate: %w", err)
 		}

@@ -2,7 +2,6 @@ package ops
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -14,9 +13,7 @@ import (
 
 	"github.com/coupondrop/coupon/admitter"
 	couponkafka "github.com/coupondrop/coupon/kafka"
-	"github.com/coupondrop/coupon/lua"
 	"github.com/coupondrop/coupon/mysql"
-	"github.com/redis/go-redis/v9"
 )
 
 // ReconcileOptions tune Reconcile.
@@ -71,7 +68,7 @@ type CouponReconcile struct {
 // offsets, then compares, per coupon, the gate (admitted users, pending
 // marks), the topic (every record of the coupon's partition) and MySQL
 // (rows, issued_quantity). See CouponReconcile for what it reports.
-func Reconcile(ctx context.Context, db *mysql.DB, t *couponkafka.Topic, rdb redis.UniversalClient, couponIDs []int64, opts ReconcileOptions, logger *slog.Logger) ([]CouponReconcile, error) {
+func Reconcile(ctx context.Context, db *mysql.DB, t *couponkafka.Topic, gate *admitter.Gate, couponIDs []int64, opts ReconcileOptions, logger *slog.Logger) ([]CouponReconcile, error) {
 	if opts.Wait <= 0 {
 		opts.Wait = 2 * time.Minute
 	}
@@ -107,7 +104,7 @@ func Reconcile(ctx context.Context, db *mysql.DB, t *couponkafka.Topic, rdb redi
 
 	out := make([]CouponReconcile, 0, len(couponIDs))
 	for _, id := range couponIDs {
-		r, err := reconcileCoupon(ctx, db, rdb, id, topic[id])
+		r, err := reconcileCoupon(ctx, db, gate, id, topic[id])
 		if err != nil {
 			return out, fmt.Errorf("reconcile: coupon %d: %w", id, err)
 		}
@@ -150,38 +147,37 @@ func Reconcile(ctx context.Context, db *mysql.DB, t *couponkafka.Topic, rdb redi
 			r.Unpublished = kept
 		}
 	}
-	release := redis.NewScript(lua.Release)
 	for i := range out {
 		r := &out[i]
 		for _, a := range r.Unpublished {
-			res, err := release.Run(ctx, rdb, []string{admitter.UsersKey(r.CouponID), admitter.PendingKey(r.CouponID)},
-				a.UserID, a.Rank).Int64()
+			released, err := gate.Release(ctx, r.CouponID, a.UserID, a.Rank)
 			if err != nil {
-				return out, fmt.Errorf("reconcile: release coupon %d user %d: %w", r.CouponID, a.UserID, err)
+				return out, fmt.Errorf("reconcile: %w", err)
 			}
-			if res == 1 {
+			if released {
 				r.Released = append(r.Released, a)
 				logger.Info("released unpublished admission", "coupon", r.CouponID, "user", a.UserID, "rank", a.Rank)
 			}
 		}
-		for _, a := range r.SettledPending {
-			if err := rdb.HDel(ctx, admitter.PendingKey(r.CouponID), strconv.FormatInt(a.UserID, 10)).Err(); err != nil {
-				return out, fmt.Errorf("reconcile: clear pending mark of coupon %d user %d: %w", r.CouponID, a.UserID, err)
-			}
-			r.Cleared++
+		settled := make([]int64, len(r.SettledPending))
+		for i, a := range r.SettledPending {
+			settled[i] = a.UserID
 		}
+		if err := gate.ClearPending(ctx, r.CouponID, settled...); err != nil {
+			return out, fmt.Errorf("reconcile: %w", err)
+		}
+		r.Cleared = len(settled)
 		// The report shows the gate as the fix left it.
-		gate, gerr := rdb.HLen(ctx, admitter.UsersKey(r.CouponID)).Result()
-		pending, perr := rdb.HLen(ctx, admitter.PendingKey(r.CouponID)).Result()
-		if err := errors.Join(gerr, perr); err != nil {
+		st, _, err := gate.State(ctx, r.CouponID)
+		if err != nil {
 			return out, fmt.Errorf("reconcile: recount coupon %d after the fix: %w", r.CouponID, err)
 		}
-		r.Gate, r.Pending, r.Fixed = int(gate), int(pending), true
+		r.Gate, r.Pending, r.Fixed = len(st.Users), len(st.Pending), true
 	}
 	return out, nil
 }
 
-func reconcileCoupon(ctx context.Context, db *mysql.DB, rdb redis.UniversalClient, id int64, topic map[int64]int64) (CouponReconcile, error) {
+func reconcileCoupon(ctx context.Context, db *mysql.DB, gate *admitter.Gate, id int64, topic map[int64]int64) (CouponReconcile, error) {
 	r := CouponReconcile{CouponID: id, Topic: len(topic)}
 	if err := db.QueryRowContext(ctx, "SELECT total_quantity, issued_quantity FROM coupons WHERE id = ?", id).
 		Scan(&r.Total, &r.IssuedQuantity); err != nil {
@@ -192,19 +188,12 @@ func reconcileCoupon(ctx context.Context, db *mysql.DB, rdb redis.UniversalClien
 		return r, err
 	}
 	r.Rows = len(rows)
-	seq, err := rdb.Exists(ctx, admitter.SeqKey(id)).Result()
-	if err != nil {
-		return r, fmt.Errorf("gate: %w", err)
-	}
-	gate, err := hashInts(ctx, rdb, admitter.UsersKey(id))
+	st, present, err := gate.State(ctx, id)
 	if err != nil {
 		return r, err
 	}
-	pending, err := hashInts(ctx, rdb, admitter.PendingKey(id))
-	if err != nil {
-		return r, err
-	}
-	r.Gate, r.Pending, r.GateLost = len(gate), len(pending), seq == 0
+	admitted, pending := st.Users, st.Pending
+	r.Gate, r.Pending, r.GateLost = len(admitted), len(pending), !present
 	bad := func(format string, args ...any) { r.Mismatches = append(r.Mismatches, fmt.Sprintf(format, args...)) }
 
 	if int64(r.Rows) != r.IssuedQuantity {
@@ -234,8 +223,8 @@ func reconcileCoupon(ctx context.Context, db *mysql.DB, rdb redis.UniversalClien
 	if int64(r.Gate) > r.Total {
 		bad("the gate admitted %d users, more than the total %d", r.Gate, r.Total)
 	}
-	for _, u := range sortedKeys(gate) {
-		rank := gate[u]
+	for _, u := range sortedKeys(admitted) {
+		rank := admitted[u]
 		if rr, ok := rows[u]; ok {
 			if rr != rank {
 				bad("user %d has rank %d in the gate but %d in MySQL", u, rank, rr)
@@ -248,14 +237,14 @@ func reconcileCoupon(ctx context.Context, db *mysql.DB, rdb redis.UniversalClien
 		r.Unpublished = append(r.Unpublished, Admission{UserID: u, Rank: rank})
 	}
 	for _, u := range sortedKeys(rows) {
-		if _, ok := gate[u]; !ok {
+		if _, ok := admitted[u]; !ok {
 			bad("user %d has a row but is not admitted in the gate (the gate would admit the user again)", u)
 		}
 	}
 	for _, u := range sortedKeys(pending) {
 		_, inRows := rows[u]
 		_, inTopic := topic[u]
-		gr, inGate := gate[u]
+		gr, inGate := admitted[u]
 		switch {
 		case inRows || inTopic:
 			r.SettledPending = append(r.SettledPending, Admission{UserID: u, Rank: pending[u]})
@@ -265,23 +254,6 @@ func reconcileCoupon(ctx context.Context, db *mysql.DB, rdb redis.UniversalClien
 		}
 	}
 	return r, nil
-}
-
-func hashInts(ctx context.Context, rdb redis.UniversalClient, key string) (map[int64]int64, error) {
-	m, err := rdb.HGetAll(ctx, key).Result()
-	if err != nil {
-		return nil, fmt.Errorf("gate %s: %w", key, err)
-	}
-	out := make(map[int64]int64, len(m))
-	for k, v := range m {
-		u, err1 := strconv.ParseInt(k, 10, 64)
-		r, err2 := strconv.ParseInt(v, 10, 64)
-		if err1 != nil || err2 != nil {
-			return nil, fmt.Errorf("gate %s: bad entry %q=%q", key, k, v)
-		}
-		out[u] = r
-	}
-	return out, nil
 }
 
 func sortedKeys(m map[int64]int64) []int64 {

@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -25,7 +26,6 @@ import (
 	"github.com/coupondrop/coupon/internal/redisbench"
 	"github.com/coupondrop/coupon/kafka"
 	"github.com/go-sql-driver/mysql"
-	"github.com/redis/go-redis/v9"
 )
 
 func init() {
@@ -322,14 +322,12 @@ func runBench(ctx context.Context, args []string) error {
 
 // dropGateKeys deletes the gate keys of finished bench coupons.
 func dropGateKeys(ctx context.Context, addr string, couponIDs []int64) error {
-	rdb := redis.NewClient(&redis.Options{Addr: addr})
-	defer rdb.Close()
-	for _, id := range couponIDs {
-		if err := rdb.Del(ctx, admitter.StateKeys(id)...).Err(); err != nil {
-			return fmt.Errorf("coupon %d: %w", id, err)
-		}
+	gate, err := admitter.New(admitter.Config{Addrs: []string{addr}, BatchMax: 1}, slog.New(slog.DiscardHandler))
+	if err != nil {
+		return err
 	}
-	return nil
+	defer gate.Close()
+	return gate.Drop(ctx, couponIDs...)
 }
 
 func okWord(ok bool) string {

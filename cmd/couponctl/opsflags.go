@@ -10,11 +10,11 @@ import (
 	"time"
 
 	"github.com/coupondrop/coupon"
+	"github.com/coupondrop/coupon/admitter"
 	"github.com/coupondrop/coupon/internal/cli"
 	couponkafka "github.com/coupondrop/coupon/kafka"
 	"github.com/coupondrop/coupon/mysql"
 	"github.com/coupondrop/coupon/ops"
-	"github.com/redis/go-redis/v9"
 )
 
 // opsFlags are the connections of replay, rebuild-gate and reconcile.
@@ -80,26 +80,27 @@ func (f *opsFlags) open(ctx context.Context, command string, change bool) (*mysq
 	return db, couponkafka.NewTopic(f.resolvedKB, f.topic), nil
 }
 
-func (f *opsFlags) openRedis(ctx context.Context) (redis.UniversalClient, error) {
+// openGateClient opens the admission gate on Redis. Its timeouts are an
+// operator's, not a request's: a coupon's whole state is read or written
+// in one call.
+func (f *opsFlags) openGateClient(ctx context.Context) (*admitter.Gate, error) {
 	addrs := f.resolvedRedis
 	if len(addrs) == 0 {
 		return nil, errors.New("redis-addrs (COUPON_REDIS_ADDRS) is required")
 	}
-	rdb := redis.NewUniversalClient(&redis.UniversalOptions{Addrs: addrs, MasterName: f.redisMaster, Password: f.redisPassword})
-	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	if err := rdb.Ping(pctx).Err(); err != nil {
-		_ = rdb.Close()
+	gate, err := admitter.New(admitter.Config{Addrs: addrs, MasterName: f.redisMaster, Password: f.redisPassword,
+		DialTimeout: 5 * time.Second, ReadTimeout: time.Minute, WriteTimeout: time.Minute, BatchMax: 1}, f.logger())
+	if err != nil {
 		return nil, fmt.Errorf("redis %s: %w", strings.Join(addrs, ","), err)
 	}
-	return rdb, nil
+	return gate, nil
 }
 
 // gateConns are what rebuild-gate and reconcile work on.
 type gateConns struct {
 	db    *mysql.DB
 	topic *couponkafka.Topic
-	rdb   redis.UniversalClient
+	gate  *admitter.Gate
 	ids   []int64 // the coupons --coupon / --all name
 }
 
@@ -110,12 +111,12 @@ func (f *opsFlags) openGate(ctx context.Context, command string, change bool, id
 	if err != nil {
 		return nil, err
 	}
-	rdb, err := f.openRedis(ctx)
+	gate, err := f.openGateClient(ctx)
 	if err != nil {
 		_ = db.Close()
 		return nil, err
 	}
-	c := &gateConns{db: db, topic: topic, rdb: rdb}
+	c := &gateConns{db: db, topic: topic, gate: gate}
 	if c.ids, err = couponsArg(ctx, db, id, all); err != nil {
 		c.Close()
 		return nil, err
@@ -123,9 +124,9 @@ func (f *opsFlags) openGate(ctx context.Context, command string, change bool, id
 	return c, nil
 }
 
-// Close closes Redis and MySQL.
+// Close closes the gate and MySQL.
 func (c *gateConns) Close() {
-	_ = c.rdb.Close()
+	_ = c.gate.Close()
 	_ = c.db.Close()
 }
 

@@ -41,7 +41,7 @@ func runRebuildGate(ctx context.Context, args []string) error {
 	if dlq != "" {
 		opts.DeadLetters = couponkafka.NewTopic(f.resolvedKB, dlq)
 	}
-	res, err := ops.RebuildGate(ctx, c.db, c.topic, c.rdb, c.ids, opts, f.logger())
+	res, err := ops.RebuildGate(ctx, c.db, c.topic, c.gate, c.ids, opts, f.logger())
 	fmt.Print(ops.FormatRebuilds(res))
 	return err
 }

@@ -35,7 +35,7 @@ func runReconcile(ctx context.Context, args []string) error {
 		return err
 	}
 	defer c.Close()
-	res, err := ops.Reconcile(ctx, c.db, c.topic, c.rdb, c.ids, opts, f.logger())
+	res, err := ops.Reconcile(ctx, c.db, c.topic, c.gate, c.ids, opts, f.logger())
 	fmt.Print(ops.FormatReconcile(res, opts.Fix))
 	if err != nil {
 		return err

@@ -91,9 +91,7 @@ func TestOperatorCommandTouchesItsStackOnly(t *testing.T) {
 		t.Fatal(err)
 	}
 	id, _ := res.LastInsertId()
-	t.Cleanup(func() {
-		rdb.Del(context.Background(), admitter.StateKeys(id)...)
-	})
+	t.Cleanup(func() { _ = gate.Drop(context.Background(), id) })
 	if err := gate.Init(ctx, id, 5); err != nil {
 		t.Fatal(err)
 	}

@@ -8,13 +8,13 @@ import (
 	"encoding/csv"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"os/exec"
 	"strconv"
 	"strings"
 
 	"github.com/coupondrop/coupon/admitter"
-	"github.com/coupondrop/coupon/lua"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -82,19 +82,18 @@ func AdmitCeiling(ctx context.Context, o Options) (Result, error) {
 	}
 	client := redis.NewClient(&redis.Options{Addr: o.Addr, Password: o.Password})
 	defer client.Close()
-	keys := admitter.AdmitKeys(o.CouponID)
-	users, seq := keys[0], keys[1]
-	sha, err := client.ScriptLoad(ctx, lua.Admit).Result()
+	gate, err := admitter.NewFromClient(client, admitter.Config{BatchMax: 1}, slog.New(slog.DiscardHandler))
 	if err != nil {
 		return Result{}, fmt.Errorf("load admit script: %w", err)
 	}
-	if err := client.Del(ctx, users, seq).Err(); err != nil {
+	defer gate.Close()
+	if err := gate.Drop(ctx, o.CouponID); err != nil {
 		return Result{}, fmt.Errorf("reset benchmark coupon: %w", err)
 	}
-	if err := client.Set(ctx, seq, 0, 0).Err(); err != nil {
+	if err := gate.Init(ctx, o.CouponID, o.Total); err != nil {
 		return Result{}, fmt.Errorf("init benchmark coupon: %w", err)
 	}
-	defer client.Del(context.WithoutCancel(ctx), users, seq)
+	defer gate.Drop(context.WithoutCancel(ctx), o.CouponID)
 
 	args := []string{"-h", host, "-p", port,
 		"-n", strconv.Itoa(o.Requests), "-c", strconv.Itoa(o.Clients),
@@ -103,7 +102,7 @@ func AdmitCeiling(ctx context.Context, o Options) (Result, error) {
 	if o.Password != "" {
 		args = append(args, "-a", o.Password)
 	}
-	args = append(args, "EVALSHA", sha, "3", users, seq, keys[2], strconv.FormatInt(o.Total, 10), "__rand_int__")
+	args = append(append(args, gate.AdmitCommand(o.CouponID, o.Total)...), "__rand_int__")
 	var stdout, stderr bytes.Buffer
 	cmd := exec.CommandContext(ctx, bin, args...)
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
@@ -116,8 +115,8 @@ func AdmitCeiling(ctx context.Context, o Options) (Result, error) {
 	}
 	// redis-benchmark reports errors replies on stderr only; a run whose
 	// script failed would measure error replies, not admissions.
-	if n, err := client.HLen(ctx, users).Result(); err != nil || n == 0 {
-		return Result{}, fmt.Errorf("redis-benchmark admitted no user (HLEN %d, %v): %s", n, err, strings.TrimSpace(stderr.String()))
+	if n, err := gate.Admitted(ctx, o.CouponID); err != nil || n == 0 {
+		return Result{}, fmt.Errorf("redis-benchmark admitted no user (%d admitted, %v): %s", n, err, strings.TrimSpace(stderr.String()))
 	}
 	return res, nil
 }

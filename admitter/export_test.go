@@ -1,0 +1,8 @@
+package admitter
+
+// The key names, for this package's external tests and benchmarks that
+// measure the keys themselves.
+var (
+	UsersKey = usersKey
+	SeqKey   = seqKey
+)
