@@ -2,47 +2,39 @@ package baseline
 
 import (
 	"context"
-	"database/sql"
-	"errors"
-	"fmt"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/coupondrop/coupon"
 	"github.com/coupondrop/coupon/internal/testenv"
-	"github.com/go-sql-driver/mysql"
+	"github.com/coupondrop/coupon/mysql"
 )
 
-// mustCreateCoupon inserts a coupon of the given strategy and total and
+// mustCreateCoupon creates a coupon of the given strategy and total and
 // returns it; the test owns it.
-func mustCreateCoupon(tb testing.TB, db *sql.DB, strategy coupon.Strategy, total int64, starts, ends *time.Time) *coupon.Coupon {
+func mustCreateCoupon(tb testing.TB, db *mysql.DB, strategy coupon.Strategy, total int64, starts, ends *time.Time) *coupon.Coupon {
 	tb.Helper()
-	res, err := db.Exec(`INSERT INTO coupons (name, total_quantity, strategy, issue_starts_at, issue_ends_at) VALUES (?, ?, ?, ?, ?)`,
-		"baseline test "+testenv.RandomID(), total, string(strategy), starts, ends)
-	if err != nil {
+	c := &coupon.Coupon{Name: "baseline test " + testenv.RandomID(), TotalQuantity: total, Strategy: strategy, IssueStartsAt: starts, IssueEndsAt: ends}
+	if err := db.CreateCoupon(context.Background(), c); err != nil {
 		tb.Fatalf("create coupon: %v", err)
 	}
-	id, _ := res.LastInsertId()
-	return &coupon.Coupon{ID: id, Name: "test", TotalQuantity: total, Strategy: strategy, IssueStartsAt: starts, IssueEndsAt: ends}
+	return c
 }
 
 // checkCoupon asserts the persisted state of a coupon: want rows, one per
 // user, ranks exactly 1..want, issued_quantity == want.
-func checkCoupon(tb testing.TB, db *sql.DB, couponID int64, want int) {
+func checkCoupon(tb testing.TB, db *mysql.DB, couponID int64, want int) {
 	tb.Helper()
-	var rows, users, ranks, minRank, maxRank, issued int64
-	if err := db.QueryRow(`SELECT COUNT(*), COUNT(DISTINCT user_id), COUNT(DISTINCT issue_rank), COALESCE(MIN(issue_rank),0), COALESCE(MAX(issue_rank),0)
-		FROM coupon_issues WHERE coupon_id = ?`, couponID).Scan(&rows, &users, &ranks, &minRank, &maxRank); err != nil {
-		tb.Fatalf("count rows: %v", err)
-	}
-	if err := db.QueryRow(`SELECT issued_quantity FROM coupons WHERE id = ?`, couponID).Scan(&issued); err != nil {
-		tb.Fatalf("read coupon: %v", err)
+	a, err := db.Audit(context.Background(), couponID)
+	if err != nil {
+		tb.Fatalf("audit coupon %d: %v", couponID, err)
 	}
 	w := int64(want)
-	if rows != w || users != w || ranks != w || issued != w || (w > 0 && (minRank != 1 || maxRank != w)) {
-		tb.Fatalf("coupon %d: rows=%d users=%d distinct ranks=%d (min %d max %d) issued_quantity=%d; want %d of each, ranks 1..%d",
-			couponID, rows, users, ranks, minRank, maxRank, issued, want, want)
+	if a.Rows != w || int64(len(a.Users)) != w || a.DupGroups != 0 || a.RepeatedRanks != 0 || a.IssuedQuantity != w ||
+		(w > 0 && (a.MinRank != 1 || a.MaxRank != w)) {
+		tb.Fatalf("coupon %d: rows=%d users=%d (%d twice) repeated ranks=%d (min %d max %d) issued_quantity=%d; want %d of each, ranks 1..%d",
+			couponID, a.Rows, len(a.Users), a.DupGroups, a.RepeatedRanks, a.MinRank, a.MaxRank, a.IssuedQuantity, want, want)
 	}
 }
 
@@ -84,7 +76,7 @@ func flood(t *testing.T, iss coupon.Issuer, c *coupon.Coupon, users int) (map[st
 	return codes, byUser, issues
 }
 
-func checkFlood(t *testing.T, db *sql.DB, c *coupon.Coupon, codes map[string]int, byUser map[int64]int, issues []*coupon.Issue, allowed ...string) {
+func checkFlood(t *testing.T, db *mysql.DB, c *coupon.Coupon, codes map[string]int, byUser map[int64]int, issues []*coupon.Issue, allowed ...string) {
 	t.Helper()
 	if codes[""] != int(c.TotalQuantity) {
 		t.Errorf("successes = %d, want exactly %d (answers: %v)", codes[""], c.TotalQuantity, codes)
@@ -115,16 +107,19 @@ func checkFlood(t *testing.T, db *sql.DB, c *coupon.Coupon, codes map[string]int
 	}
 	checkCoupon(t, db, c.ID, int(c.TotalQuantity))
 	// Every answered rank is the persisted one.
+	rows, err := db.IssuedRanks(context.Background(), c.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
 	for _, is := range issues {
-		var rank int64
-		if err := db.QueryRow(`SELECT issue_rank FROM coupon_issues WHERE coupon_id = ? AND user_id = ?`, c.ID, is.UserID).Scan(&rank); err != nil || rank != is.Rank {
-			t.Errorf("user %d: persisted rank %d (%v), answered %d", is.UserID, rank, err, is.Rank)
+		if rows[is.UserID] != is.Rank {
+			t.Errorf("user %d: persisted rank %d, answered %d", is.UserID, rows[is.UserID], is.Rank)
 		}
 	}
 }
 
 func TestDBLockConcurrency(t *testing.T) {
-	db := testenv.MustOpenDB(t)
+	db := testenv.MustOpenStore(t)
 	c := mustCreateCoupon(t, db, coupon.StrategyDBLock, 100, nil, nil)
 	iss := NewDBLock(db, DBLockConfig{Retries: 10}, testenv.Logger(t))
 	codes, byUser, issues := flood(t, iss, c, 400)
@@ -133,7 +128,7 @@ func TestDBLockConcurrency(t *testing.T) {
 }
 
 func TestRedisLockConcurrency(t *testing.T) {
-	db := testenv.MustOpenDB(t)
+	db := testenv.MustOpenStore(t)
 	rdb := testenv.MustOpenRedis(t)
 	c := mustCreateCoupon(t, db, coupon.StrategyRedisLock, 100, nil, nil)
 	cfg := DefaultRedisLockConfig()
@@ -153,7 +148,7 @@ func TestRedisLockConcurrency(t *testing.T) {
 // Without any lock at all, the guarded UPDATE alone keeps the guarantees:
 // what a lost Redis lease (two holders at once) would come down to.
 func TestUnlockedTransactionsAreFenced(t *testing.T) {
-	db := testenv.MustOpenDB(t)
+	db := testenv.MustOpenStore(t)
 	c := mustCreateCoupon(t, db, coupon.StrategyRedisLock, 50, nil, nil)
 	var wg sync.WaitGroup
 	var mu sync.Mutex
@@ -184,7 +179,7 @@ func TestUnlockedTransactionsAreFenced(t *testing.T) {
 }
 
 func TestRedisLockBusyAnswersUnavailable(t *testing.T) {
-	db := testenv.MustOpenDB(t)
+	db := testenv.MustOpenStore(t)
 	rdb := testenv.MustOpenRedis(t)
 	ctx := context.Background()
 	c := mustCreateCoupon(t, db, coupon.StrategyRedisLock, 10, nil, nil)
@@ -216,7 +211,7 @@ func TestRedisLockBusyAnswersUnavailable(t *testing.T) {
 }
 
 func TestIssueOutcomes(t *testing.T) {
-	db := testenv.MustOpenDB(t)
+	db := testenv.MustOpenStore(t)
 	rdb := testenv.MustOpenRedis(t)
 	ctx := context.Background()
 	rl, err := NewRedisLock(db, rdb, DefaultRedisLockConfig(), testenv.Logger(t))
@@ -278,32 +273,6 @@ func TestIssueOutcomes(t *testing.T) {
 					t.Fatalf("err = %v, want %s", err, coupon.ENOTFOUND)
 				}
 			})
-		})
-	}
-}
-
-func TestClassify(t *testing.T) {
-	tests := []struct {
-		name      string
-		err       error
-		wantCode  string
-		retryable bool
-	}{
-		{"domain error passes", coupon.Errorf(coupon.ESOLDOUT, "x"), coupon.ESOLDOUT, false},
-		{"deadlock retries", fmt.Errorf("commit: %w", &mysql.MySQLError{Number: 1213}), coupon.EINTERNAL, true},
-		{"lock wait timeout retries", &mysql.MySQLError{Number: 1205}, coupon.EINTERNAL, true},
-		{"fenced retries", fmt.Errorf("x: %w", errFenced), coupon.EINTERNAL, true},
-		{"duplicate key is already issued", &mysql.MySQLError{Number: 1062}, coupon.EALREADY, false},
-		{"MariaDB CHECK is sold out", &mysql.MySQLError{Number: 4025}, coupon.ESOLDOUT, false},
-		{"MySQL CHECK is sold out", &mysql.MySQLError{Number: 3819}, coupon.ESOLDOUT, false},
-		{"other errors are internal", errors.New("boom"), coupon.EINTERNAL, false},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			out, retry := classify(tt.err, 1, 2)
-			if coupon.ErrorCode(out) != tt.wantCode || retry != tt.retryable {
-				t.Fatalf("classify(%v) = %v (%s), %v; want %s, %v", tt.err, out, coupon.ErrorCode(out), retry, tt.wantCode, tt.retryable)
-			}
 		})
 	}
 }

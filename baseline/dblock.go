@@ -2,12 +2,12 @@ package baseline
 
 import (
 	"context"
-	"database/sql"
 	"log/slog"
 	"strconv"
 	"time"
 
 	"github.com/coupondrop/coupon"
+	"github.com/coupondrop/coupon/mysql"
 )
 
 // DBLockConfig tunes the db-lock strategy.
@@ -23,7 +23,7 @@ func DefaultDBLockConfig() DBLockConfig { return DBLockConfig{Retries: 3} }
 // DBLock is the seed's direct RDBMS strategy: one transaction per request
 // holding the coupon row with SELECT ... FOR UPDATE. Safe for concurrent use.
 type DBLock struct {
-	db     *sql.DB
+	db     *mysql.DB
 	cfg    DBLockConfig
 	logger *slog.Logger
 	now    func() time.Time
@@ -32,7 +32,7 @@ type DBLock struct {
 var _ coupon.Issuer = (*DBLock)(nil)
 
 // NewDBLock returns the db-lock issuer on db (the caller owns and closes db).
-func NewDBLock(db *sql.DB, cfg DBLockConfig, logger *slog.Logger) *DBLock {
+func NewDBLock(db *mysql.DB, cfg DBLockConfig, logger *slog.Logger) *DBLock {
 	if cfg.Retries < 0 {
 		cfg.Retries = 0
 	}

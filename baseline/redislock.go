@@ -3,7 +3,6 @@ package baseline
 import (
 	"context"
 	"crypto/rand"
-	"database/sql"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -13,6 +12,7 @@ import (
 
 	"github.com/coupondrop/coupon"
 	"github.com/coupondrop/coupon/lua"
+	"github.com/coupondrop/coupon/mysql"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -70,7 +70,7 @@ type RedisLock struct {
 	// Redis lock (coupon ID -> chan struct{} of capacity 1), so waiters
 	// here do not poll Redis; Redis still arbitrates between processes.
 	local  sync.Map
-	db     *sql.DB
+	db     *mysql.DB
 	rdb    redis.UniversalClient
 	cfg    RedisLockConfig
 	logger *slog.Logger
@@ -80,7 +80,7 @@ type RedisLock struct {
 var _ coupon.Issuer = (*RedisLock)(nil)
 
 // NewRedisLock returns the redis-lock issuer (the caller owns db and rdb).
-func NewRedisLock(db *sql.DB, rdb redis.UniversalClient, cfg RedisLockConfig, logger *slog.Logger) (*RedisLock, error) {
+func NewRedisLock(db *mysql.DB, rdb redis.UniversalClient, cfg RedisLockConfig, logger *slog.Logger) (*RedisLock, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}

@@ -3,7 +3,6 @@ package bench
 import (
 	"bytes"
 	"context"
-	"database/sql"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -13,6 +12,7 @@ import (
 	"time"
 
 	"github.com/coupondrop/coupon"
+	"github.com/coupondrop/coupon/mysql"
 )
 
 // Target is the system under load: a gateway (with its sinker behind it)
@@ -20,7 +20,7 @@ import (
 type Target struct {
 	BaseURL    string
 	AdminToken string
-	DB         *sql.DB
+	DB         *mysql.DB
 }
 
 // CreateCoupon creates a coupon through the admin API and returns its ID.

@@ -17,7 +17,7 @@ import (
 // A phase end to end against the test database: a tiny HTTP front over the
 // db-lock issuer stands in for the gateway, RunPhase verifies from MySQL.
 func TestRunPhaseVerifiesAgainstMySQL(t *testing.T) {
-	db := testenv.MustOpenDB(t)
+	db := testenv.MustOpenStore(t)
 	iss := baseline.NewDBLock(db, baseline.DefaultDBLockConfig(), testenv.Logger(t))
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /v1/coupons", func(w http.ResponseWriter, r *http.Request) {
@@ -30,14 +30,12 @@ func TestRunPhaseVerifiesAgainstMySQL(t *testing.T) {
 			w.WriteHeader(http.StatusBadRequest)
 			return
 		}
-		res, err := db.Exec(`INSERT INTO coupons (name, total_quantity, strategy) VALUES (?, ?, ?)`, c.Name, c.TotalQuantity, c.Strategy)
-		if err != nil {
+		if err := db.CreateCoupon(r.Context(), &c); err != nil {
 			w.WriteHeader(http.StatusInternalServerError)
 			return
 		}
-		id, _ := res.LastInsertId()
 		w.WriteHeader(http.StatusCreated)
-		_ = json.NewEncoder(w).Encode(map[string]int64{"id": id})
+		_ = json.NewEncoder(w).Encode(map[string]int64{"id": c.ID})
 	})
 	mux.HandleFunc("POST /v1/coupons/{id}/issues", func(w http.ResponseWriter, r *http.Request) {
 		id, _ := strconv.ParseInt(r.PathValue("id"), 10, 64)
@@ -83,7 +81,7 @@ func TestRunPhaseVerifiesAgainstMySQL(t *testing.T) {
 	// Now break it behind the bench's back: an extra row beyond the total
 	// (the CHECK allows raising issued_quantity only to the total, so the
 	// row alone over-issues). The verifier must see it.
-	if _, err := db.Exec(`INSERT INTO coupon_issues (coupon_id, user_id, issue_rank, admitted_at) VALUES (?, ?, ?, NOW(6))`, res.CouponIDs[0], 1<<40, 999); err != nil {
+	if _, err := testenv.MustOpenDB(t).Exec(`INSERT INTO coupon_issues (coupon_id, user_id, issue_rank, admitted_at) VALUES (?, ?, ?, NOW(6))`, res.CouponIDs[0], 1<<40, 999); err != nil {
 		t.Fatal(err)
 	}
 	st, err := Collect(context.Background(), db, res.CouponIDs[0])

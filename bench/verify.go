@@ -2,9 +2,10 @@ package bench
 
 import (
 	"context"
-	"database/sql"
 	"fmt"
 	"time"
+
+	"github.com/coupondrop/coupon/mysql"
 )
 
 // DBState is what MySQL holds for one coupon after a run, read by Collect.
@@ -20,44 +21,16 @@ type DBState struct {
 	Users          map[int64]int64 `json:"-"` // user -> rows
 }
 
-// Collect reads a coupon's DBState. It counts, never assumes: duplicates
-// are looked for with GROUP BY even though the primary key forbids them.
-func Collect(ctx context.Context, db *sql.DB, couponID int64) (DBState, error) {
-	st := DBState{CouponID: couponID, Users: map[int64]int64{}}
-	if err := db.QueryRowContext(ctx, `SELECT total_quantity, issued_quantity FROM coupons WHERE id = ?`, couponID).
-		Scan(&st.Total, &st.IssuedQuantity); err != nil {
-		return st, fmt.Errorf("read coupon %d: %w", couponID, err)
-	}
-	var first, last sql.NullTime
-	if err := db.QueryRowContext(ctx, `SELECT COUNT(*), MIN(issued_at), MAX(issued_at) FROM coupon_issues WHERE coupon_id = ?`, couponID).
-		Scan(&st.Rows, &first, &last); err != nil {
-		return st, fmt.Errorf("count rows of coupon %d: %w", couponID, err)
-	}
-	st.FirstIssued, st.LastIssued = first.Time, last.Time
-	if err := db.QueryRowContext(ctx, `SELECT COUNT(*) FROM (SELECT coupon_id, user_id FROM coupon_issues WHERE coupon_id = ?
-		GROUP BY coupon_id, user_id HAVING COUNT(*) > 1) d`, couponID).Scan(&st.DupGroups); err != nil {
-		return st, fmt.Errorf("find duplicates of coupon %d: %w", couponID, err)
-	}
-	if err := db.QueryRowContext(ctx, `SELECT COUNT(*) FROM (SELECT issue_rank FROM coupon_issues WHERE coupon_id = ?
-		GROUP BY issue_rank HAVING COUNT(*) > 1) d`, couponID).Scan(&st.RepeatedRanks); err != nil {
-		return st, fmt.Errorf("find repeated ranks of coupon %d: %w", couponID, err)
-	}
-	rows, err := db.QueryContext(ctx, `SELECT user_id FROM coupon_issues WHERE coupon_id = ?`, couponID)
+// Collect reads a coupon's DBState (mysql.DB.Audit: it counts, never
+// assumes).
+func Collect(ctx context.Context, db *mysql.DB, couponID int64) (DBState, error) {
+	a, err := db.Audit(ctx, couponID)
 	if err != nil {
-		return st, fmt.Errorf("list users of coupon %d: %w", couponID, err)
+		return DBState{CouponID: couponID}, fmt.Errorf("collect: %w", err)
 	}
-	defer rows.Close()
-	for rows.Next() {
-		var u int64
-		if err := rows.Scan(&u); err != nil {
-			return st, fmt.Errorf("list users of coupon %d: %w", couponID, err)
-		}
-		st.Users[u]++
-	}
-	if err := rows.Err(); err != nil {
-		return st, fmt.Errorf("list users of coupon %d: %w", couponID, err)
-	}
-	return st, nil
+	return DBState{CouponID: couponID, Total: a.Total, IssuedQuantity: a.IssuedQuantity, Rows: a.Rows,
+		DupGroups: a.DupGroups, RepeatedRanks: a.RepeatedRanks, FirstIssued: a.FirstIssued, LastIssued: a.LastIssued,
+		Users: a.Users}, nil
 }
 
 // IssuedCount returns the coupons' issued_quantity, summed: how many rows
@@ -66,16 +39,8 @@ func Collect(ctx context.Context, db *sql.DB, couponID int64) (DBState, error) {
 // milliseconds while the sinker writes, so it reads one primary-key row per
 // coupon: counting the rows themselves (a range scan of up to the supply)
 // cost MariaDB a third of a core during a 20k req/s phase.
-func IssuedCount(ctx context.Context, db *sql.DB, couponIDs []int64) (int64, error) {
-	var total int64
-	for _, id := range couponIDs {
-		var n int64
-		if err := db.QueryRowContext(ctx, `SELECT issued_quantity FROM coupons WHERE id = ?`, id).Scan(&n); err != nil {
-			return 0, fmt.Errorf("issued count of coupon %d: %w", id, err)
-		}
-		total += n
-	}
-	return total, nil
+func IssuedCount(ctx context.Context, db *mysql.DB, couponIDs []int64) (int64, error) {
+	return db.IssuedQuantity(ctx, couponIDs...)
 }
 
 // Verdict is the correctness check of one phase: the database's state set

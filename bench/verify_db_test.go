@@ -7,25 +7,28 @@ import (
 	"time"
 
 	"github.com/coupondrop/coupon/internal/testenv"
+	"github.com/coupondrop/coupon/mysql"
 )
 
-func mustPrivateDB(t *testing.T) *sql.DB {
+// mustPrivateDB is testenv.MustOpenPrivateDB with the store on it: the raw
+// pool breaks the tables behind the store's back.
+func mustPrivateDB(t *testing.T) (*mysql.DB, *sql.DB) {
 	t.Helper()
-	db, _ := testenv.MustOpenPrivateDB(t)
-	return db
+	raw, dsn := testenv.MustOpenPrivateDB(t)
+	return testenv.MustOpenStoreOn(t, dsn), raw
 }
 
 // A database that over-issued and holds duplicate rows (possible only with
 // the CHECK and the primary key dropped) must be reported as such.
 func TestCollectReportsOverIssueAndDuplicates(t *testing.T) {
-	db := mustPrivateDB(t)
+	db, raw := mustPrivateDB(t)
 	ctx := context.Background()
 	for _, q := range []string{
 		"ALTER TABLE coupons DROP CONSTRAINT coupons_issued_within_total",
 		"ALTER TABLE coupon_issues DROP PRIMARY KEY",
 		"INSERT INTO coupons (id, name, total_quantity, issued_quantity) VALUES (1, 'over', 3, 5), (2, 'clean', 3, 2)",
 	} {
-		if _, err := db.ExecContext(ctx, q); err != nil {
+		if _, err := raw.ExecContext(ctx, q); err != nil {
 			t.Fatalf("%s: %v", q, err)
 		}
 	}
@@ -35,7 +38,7 @@ func TestCollectReportsOverIssueAndDuplicates(t *testing.T) {
 		{2, 20, 1}, {2, 21, 2},
 	}
 	for i, r := range rows {
-		if _, err := db.ExecContext(ctx, `INSERT INTO coupon_issues (coupon_id, user_id, issue_rank, admitted_at, issued_at) VALUES (?, ?, ?, ?, ?)`,
+		if _, err := raw.ExecContext(ctx, `INSERT INTO coupon_issues (coupon_id, user_id, issue_rank, admitted_at, issued_at) VALUES (?, ?, ?, ?, ?)`,
 			r.coupon, r.user, r.rank, now, now.Add(time.Duration(i)*time.Millisecond)); err != nil {
 			t.Fatalf("insert row %+v: %v", r, err)
 		}
@@ -60,7 +63,7 @@ func TestCollectReportsOverIssueAndDuplicates(t *testing.T) {
 		t.Fatalf("verdict %+v: want over-issued 2, duplicates 2, repeated ranks 1, not OK", v)
 	}
 	// IssuedCount reads the counters, not the rows: make them differ.
-	if _, err := db.ExecContext(ctx, "UPDATE coupons SET issued_quantity = 1 WHERE id = 2"); err != nil {
+	if _, err := raw.ExecContext(ctx, "UPDATE coupons SET issued_quantity = 1 WHERE id = 2"); err != nil {
 		t.Fatal(err)
 	}
 	if n, err := IssuedCount(ctx, db, []int64{1, 2}); err != nil || n != 6 {

@@ -31,7 +31,7 @@ func couponPath(id int64) string { return fmt.Sprintf("/v1/coupons/%d", id) }
 func withDBLock(t *testing.T) func(*gateway.Deps) {
 	return func(d *gateway.Deps) {
 		d.Issuers = map[coupon.Strategy]coupon.Issuer{
-			coupon.StrategyDBLock: baseline.NewDBLock(d.Store.(*mysql.DB).DB, baseline.DefaultDBLockConfig(), testenv.Logger(t)),
+			coupon.StrategyDBLock: baseline.NewDBLock(d.Store.(*mysql.DB), baseline.DefaultDBLockConfig(), testenv.Logger(t)),
 		}
 	}
 }

@@ -166,7 +166,7 @@ func TestIssueContract(t *testing.T) {
 		pub.next = d.Publisher
 		d.Publisher = pub
 		d.Issuers = map[coupon.Strategy]coupon.Issuer{
-			coupon.StrategyDBLock:    baseline.NewDBLock(d.Store.(*mysql.DB).DB, baseline.DefaultDBLockConfig(), testenv.Logger(t)),
+			coupon.StrategyDBLock:    baseline.NewDBLock(d.Store.(*mysql.DB), baseline.DefaultDBLockConfig(), testenv.Logger(t)),
 			coupon.StrategyRedisLock: panicIssuer{},
 		}
 	}})
@@ -286,9 +286,9 @@ func TestIssueContract(t *testing.T) {
 // mustInsertIssue writes an issued row as the sinker would.
 func mustInsertIssue(t *testing.T, h *harness, couponID, userID, rank int64) {
 	t.Helper()
-	if _, err := h.db.ExecContext(context.Background(), `INSERT INTO coupon_issues (coupon_id, user_id, issue_rank, admitted_at) VALUES (?, ?, ?, ?)`,
-		couponID, userID, rank, time.Now().UTC()); err != nil {
-		t.Fatalf("insert issue: %v", err)
+	row := coupon.Issue{CouponID: couponID, UserID: userID, Rank: rank, AdmittedAt: time.Now().UTC(), Partition: -1, Offset: -1}
+	if res, err := h.db.InsertIssues(context.Background(), []coupon.Issue{row}); err != nil || res.Inserted != 1 {
+		t.Fatalf("insert issue: %+v, %v", res, err)
 	}
 }
 
@@ -498,17 +498,13 @@ func TestCreateCouponGateDown(t *testing.T) {
 	h := mustStartGateway(t, harnessOpts{deps: func(d *gateway.Deps) {
 		d.Gate = initFailingGate{d.Gate}
 		d.Issuers = map[coupon.Strategy]coupon.Issuer{
-			coupon.StrategyDBLock: baseline.NewDBLock(d.Store.(*mysql.DB).DB, baseline.DefaultDBLockConfig(), testenv.Logger(t)),
+			coupon.StrategyDBLock: baseline.NewDBLock(d.Store.(*mysql.DB), baseline.DefaultDBLockConfig(), testenv.Logger(t)),
 		}
 	}})
 	name := "gate-down-" + testenv.RandomID()
 	r := h.do("POST", "/v1/coupons", map[string]any{"name": name, "totalQuantity": 5}, "Authorization", "Bearer "+testToken)
 	want{503, coupon.EUNAVAILABLE, "was not created"}.check(t, r)
-	var n int
-	if err := h.db.QueryRow(`SELECT COUNT(*) FROM coupons WHERE name = ?`, name).Scan(&n); err != nil {
-		t.Fatal(err)
-	}
-	if n != 0 {
+	if n := h.couponsNamed(name); n != 0 {
 		t.Fatalf("%d coupons named %s left in MySQL; want the creation undone", n, name)
 	}
 	// Baseline coupons need no gate and are created as usual.

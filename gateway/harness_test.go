@@ -50,8 +50,7 @@ func mustStartGateway(tb testing.TB, o harnessOpts) *harness {
 	tb.Helper()
 	testenv.Integration(tb)
 	h := &harness{t: tb}
-	sqlDB := testenv.MustOpenDB(tb)
-	h.db = &mysql.DB{DB: sqlDB}
+	h.db = testenv.MustOpenStore(tb)
 	rdb := testenv.MustOpenRedis(tb)
 	logger := testenv.Logger(tb)
 	var err error
@@ -295,4 +294,15 @@ func readTopic(tb testing.TB, brokers, topic string) []kafkago.Message {
 	}
 	wg.Wait()
 	return out
+}
+
+// couponsNamed counts the coupons named name in MySQL (the raw test pool:
+// a refused creation leaves no row the store's API could find).
+func (h *harness) couponsNamed(name string) int {
+	h.t.Helper()
+	var n int
+	if err := testenv.MustOpenDB(h.t).QueryRow("SELECT COUNT(*) FROM coupons WHERE name = ?", name).Scan(&n); err != nil {
+		h.t.Fatalf("count coupons named %q: %v", name, err)
+	}
+	return n
 }

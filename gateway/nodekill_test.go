@@ -110,28 +110,16 @@ func TestKafkaNodeKillUnderLoad(t *testing.T) {
 	// Every 202 is exactly one row, with its rank; the rest are unknowns.
 	var rows map[int64]int64
 	testenv.Eventually(t, 2*time.Minute, func() error {
-		rows = map[int64]int64{}
-		res, err := h.db.QueryContext(ctx, `SELECT user_id, issue_rank FROM coupon_issues WHERE coupon_id = ?`, id)
-		if err != nil {
+		var err error
+		if rows, err = h.db.IssuedRanks(ctx, id); err != nil {
 			return err
-		}
-		defer res.Close()
-		for res.Next() {
-			var u, rank int64
-			if err := res.Scan(&u, &rank); err != nil {
-				return err
-			}
-			if _, dup := rows[u]; dup {
-				t.Fatalf("user %d has two rows", u)
-			}
-			rows[u] = rank
 		}
 		for u := range accepted {
 			if _, ok := rows[u]; !ok {
 				return fmt.Errorf("%d rows; user %d (202) has none yet", len(rows), u)
 			}
 		}
-		return res.Err()
+		return nil
 	})
 	ranks := map[int64]bool{}
 	for u, rank := range rows {
@@ -149,9 +137,8 @@ func TestKafkaNodeKillUnderLoad(t *testing.T) {
 	if len(rows) > supply {
 		t.Fatalf("%d rows for a supply of %d", len(rows), supply)
 	}
-	var issued int64
-	if err := h.db.QueryRowContext(ctx, `SELECT issued_quantity FROM coupons WHERE id = ?`, id).Scan(&issued); err != nil || issued != int64(len(rows)) {
-		t.Fatalf("issued_quantity %d (%v), %d rows", issued, err, len(rows))
+	if a, err := h.db.Audit(ctx, id); err != nil || a.DupGroups != 0 || a.Rows != int64(len(rows)) || a.IssuedQuantity != a.Rows {
+		t.Fatalf("MySQL holds %d rows (%d users with two), issued_quantity %d (%v); want %d rows, one per user, counted", a.Rows, a.DupGroups, a.IssuedQuantity, err, len(rows))
 	}
 	t.Logf("%d rows: %d accepted + %d of the unknown outcomes", len(rows), len(accepted), len(rows)-len(accepted))
 }

@@ -54,9 +54,8 @@ func TestCompressedBodiesRefused(t *testing.T) {
 	if r := h.do("GET", fmt.Sprintf("/v1/coupons/%d", id), nil); r.status != 200 || r.int("admitted") != 0 {
 		t.Fatalf("after the refused bodies the coupon shows %d %s; want 0 admitted", r.status, r.body)
 	}
-	var created int
-	if err := h.db.QueryRow("SELECT COUNT(*) FROM coupons WHERE name = ?", name).Scan(&created); err != nil || created != 0 {
-		t.Fatalf("a compressed create body made %d coupons (%v)", created, err)
+	if created := h.couponsNamed(name); created != 0 {
+		t.Fatalf("a compressed create body made %d coupons", created)
 	}
 }
 
@@ -108,9 +107,8 @@ func TestStrictJSONBodies(t *testing.T) {
 	} {
 		t.Run("create "+tt.name, func(t *testing.T) { tt.want.check(t, h.do("POST", "/v1/coupons", tt.body, admin...)) })
 	}
-	var n int
-	if err := h.db.QueryRow("SELECT COUNT(*) FROM coupons WHERE name = ?", name).Scan(&n); err != nil || n != 0 {
-		t.Fatalf("refused create bodies made %d coupons (%v)", n, err)
+	if n := h.couponsNamed(name); n != 0 {
+		t.Fatalf("refused create bodies made %d coupons", n)
 	}
 	path := fmt.Sprintf("/v1/coupons/%d/issues", id)
 	for _, tt := range []struct {

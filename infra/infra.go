@@ -1,14 +1,11 @@
 // Package infra holds the deployable pieces that are not Go code (SQL
-// migrations, k6 scripts, dashboards) and applies the migrations.
+// migrations, k6 scripts, dashboards); mysql.Migrate applies the migrations.
 package infra
 
 import (
-	"context"
-	"database/sql"
 	"embed"
 	"fmt"
 	"io/fs"
-	"log/slog"
 	"sort"
 	"strconv"
 	"strings"
@@ -45,39 +42,4 @@ func Migrations() ([]Migration, error) {
 		out = append(out, Migration{Version: v, Name: base, SQL: string(b)})
 	}
 	return out, nil
-}
-
-// Migrate applies every migration not yet recorded in schema_migrations, in
-// order; it is idempotent and safe to run on every start. The DSN must allow
-// multiStatements=true.
-func Migrate(ctx context.Context, db *sql.DB, logger *slog.Logger) error {
-	if _, err := db.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
-		version INT NOT NULL PRIMARY KEY,
-		name VARCHAR(200) NOT NULL,
-		applied_at DATETIME(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6))`); err != nil {
-		return fmt.Errorf("create schema_migrations: %w", err)
-	}
-	ms, err := Migrations()
-	if err != nil {
-		return err
-	}
-	for _, m := range ms {
-		var n int
-		if err := db.QueryRowContext(ctx, `SELECT COUNT(*) FROM schema_migrations WHERE version = ?`, m.Version).Scan(&n); err != nil {
-			return fmt.Errorf("check migration %s: %w", m.Name, err)
-		}
-		if n > 0 {
-			continue
-		}
-		// DDL commits implicitly in MySQL, so each statement of a migration
-		// must itself be idempotent (CREATE ... IF NOT EXISTS and the like).
-		if _, err := db.ExecContext(ctx, m.SQL); err != nil {
-			return fmt.Errorf("apply migration %s: %w", m.Name, err)
-		}
-		if _, err := db.ExecContext(ctx, `INSERT INTO schema_migrations (version, name) VALUES (?, ?)`, m.Version, m.Name); err != nil {
-			return fmt.Errorf("record migration %s: %w", m.Name, err)
-		}
-		logger.Info("migration applied", "version", m.Version, "name", m.Name)
-	}
-	return nil
 }

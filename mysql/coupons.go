@@ -37,7 +37,7 @@ func (db *DB) CreateCoupon(ctx context.Context, c *coupon.Coupon) error {
 		c.Strategy = coupon.StrategyAsync
 	}
 	created := time.Now().UTC().Truncate(time.Microsecond)
-	res, err := db.ExecContext(ctx, `INSERT INTO coupons
+	res, err := db.db.ExecContext(ctx, `INSERT INTO coupons
 		(name, total_quantity, strategy, issue_starts_at, issue_ends_at, created_at)
 		VALUES (?, ?, ?, ?, ?, ?)`,
 		c.Name, c.TotalQuantity, string(c.Strategy), couponNullTime(c.IssueStartsAt), couponNullTime(c.IssueEndsAt), created)
@@ -56,7 +56,7 @@ func (db *DB) CreateCoupon(ctx context.Context, c *coupon.Coupon) error {
 // reports whether it did: the undo of a creation whose gate could not be
 // initialised.
 func (db *DB) DeleteUnissuedCoupon(ctx context.Context, id int64) (bool, error) {
-	res, err := db.ExecContext(ctx, `DELETE FROM coupons WHERE id = ? AND issued_quantity = 0
+	res, err := db.db.ExecContext(ctx, `DELETE FROM coupons WHERE id = ? AND issued_quantity = 0
 		AND NOT EXISTS (SELECT 1 FROM coupon_issues WHERE coupon_id = ?)`, id, id)
 	if err != nil {
 		return false, fmt.Errorf("delete coupon %d: %w", id, err)
@@ -70,7 +70,7 @@ func (db *DB) DeleteUnissuedCoupon(ctx context.Context, id int64) (bool, error) 
 
 // FindCoupon returns the coupon with the given ID, or an ENOTFOUND error.
 func (db *DB) FindCoupon(ctx context.Context, id int64) (*coupon.Coupon, error) {
-	c, err := scanCoupon(db.QueryRowContext(ctx, `SELECT `+couponSelectColumns+` FROM coupons WHERE id = ?`, id))
+	c, err := scanCoupon(db.db.QueryRowContext(ctx, `SELECT `+couponSelectColumns+` FROM coupons WHERE id = ?`, id))
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, coupon.Errorf(coupon.ENOTFOUND, "Coupon %d does not exist.", id)
 	} else if err != nil {
@@ -127,7 +127,7 @@ func (db *DB) AdmittingCoupons(ctx context.Context, now time.Time) ([]*coupon.Co
 }
 
 func (db *DB) queryCoupons(ctx context.Context, what, query string, args ...any) ([]*coupon.Coupon, error) {
-	rows, err := db.QueryContext(ctx, query, args...)
+	rows, err := db.db.QueryContext(ctx, query, args...)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", what, err)
 	}
@@ -154,7 +154,7 @@ func (db *DB) queryCoupons(ctx context.Context, what, query string, args ...any)
 // still under the lock, and commits. An error from p or hold rolls back
 // everything. It returns the coupon before and after.
 func (db *DB) UpdateCoupon(ctx context.Context, id int64, p coupon.Patch, hold func(ctx context.Context, old, updated *coupon.Coupon) error) (old, updated *coupon.Coupon, err error) {
-	tx, err := db.BeginTx(ctx, nil)
+	tx, err := db.db.BeginTx(ctx, nil)
 	if err != nil {
 		return nil, nil, fmt.Errorf("update coupon %d: begin: %w", id, err)
 	}
@@ -204,7 +204,7 @@ func overIssued(id, total, issued int64) error {
 // counter in the same transaction as its rows).
 func (db *DB) IssuedCount(ctx context.Context, couponID int64) (int64, error) {
 	var n int64
-	if err := db.QueryRowContext(ctx, `SELECT COUNT(*) FROM coupon_issues WHERE coupon_id = ?`, couponID).Scan(&n); err != nil {
+	if err := db.db.QueryRowContext(ctx, `SELECT COUNT(*) FROM coupon_issues WHERE coupon_id = ?`, couponID).Scan(&n); err != nil {
 		return 0, fmt.Errorf("count issues of coupon %d: %w", couponID, err)
 	}
 	return n, nil
@@ -215,7 +215,7 @@ func (db *DB) IssuedCount(ctx context.Context, couponID int64) (int64, error) {
 // the coupon: the live page asks once, when the drop has sold out.
 func (db *DB) AdmissionSpan(ctx context.Context, couponID int64) (first, last time.Time, ok bool, err error) {
 	var f, l sql.NullTime
-	if err := db.QueryRowContext(ctx, `SELECT MIN(admitted_at), MAX(admitted_at) FROM coupon_issues WHERE coupon_id = ?`, couponID).Scan(&f, &l); err != nil {
+	if err := db.db.QueryRowContext(ctx, `SELECT MIN(admitted_at), MAX(admitted_at) FROM coupon_issues WHERE coupon_id = ?`, couponID).Scan(&f, &l); err != nil {
 		return time.Time{}, time.Time{}, false, fmt.Errorf("admission span of coupon %d: %w", couponID, err)
 	}
 	return f.Time, l.Time, f.Valid && l.Valid, nil
@@ -223,7 +223,7 @@ func (db *DB) AdmissionSpan(ctx context.Context, couponID int64) (first, last ti
 
 // FindIssue returns the user's issued row of the coupon, or an ENOTISSUED error.
 func (db *DB) FindIssue(ctx context.Context, couponID, userID int64) (*coupon.Issue, error) {
-	row := db.QueryRowContext(ctx, `SELECT coupon_id, user_id, issue_rank, admitted_at, issued_at, source_partition, source_offset
+	row := db.db.QueryRowContext(ctx, `SELECT coupon_id, user_id, issue_rank, admitted_at, issued_at, source_partition, source_offset
 		FROM coupon_issues WHERE coupon_id = ? AND user_id = ?`, couponID, userID)
 	is, err := scanIssueRow(row)
 	if errors.Is(err, sql.ErrNoRows) {
@@ -237,7 +237,7 @@ func (db *DB) FindIssue(ctx context.Context, couponID, userID int64) (*coupon.Is
 // ListUserIssues returns the user's issued rows with their coupons' names,
 // newest coupon first, at most MaxUserIssues.
 func (db *DB) ListUserIssues(ctx context.Context, userID int64) ([]coupon.Holding, error) {
-	rows, err := db.QueryContext(ctx, `SELECT i.coupon_id, c.name, i.issue_rank, i.admitted_at, i.issued_at
+	rows, err := db.db.QueryContext(ctx, `SELECT i.coupon_id, c.name, i.issue_rank, i.admitted_at, i.issued_at
 		FROM coupon_issues i JOIN coupons c ON c.id = i.coupon_id
 		WHERE i.user_id = ? ORDER BY i.coupon_id DESC LIMIT ?`, userID, MaxUserIssues)
 	if err != nil {

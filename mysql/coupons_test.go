@@ -119,7 +119,7 @@ func TestUpdateCoupon(t *testing.T) {
 		t.Fatalf("after refused and cleared updates: %+v", got)
 	}
 	// The database guard itself: no write may set a total below issued.
-	if _, err := db.ExecContext(ctx, `UPDATE coupons SET total_quantity = 2 WHERE id = ?`, c.ID); err == nil {
+	if _, err := db.SQL().ExecContext(ctx, `UPDATE coupons SET total_quantity = 2 WHERE id = ?`, c.ID); err == nil {
 		t.Fatal("the CHECK constraint let total_quantity drop below issued_quantity")
 	}
 	if _, _, err := db.UpdateCoupon(ctx, 1<<62, coupon.Patch{Name: &name}, nil); coupon.ErrorCode(err) != coupon.ENOTFOUND {

@@ -173,7 +173,7 @@ type counter struct{ total, issued int64 }
 // insertOnce runs one transaction. When the guard refuses the counters'
 // update it rolls back and returns the coupons that would exceed their total.
 func (db *DB) insertOnce(ctx context.Context, t Tables, groups []couponGroup, p plan) (res InsertResult, refused []int64, err error) {
-	tx, err := db.BeginTx(ctx, nil)
+	tx, err := db.db.BeginTx(ctx, nil)
 	if err != nil {
 		return res, nil, fmt.Errorf("bulk insert: begin: %w", err)
 	}

@@ -1,6 +1,10 @@
 package mysql
 
-import "github.com/coupondrop/coupon"
+import (
+	"database/sql"
+
+	"github.com/coupondrop/coupon"
+)
 
 // SetPlaceholders switches the bulk insert to ? placeholders (true) or the
 // VALUES literal and returns a func restoring the previous mode.
@@ -14,3 +18,7 @@ func SetPlaceholders(on bool) func() {
 func BuildInsert(b []byte, table string, rows []coupon.Issue) ([]byte, int) {
 	return buildInsert(b, table, rows)
 }
+
+// SQL is the store's pool, for this package's tests that set up or break
+// tables around the store's API.
+func (db *DB) SQL() *sql.DB { return db.db }

@@ -14,13 +14,13 @@ import (
 
 func mustOpenStore(tb testing.TB) *mysql.DB {
 	tb.Helper()
-	return &mysql.DB{DB: testenv.MustOpenDB(tb)}
+	return testenv.MustOpenStore(tb)
 }
 
 // mustCreateCoupon inserts a coupon with the given total and issued count.
 func mustCreateCoupon(tb testing.TB, db *mysql.DB, total, issued int64) int64 {
 	tb.Helper()
-	r, err := db.ExecContext(context.Background(),
+	r, err := db.SQL().ExecContext(context.Background(),
 		`INSERT INTO coupons (name, total_quantity, issued_quantity) VALUES (?, ?, ?)`, "issues-test", total, issued)
 	if err != nil {
 		tb.Fatalf("create coupon: %v", err)
@@ -44,7 +44,7 @@ type rowState struct{ user, rank int64 }
 func mustRows(tb testing.TB, db *mysql.DB, couponID int64) (rows []rowState, issued int64) {
 	tb.Helper()
 	ctx := context.Background()
-	rs, err := db.QueryContext(ctx, `SELECT user_id, issue_rank FROM coupon_issues WHERE coupon_id = ? ORDER BY issue_rank`, couponID)
+	rs, err := db.SQL().QueryContext(ctx, `SELECT user_id, issue_rank FROM coupon_issues WHERE coupon_id = ? ORDER BY issue_rank`, couponID)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -56,7 +56,7 @@ func mustRows(tb testing.TB, db *mysql.DB, couponID int64) (rows []rowState, iss
 		}
 		rows = append(rows, r)
 	}
-	if err := db.QueryRowContext(ctx, `SELECT issued_quantity FROM coupons WHERE id = ?`, couponID).Scan(&issued); err != nil {
+	if err := db.SQL().QueryRowContext(ctx, `SELECT issued_quantity FROM coupons WHERE id = ?`, couponID).Scan(&issued); err != nil {
 		tb.Fatal(err)
 	}
 	return rows, issued
@@ -291,7 +291,7 @@ func BenchmarkInsertIssuesShape(b *testing.B) {
 						}
 						return cmpInt(x.UserID, y.UserID)
 					}))
-					if _, err := db.ExecContext(ctx, string(q)); err != nil {
+					if _, err := db.SQL().ExecContext(ctx, string(q)); err != nil {
 						b.Fatal(err)
 					}
 				}

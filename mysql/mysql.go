@@ -12,9 +12,10 @@ import (
 	_ "github.com/go-sql-driver/mysql" // driver
 )
 
-// DB is the store, safe for concurrent use.
+// DB is the store, safe for concurrent use. Its pool is its own: every
+// statement the system runs against MySQL is a method of DB.
 type DB struct {
-	*sql.DB
+	db *sql.DB
 }
 
 // Open opens a pool on dsn (go-sql-driver format; parseTime=true is added
@@ -31,7 +32,7 @@ func Open(ctx context.Context, dsn string, maxConns int) (*DB, error) {
 		_ = db.Close()
 		return nil, fmt.Errorf("ping mysql: %w", err)
 	}
-	return &DB{DB: db}, nil
+	return &DB{db: db}, nil
 }
 
 // withParseTime adds parseTime=true and loc=UTC unless the DSN sets them:
@@ -50,3 +51,9 @@ func withParseTime(dsn string) string {
 	}
 	return dsn
 }
+
+// Close closes the pool.
+func (db *DB) Close() error { return db.db.Close() }
+
+// PingContext checks the server answers (readiness).
+func (db *DB) PingContext(ctx context.Context) error { return db.db.PingContext(ctx) }

@@ -16,7 +16,7 @@ var schemaTables = []string{"coupons", "coupon_issues", "schema_migrations"}
 func (db *DB) CheckSchema(ctx context.Context) error {
 	var name sql.NullString
 	var n int
-	err := db.QueryRowContext(ctx, `SELECT DATABASE(), (SELECT COUNT(*) FROM information_schema.tables
+	err := db.db.QueryRowContext(ctx, `SELECT DATABASE(), (SELECT COUNT(*) FROM information_schema.tables
 		WHERE table_schema = DATABASE() AND table_name IN (?, ?, ?))`, schemaTables[0], schemaTables[1], schemaTables[2]).Scan(&name, &n)
 	if err != nil {
 		return fmt.Errorf("check the coupon schema: %w", err)

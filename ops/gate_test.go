@@ -15,7 +15,6 @@ import (
 	"github.com/coupondrop/coupon/internal/cli"
 	"github.com/coupondrop/coupon/internal/testenv"
 	couponkafka "github.com/coupondrop/coupon/kafka"
-	"github.com/coupondrop/coupon/mysql"
 	"github.com/coupondrop/coupon/ops"
 	"github.com/redis/go-redis/v9"
 	"github.com/segmentio/kafka-go"
@@ -37,13 +36,12 @@ func TestRebuildGateAfterFlushall(t *testing.T) {
 	}
 	defer gate.Close()
 
-	sdb := testenv.MustOpenDB(t)
-	db := &mysql.DB{DB: sdb}
+	db := testenv.MustOpenStore(t)
 	topicName := testenv.MustCreateTopic(t, 4)
 	dlq := testenv.MustCreateTopic(t, 1)
 	topic := couponkafka.NewTopic(cli.List(testenv.KafkaBrokers), topicName)
 	const total = 3000
-	id := mustCreateCoupon(t, sdb, total)
+	id := mustCreateCoupon(t, db, total)
 	ctx := context.Background()
 	if err := gate.Init(ctx, id, total); err != nil {
 		t.Fatal(err)
@@ -160,35 +158,22 @@ func TestRebuildGateAfterFlushall(t *testing.T) {
 		t.Fatalf("%d users accepted, want exactly %d", len(accepted), total)
 	}
 	waitCaughtUp(t, topic, group)
-	rows, err := db.QueryContext(ctx, "SELECT user_id, issue_rank FROM coupon_issues WHERE coupon_id = ?", id)
+	a, err := db.Audit(ctx, id)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer rows.Close()
-	got := map[int64]int64{}
-	ranks := map[int64]bool{}
-	for rows.Next() {
-		var u, r int64
-		if err := rows.Scan(&u, &r); err != nil {
-			t.Fatal(err)
-		}
-		got[u] = r
-		if ranks[r] {
-			t.Errorf("rank %d issued twice", r)
-		}
-		ranks[r] = true
+	if a.Rows != total || a.DupGroups != 0 || a.RepeatedRanks != 0 || a.IssuedQuantity != total {
+		t.Errorf("MySQL holds %d rows (%d users twice, %d ranks twice), issued_quantity %d; want %d, each once",
+			a.Rows, a.DupGroups, a.RepeatedRanks, a.IssuedQuantity, total)
 	}
-	if len(got) != total {
-		t.Errorf("%d rows, want %d", len(got), total)
+	got, err := db.IssuedRanks(ctx, id)
+	if err != nil {
+		t.Fatal(err)
 	}
 	for u, r := range accepted {
 		if got[u] != r {
 			t.Errorf("accepted user %d (rank %d) has row rank %d", u, r, got[u])
 		}
-	}
-	var issued int64
-	if err := sdb.QueryRow("SELECT issued_quantity FROM coupons WHERE id = ?", id).Scan(&issued); err != nil || issued != total {
-		t.Errorf("issued_quantity %d (%v), want %d", issued, err, total)
 	}
 	if n, err := gate.Admitted(ctx, id); err != nil || n != total {
 		t.Errorf("gate admitted %d (%v), want %d", n, err, total)
@@ -207,14 +192,13 @@ func TestReconcile(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer gate.Close()
-	sdb := testenv.MustOpenDB(t)
-	db := &mysql.DB{DB: sdb}
+	db := testenv.MustOpenStore(t)
 	topicName := testenv.MustCreateTopic(t, 2)
 	dlq := testenv.MustCreateTopic(t, 1)
 	topic := couponkafka.NewTopic(cli.List(testenv.KafkaBrokers), topicName)
 	ctx := context.Background()
 	const total = 20
-	id := mustCreateCoupon(t, sdb, total)
+	id := mustCreateCoupon(t, db, total)
 	t.Cleanup(func() { _ = gate.Drop(context.Background(), id) })
 	if err := gate.Init(ctx, id, total); err != nil {
 		t.Fatal(err)
@@ -304,12 +288,11 @@ func TestReconcile(t *testing.T) {
 // the topic, and the rank counter resumes after the highest rank seen.
 func TestRebuildGateFromTopicTail(t *testing.T) {
 	gate := mustOpenGate(t)
-	sdb := testenv.MustOpenDB(t)
-	db := &mysql.DB{DB: sdb}
+	db := testenv.MustOpenStore(t)
 	topicName := testenv.MustCreateTopic(t, 3)
 	topic := couponkafka.NewTopic(cli.List(testenv.KafkaBrokers), topicName)
 	ctx := context.Background()
-	id := mustCreateCoupon(t, sdb, 1000)
+	id := mustCreateCoupon(t, db, 1000)
 	t.Cleanup(func() { _ = gate.Drop(context.Background(), id) })
 
 	var rows []coupon.Issue
@@ -357,20 +340,18 @@ func TestRebuildGateFromTopicTail(t *testing.T) {
 // offsets; its rank still counts for the rebuilt rank counter.
 func TestRebuildGateCountsDeadLetters(t *testing.T) {
 	gate := mustOpenGate(t)
-	sdb := testenv.MustOpenDB(t)
-	db := &mysql.DB{DB: sdb}
+	db := testenv.MustOpenStore(t)
 	topicName, dlqName := testenv.MustCreateTopic(t, 1), testenv.MustCreateTopic(t, 1)
 	brokers := cli.List(testenv.KafkaBrokers)
 	topic, dlq := couponkafka.NewTopic(brokers, topicName), couponkafka.NewTopic(brokers, dlqName)
 	ctx := context.Background()
-	id := mustCreateCoupon(t, sdb, 2)
+	id := mustCreateCoupon(t, db, 2)
 	t.Cleanup(func() { _ = gate.Drop(context.Background(), id) })
 	group := startSinker(t, testenv.MySQLDSN, topicName, dlqName)
 	mustProduce(t, topicName, []kafka.Message{admissionMessage(t, id, 1, 1), admissionMessage(t, id, 2, 2), admissionMessage(t, id, 3, 3)})
 	waitCaughtUp(t, topic, group)
-	var n int
-	if err := sdb.QueryRowContext(ctx, "SELECT COUNT(*) FROM coupon_issues WHERE coupon_id = ?", id).Scan(&n); err != nil || n != 2 {
-		t.Fatalf("%d rows (%v), want 2 (the third over the total)", n, err)
+	if rows, err := db.IssuedRanks(ctx, id); err != nil || len(rows) != 2 {
+		t.Fatalf("%d rows (%v), want 2 (the third over the total)", len(rows), err)
 	}
 
 	for _, tc := range []struct {

@@ -18,21 +18,21 @@ import (
 	"github.com/segmentio/kafka-go"
 )
 
-// mustPrivateDB is testenv.MustOpenPrivateDB as a store.
-func mustPrivateDB(tb testing.TB) (*mysql.DB, string) {
+// mustPrivateDB is testenv.MustOpenPrivateDB with the store on it: the raw
+// pool breaks and reads the tables whole, as an operator's accident would.
+func mustPrivateDB(tb testing.TB) (*mysql.DB, *sql.DB, string) {
 	tb.Helper()
-	db, dsn := testenv.MustOpenPrivateDB(tb)
-	return &mysql.DB{DB: db}, dsn
+	raw, dsn := testenv.MustOpenPrivateDB(tb)
+	return testenv.MustOpenStoreOn(tb, dsn), raw, dsn
 }
 
-func mustCreateCoupon(tb testing.TB, db *sql.DB, total int64) int64 {
+func mustCreateCoupon(tb testing.TB, db *mysql.DB, total int64) int64 {
 	tb.Helper()
-	r, err := db.ExecContext(context.Background(), `INSERT INTO coupons (name, total_quantity) VALUES (?, ?)`, "ops-test", total)
-	if err != nil {
+	c := coupon.Coupon{Name: "ops-test", TotalQuantity: total}
+	if err := db.CreateCoupon(context.Background(), &c); err != nil {
 		tb.Fatalf("create coupon: %v", err)
 	}
-	id, _ := r.LastInsertId()
-	return id
+	return c.ID
 }
 
 func admissionMessage(tb testing.TB, couponID, userID, rank int64) kafka.Message {
@@ -104,7 +104,7 @@ func waitCaughtUp(tb testing.TB, t *couponkafka.Topic, group string) {
 
 type issueRow struct{ coupon, user, rank int64 }
 
-func mustAllRows(tb testing.TB, db *mysql.DB) []issueRow {
+func mustAllRows(tb testing.TB, db *sql.DB) []issueRow {
 	tb.Helper()
 	rs, err := db.QueryContext(context.Background(), "SELECT coupon_id, user_id, issue_rank FROM coupon_issues ORDER BY coupon_id, user_id")
 	if err != nil {
@@ -122,7 +122,7 @@ func mustAllRows(tb testing.TB, db *mysql.DB) []issueRow {
 	return out
 }
 
-func mustIssued(tb testing.TB, db *mysql.DB) map[int64]int64 {
+func mustIssued(tb testing.TB, db *sql.DB) map[int64]int64 {
 	tb.Helper()
 	rs, err := db.QueryContext(context.Background(), "SELECT id, issued_quantity FROM coupons")
 	if err != nil {

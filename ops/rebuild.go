@@ -51,20 +51,7 @@ type RebuildOptions struct {
 
 // AsyncCoupons returns the IDs of every coupon of the async strategy.
 func AsyncCoupons(ctx context.Context, db *mysql.DB) ([]int64, error) {
-	rs, err := db.QueryContext(ctx, "SELECT id FROM coupons WHERE strategy = ? ORDER BY id", string(coupon.StrategyAsync))
-	if err != nil {
-		return nil, fmt.Errorf("list coupons: %w", err)
-	}
-	defer rs.Close()
-	var ids []int64
-	for rs.Next() {
-		var id int64
-		if err := rs.Scan(&id); err != nil {
-			return nil, fmt.Errorf("list coupons: %w", err)
-		}
-		ids = append(ids, id)
-	}
-	return ids, rs.Err()
+	return db.CouponIDs(ctx, coupon.StrategyAsync)
 }
 
 // topicAdmissions collects, per wanted coupon, the admitted users (userId
@@ -118,24 +105,6 @@ func highestRanks(ctx context.Context, t *couponkafka.Topic, n int, into map[int
 		}
 	}
 	return nil
-}
-
-// issuedRows returns a coupon's issued rows, userId -> rank.
-func issuedRows(ctx context.Context, db *mysql.DB, couponID int64) (map[int64]int64, error) {
-	rs, err := db.QueryContext(ctx, "SELECT user_id, issue_rank FROM coupon_issues WHERE coupon_id = ?", couponID)
-	if err != nil {
-		return nil, fmt.Errorf("issued rows of coupon %d: %w", couponID, err)
-	}
-	defer rs.Close()
-	out := map[int64]int64{}
-	for rs.Next() {
-		var u, r int64
-		if err := rs.Scan(&u, &r); err != nil {
-			return nil, fmt.Errorf("issued rows of coupon %d: %w", couponID, err)
-		}
-		out[u] = r
-	}
-	return out, rs.Err()
 }
 
 // RebuildGate restores the gate state of the given coupons exactly: the
@@ -208,7 +177,7 @@ func RebuildGate(ctx context.Context, db *mysql.DB, t *couponkafka.Topic, gate *
 	fromMySQL := map[int64]map[int64]int64{}
 	tail := topicAdmissions{}
 	for _, id := range todo {
-		rows, err := issuedRows(ctx, db, id)
+		rows, err := db.IssuedRanks(ctx, id)
 		if err != nil {
 			return out, fmt.Errorf("rebuild gate: %w", err)
 		}

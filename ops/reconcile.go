@@ -179,11 +179,12 @@ func Reconcile(ctx context.Context, db *mysql.DB, t *couponkafka.Topic, gate *ad
 
 func reconcileCoupon(ctx context.Context, db *mysql.DB, gate *admitter.Gate, id int64, topic map[int64]int64) (CouponReconcile, error) {
 	r := CouponReconcile{CouponID: id, Topic: len(topic)}
-	if err := db.QueryRowContext(ctx, "SELECT total_quantity, issued_quantity FROM coupons WHERE id = ?", id).
-		Scan(&r.Total, &r.IssuedQuantity); err != nil {
+	c, err := db.FindCoupon(ctx, id)
+	if err != nil {
 		return r, fmt.Errorf("read coupon: %w", err)
 	}
-	rows, err := issuedRows(ctx, db, id)
+	r.Total, r.IssuedQuantity = c.TotalQuantity, c.IssuedQuantity
+	rows, err := db.IssuedRanks(ctx, id)
 	if err != nil {
 		return r, err
 	}

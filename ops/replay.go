@@ -2,7 +2,6 @@ package ops
 
 import (
 	"context"
-	"database/sql"
 	"fmt"
 	"io"
 	"log/slog"
@@ -17,15 +16,9 @@ import (
 	"golang.org/x/sync/errgroup"
 )
 
-// Tables of a replay: the shadow pair it loads, and the prefix of the
-// previous issued table it keeps after the swap (coupon_issues_old_<UTC
-// time>; never dropped by a later replay, dropped by this one with DropOld
-// once everything succeeded).
-const (
-	ShadowIssuesTable   = "coupon_issues_shadow"
-	ShadowCountersTable = "coupon_counters_shadow"
-	OldIssuesPrefix     = "coupon_issues_old_"
-)
+// OldIssuesPrefix names the previous issued table a replay keeps (see
+// mysql.Shadow.SwapIn).
+const OldIssuesPrefix = mysql.OldIssuesPrefix
 
 // ReplayOptions tune a replay.
 type ReplayOptions struct {
@@ -97,22 +90,10 @@ func Replay(ctx context.Context, db *mysql.DB, t *couponkafka.Topic, opts Replay
 
 	// The counters snapshot comes after the end offsets: every coupon of a
 	// replayed record existed by then.
-	for _, q := range []string{
-		"DROP TABLE IF EXISTS " + ShadowIssuesTable + ", " + ShadowCountersTable,
-		"CREATE TABLE " + ShadowIssuesTable + " LIKE " + mysql.LiveTables.Issues,
-		"CREATE TABLE " + ShadowCountersTable + ` (
-			id BIGINT NOT NULL PRIMARY KEY,
-			total_quantity BIGINT NOT NULL,
-			issued_quantity BIGINT NOT NULL DEFAULT 0,
-			CONSTRAINT coupon_counters_shadow_within_total CHECK (issued_quantity >= 0 AND issued_quantity <= total_quantity)
-		) ENGINE=InnoDB`,
-		"INSERT INTO " + ShadowCountersTable + " (id, total_quantity) SELECT id, total_quantity FROM coupons",
-	} {
-		if _, err := db.ExecContext(ctx, q); err != nil {
-			return sum, fmt.Errorf("replay: prepare shadow tables: %w", err)
-		}
+	shadow, err := db.CreateShadow(ctx)
+	if err != nil {
+		return sum, fmt.Errorf("replay: %w", err)
 	}
-	shadow := mysql.Tables{Issues: ShadowIssuesTable, Counters: ShadowCountersTable}
 
 	t0 := time.Now()
 	bar := startProgress(opts.Progress, "replay", total)
@@ -124,7 +105,7 @@ func Replay(ctx context.Context, db *mysql.DB, t *couponkafka.Topic, opts Replay
 			continue
 		}
 		g.Go(func() error {
-			r, err := loadPartition(gctx, db, t, shadow, p, first[p], end[p], opts.BatchSize, bar)
+			r, err := loadPartition(gctx, t, shadow, p, first[p], end[p], opts.BatchSize, bar)
 			mu.Lock()
 			defer mu.Unlock()
 			sum.Records += r.Records
@@ -144,19 +125,20 @@ func Replay(ctx context.Context, db *mysql.DB, t *couponkafka.Topic, opts Replay
 	}
 	// Keep the issue times of rows that survive the rebuild.
 	t0 = time.Now()
-	if _, err := db.ExecContext(ctx, "UPDATE "+ShadowIssuesTable+" s JOIN "+mysql.LiveTables.Issues+
-		" o ON o.coupon_id = s.coupon_id AND o.user_id = s.user_id SET s.issued_at = o.issued_at"); err != nil {
-		return sum, fmt.Errorf("replay: copy issue times: %w (the live tables are untouched)", err)
+	if err := shadow.KeepIssueTimes(ctx); err != nil {
+		return sum, fmt.Errorf("replay: %w (the live tables are untouched)", err)
 	}
 	sum.KeepTimes = time.Since(t0)
 
 	t1 := time.Now()
-	if err := swapIn(ctx, db, first, end, &sum); err != nil {
-		return sum, err
+	sw, err := shadow.SwapIn(ctx, first, end)
+	sum.OldTable, sum.CarriedOver, sum.CarryRefused, sum.Coupons = sw.OldTable, sw.CarriedOver, sw.CarryRefused, sw.Coupons
+	if err != nil {
+		return sum, fmt.Errorf("replay: %w", err)
 	}
 	if opts.DropOld && len(sum.CarryRefused) == 0 {
-		if _, err := db.ExecContext(ctx, "DROP TABLE IF EXISTS "+sum.OldTable); err != nil {
-			return sum, fmt.Errorf("replay: drop %s: %w", sum.OldTable, err)
+		if err := db.DropOldIssues(ctx, sum.OldTable); err != nil {
+			return sum, fmt.Errorf("replay: %w", err)
 		}
 		sum.OldTable = ""
 	}
@@ -172,7 +154,7 @@ type loadResult struct {
 // loadPartition reads one partition's range and inserts it batch after
 // batch, in offset order (so the guard refuses what the sinker refused),
 // reading the next batch while the previous one is in MySQL.
-func loadPartition(ctx context.Context, db *mysql.DB, t *couponkafka.Topic, shadow mysql.Tables, p int, from, to int64, batchSize int, bar *progress) (loadResult, error) {
+func loadPartition(ctx context.Context, t *couponkafka.Topic, shadow *mysql.Shadow, p int, from, to int64, batchSize int, bar *progress) (loadResult, error) {
 	res := loadResult{Refused: map[string]int64{}}
 	type batch struct {
 		rows    []coupon.Issue
@@ -216,7 +198,7 @@ func loadPartition(ctx context.Context, db *mysql.DB, t *couponkafka.Topic, shad
 	})
 	g.Go(func() error {
 		for b := range ch {
-			r, err := db.InsertIssuesInto(gctx, shadow, b.rows)
+			r, err := shadow.Insert(gctx, b.rows)
 			if err != nil {
 				return fmt.Errorf("partition %d: %w", p, err)
 			}
@@ -235,139 +217,6 @@ func loadPartition(ctx context.Context, db *mysql.DB, t *couponkafka.Topic, shad
 		res.Refused["undecodable"] += undecodable
 	}
 	return res, err
-}
-
-// swapIn is the maintenance step: the atomic rename, then, in one
-// transaction holding every coupon row's lock (which the sinker takes first
-// in each of its transactions, so none is half-way), the carry-over of the
-// old rows outside the replayed range and the recount of issued_quantity.
-// Should a recount exceed a total (the old table held rows the guard would
-// refuse), that transaction is undone and the carry-over goes through the
-// guarded insert instead, which refuses them and reports them.
-func swapIn(ctx context.Context, db *mysql.DB, first, end []int64, sum *ReplaySummary) error {
-	now := time.Now().UTC()
-	old := fmt.Sprintf("%s%s_%06d", OldIssuesPrefix, now.Format("20060102_150405"), now.Nanosecond()/1000)
-	// One statement: atomic. It waits for the sinker's transaction in
-	// flight; the sinker's next one writes the new table.
-	if _, err := db.ExecContext(ctx, "RENAME TABLE "+mysql.LiveTables.Issues+" TO "+old+", "+ShadowIssuesTable+" TO "+mysql.LiveTables.Issues); err != nil {
-		return fmt.Errorf("replay: swap: %w", err)
-	}
-	sum.OldTable = old
-	covered := make([]string, 0, len(end))
-	for p := range end {
-		covered = append(covered, fmt.Sprintf("(source_partition = %d AND source_offset >= %d AND source_offset < %d)", p, first[p], end[p]))
-	}
-	uncovered := "TRUE"
-	if len(covered) > 0 {
-		uncovered = "NOT (" + strings.Join(covered, " OR ") + ")"
-	}
-	err := withCouponsLocked(ctx, db, func(tx *sql.Tx, coupons int64) error {
-		const cols = "coupon_id, user_id, issue_rank, admitted_at, issued_at, source_partition, source_offset"
-		r, err := tx.ExecContext(ctx, "INSERT INTO "+mysql.LiveTables.Issues+" ("+cols+") SELECT "+cols+" FROM "+old+
-			" WHERE "+uncovered+" ON DUPLICATE KEY UPDATE "+mysql.LiveTables.Issues+".coupon_id = "+mysql.LiveTables.Issues+".coupon_id")
-		if err != nil {
-			return fmt.Errorf("carry over: %w", err)
-		}
-		carried, _ := r.RowsAffected()
-		if err := recount(ctx, tx); err != nil {
-			return err
-		}
-		sum.CarriedOver, sum.Coupons = carried, coupons
-		return nil
-	})
-	if err == nil {
-		return dropShadowCounters(ctx, db)
-	}
-	if !mysql.IsCheckViolation(err) {
-		return fmt.Errorf("replay: swapped in, but %w; the previous rows are in %s: rerun replay, then carry them over by hand", err, old)
-	}
-
-	// Some coupon would exceed its total: recount the replayed rows alone,
-	// then carry over through the guard.
-	if err := withCouponsLocked(ctx, db, func(tx *sql.Tx, coupons int64) error {
-		sum.Coupons = coupons
-		return recount(ctx, tx)
-	}); err != nil {
-		return fmt.Errorf("replay: swapped in, but %w; the previous rows are in %s: rerun replay, then carry them over by hand", err, old)
-	}
-	var lastCoupon, lastUser int64 = -1 << 62, -1 << 62
-	for {
-		rs, err := db.QueryContext(ctx, `SELECT coupon_id, user_id, issue_rank, admitted_at, source_partition, source_offset FROM `+
-			old+` WHERE (coupon_id > ? OR (coupon_id = ? AND user_id > ?)) AND `+uncovered+
-			` ORDER BY coupon_id, user_id LIMIT 5000`, lastCoupon, lastCoupon, lastUser)
-		if err != nil {
-			return fmt.Errorf("replay: carry over: %w", err)
-		}
-		var rows []coupon.Issue
-		for rs.Next() {
-			var r coupon.Issue
-			if err := rs.Scan(&r.CouponID, &r.UserID, &r.Rank, &r.AdmittedAt, &r.Partition, &r.Offset); err != nil {
-				rs.Close()
-				return fmt.Errorf("replay: carry over: %w", err)
-			}
-			rows = append(rows, r)
-		}
-		err = rs.Err()
-		rs.Close()
-		if err != nil {
-			return fmt.Errorf("replay: carry over: %w", err)
-		}
-		if len(rows) == 0 {
-			break
-		}
-		res, err := db.InsertIssues(ctx, rows)
-		if err != nil {
-			return fmt.Errorf("replay: carry over: %w", err)
-		}
-		sum.CarriedOver += res.Inserted
-		sum.CarryRefused = append(sum.CarryRefused, res.Rejected...)
-		last := rows[len(rows)-1]
-		lastCoupon, lastUser = last.CouponID, last.UserID
-	}
-	return dropShadowCounters(ctx, db)
-}
-
-func dropShadowCounters(ctx context.Context, db *mysql.DB) error {
-	if _, err := db.ExecContext(ctx, "DROP TABLE IF EXISTS "+ShadowCountersTable); err != nil {
-		return fmt.Errorf("replay: drop %s: %w", ShadowCountersTable, err)
-	}
-	return nil
-}
-
-// withCouponsLocked runs f in a transaction that first locks every coupon
-// row (FOR UPDATE, in id order, like the sinker), and commits if f succeeds.
-func withCouponsLocked(ctx context.Context, db *mysql.DB, f func(tx *sql.Tx, coupons int64) error) error {
-	tx, err := db.BeginTx(ctx, nil)
-	if err != nil {
-		return err
-	}
-	defer func() { _ = tx.Rollback() }()
-	rs, err := tx.QueryContext(ctx, "SELECT id FROM coupons ORDER BY id FOR UPDATE")
-	if err != nil {
-		return fmt.Errorf("lock coupons: %w", err)
-	}
-	var n int64
-	for rs.Next() {
-		n++
-	}
-	err = rs.Err()
-	rs.Close()
-	if err != nil {
-		return fmt.Errorf("lock coupons: %w", err)
-	}
-	if err := f(tx, n); err != nil {
-		return err
-	}
-	return tx.Commit()
-}
-
-// recount sets every coupon's issued_quantity to its row count.
-func recount(ctx context.Context, tx *sql.Tx) error {
-	if _, err := tx.ExecContext(ctx, `UPDATE coupons c LEFT JOIN (SELECT coupon_id, COUNT(*) AS n FROM `+mysql.LiveTables.Issues+
-		` GROUP BY coupon_id) x ON x.coupon_id = c.id SET c.issued_quantity = COALESCE(x.n, 0)`); err != nil {
-		return fmt.Errorf("recount issued_quantity: %w", err)
-	}
-	return nil
 }
 
 // String renders the summary for the operator.

@@ -23,7 +23,7 @@ import (
 // the sinker keeps running and its group offsets do not move. A second
 // replay, without truncation, keeps a row the topic does not hold.
 func TestReplayAfterTruncate(t *testing.T) {
-	db, dsn := mustPrivateDB(t)
+	db, raw, dsn := mustPrivateDB(t)
 	const parts = 3
 	topicName := testenv.MustCreateTopic(t, parts)
 	dlq := testenv.MustCreateTopic(t, 1)
@@ -33,7 +33,7 @@ func TestReplayAfterTruncate(t *testing.T) {
 	totals := []int64{3000, 50, 700, 1}
 	var ids []int64
 	for _, total := range totals {
-		ids = append(ids, mustCreateCoupon(t, db.DB, total))
+		ids = append(ids, mustCreateCoupon(t, db, total))
 	}
 	var msgs []kafka.Message
 	for i, id := range ids {
@@ -54,8 +54,8 @@ func TestReplayAfterTruncate(t *testing.T) {
 
 	group := startSinker(t, dsn, topicName, dlq)
 	waitCaughtUp(t, topic, group)
-	want := mustAllRows(t, db)
-	wantIssued := mustIssued(t, db)
+	want := mustAllRows(t, raw)
+	wantIssued := mustIssued(t, raw)
 	if len(want) != 3000+50+600+1 {
 		t.Fatalf("the sinker wrote %d rows, want %d", len(want), 3651)
 	}
@@ -64,7 +64,7 @@ func TestReplayAfterTruncate(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	if _, err := db.ExecContext(ctx, "TRUNCATE TABLE coupon_issues"); err != nil {
+	if _, err := raw.ExecContext(ctx, "TRUNCATE TABLE coupon_issues"); err != nil {
 		t.Fatal(err)
 	}
 	var bar strings.Builder
@@ -73,10 +73,10 @@ func TestReplayAfterTruncate(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("replay summary:\n%s", sum)
-	if d := diffRows(want, mustAllRows(t, db)); d != "" {
+	if d := diffRows(want, mustAllRows(t, raw)); d != "" {
 		t.Fatalf("rows after replay differ: %s", d)
 	}
-	if got := mustIssued(t, db); !maps.Equal(got, wantIssued) {
+	if got := mustIssued(t, raw); !maps.Equal(got, wantIssued) {
 		t.Fatalf("issued_quantity after replay %v, want %v", got, wantIssued)
 	}
 	if sum.Records != int64(len(msgs)) || sum.Inserted != int64(len(want)) ||
@@ -100,8 +100,8 @@ func TestReplayAfterTruncate(t *testing.T) {
 	if res, err := db.InsertIssues(ctx, []coupon.Issue{baseline}); err != nil || res.Inserted != 1 {
 		t.Fatalf("baseline row: %+v %v", res, err)
 	}
-	want = mustAllRows(t, db)
-	wantIssued = mustIssued(t, db)
+	want = mustAllRows(t, raw)
+	wantIssued = mustIssued(t, raw)
 	sum, err = ops.Replay(ctx, db, topic, ops.ReplayOptions{DropOld: true}, testenv.Logger(t))
 	if err != nil {
 		t.Fatal(err)
@@ -109,15 +109,15 @@ func TestReplayAfterTruncate(t *testing.T) {
 	if sum.CarriedOver != 1 {
 		t.Errorf("carried over %d rows, want 1", sum.CarriedOver)
 	}
-	if d := diffRows(want, mustAllRows(t, db)); d != "" {
+	if d := diffRows(want, mustAllRows(t, raw)); d != "" {
 		t.Fatalf("rows after the second replay differ: %s", d)
 	}
-	if got := mustIssued(t, db); !maps.Equal(got, wantIssued) {
+	if got := mustIssued(t, raw); !maps.Equal(got, wantIssued) {
 		t.Fatalf("issued_quantity after the second replay %v, want %v", got, wantIssued)
 	}
 	mustProduce(t, topicName, []kafka.Message{admissionMessage(t, ids[2], 99, 602)})
 	waitCaughtUp(t, topic, group)
-	if got := mustIssued(t, db)[ids[2]]; got != 602 {
+	if got := mustIssued(t, raw)[ids[2]]; got != 602 {
 		t.Errorf("after the swap the sinker raised coupon %d to %d, want 602", ids[2], got)
 	}
 }
@@ -126,18 +126,18 @@ func TestReplayAfterTruncate(t *testing.T) {
 // that would push a coupon past its total (written around the guard) are
 // not carried over; they are reported, and kept in the old table.
 func TestReplayCarryOverGuarded(t *testing.T) {
-	db, _ := mustPrivateDB(t)
+	db, raw, _ := mustPrivateDB(t)
 	topicName := testenv.MustCreateTopic(t, 1)
 	topic := couponkafka.NewTopic(cli.List(testenv.KafkaBrokers), topicName)
 	ctx := context.Background()
-	id := mustCreateCoupon(t, db.DB, 5)
+	id := mustCreateCoupon(t, db, 5)
 	var msgs []kafka.Message
 	for r := int64(1); r <= 4; r++ {
 		msgs = append(msgs, admissionMessage(t, id, r, r))
 	}
 	mustProduce(t, topicName, msgs)
 	// Around the guard: 3 rows no record speaks for, issued_quantity untouched.
-	if _, err := db.ExecContext(ctx, `INSERT INTO coupon_issues (coupon_id, user_id, issue_rank, admitted_at) VALUES
+	if _, err := raw.ExecContext(ctx, `INSERT INTO coupon_issues (coupon_id, user_id, issue_rank, admitted_at) VALUES
 		(?, 101, 10, NOW(6)), (?, 102, 11, NOW(6)), (?, 103, 12, NOW(6))`, id, id, id); err != nil {
 		t.Fatal(err)
 	}
@@ -148,11 +148,11 @@ func TestReplayCarryOverGuarded(t *testing.T) {
 	if sum.Inserted != 4 || sum.CarriedOver != 1 || len(sum.CarryRefused) != 2 || sum.OldTable == "" {
 		t.Fatalf("summary %+v: want 4 loaded, 1 carried over, 2 refused, old table kept", sum)
 	}
-	if got := mustIssued(t, db)[id]; got != 5 {
+	if got := mustIssued(t, raw)[id]; got != 5 {
 		t.Errorf("issued_quantity %d, want 5", got)
 	}
 	var n int
-	if err := db.QueryRowContext(ctx, "SELECT COUNT(*) FROM "+sum.OldTable).Scan(&n); err != nil || n != 3 {
+	if err := raw.QueryRowContext(ctx, "SELECT COUNT(*) FROM "+sum.OldTable).Scan(&n); err != nil || n != 3 {
 		t.Errorf("old table %s holds %d rows (%v), want 3", sum.OldTable, n, err)
 	}
 	if !strings.Contains(sum.String(), "CARRY-OVER REFUSED") {

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"crypto/rand"
-	"database/sql"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -25,7 +24,7 @@ import (
 	"github.com/coupondrop/coupon/internal/cli"
 	"github.com/coupondrop/coupon/internal/redisbench"
 	"github.com/coupondrop/coupon/kafka"
-	"github.com/go-sql-driver/mysql"
+	"github.com/coupondrop/coupon/mysql"
 )
 
 func init() {
@@ -381,24 +380,10 @@ func loadAvg() string {
 	return strings.Join(f[:3], " ")
 }
 
-func openBenchDB(dsn string) (*sql.DB, error) {
-	cfg, err := mysql.ParseDSN(dsn)
-	if err != nil {
-		return nil, fmt.Errorf("parse MySQL DSN: %w", err)
-	}
-	cfg.ParseTime, cfg.Loc = true, time.UTC
-	db, err := sql.Open("mysql", cfg.FormatDSN())
-	if err != nil {
-		return nil, fmt.Errorf("open MySQL: %w", err)
-	}
-	db.SetMaxOpenConns(4)
+func openBenchDB(dsn string) (*mysql.DB, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if err := db.PingContext(ctx); err != nil {
-		_ = db.Close()
-		return nil, fmt.Errorf("MySQL at %s: %w", cfg.Addr, err)
-	}
-	return db, nil
+	return mysql.Open(ctx, dsn, 4)
 }
 
 // benchSystem is the stack, gateway and sinker bench started for the run.

@@ -2,8 +2,6 @@ package main
 
 import (
 	"context"
-	"database/sql"
-	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -11,10 +9,9 @@ import (
 	"time"
 
 	coupon "github.com/coupondrop/coupon"
-	"github.com/coupondrop/coupon/infra"
 	"github.com/coupondrop/coupon/internal/cli"
 	"github.com/coupondrop/coupon/kafka"
-	"github.com/go-sql-driver/mysql"
+	couponmysql "github.com/coupondrop/coupon/mysql"
 	kafkago "github.com/segmentio/kafka-go"
 )
 
@@ -135,37 +132,7 @@ func (s *servers) prepare(ctx context.Context, command string, tf *topicFlags) e
 // migrateDB creates the DSN's database when missing and applies the
 // embedded migrations.
 func migrateDB(ctx context.Context, dsn string) error {
-	cfg, err := mysql.ParseDSN(dsn)
-	if err != nil {
-		return fmt.Errorf("parse MySQL DSN: %w", err)
-	}
-	if cfg.DBName == "" {
-		return errors.New("the MySQL DSN names no database (…/dbname)")
-	}
-	cfg.MultiStatements = true
-	cfg.ParseTime = true
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
-	name := cfg.DBName
-	admin := *cfg
-	admin.DBName = ""
-	adb, err := sql.Open("mysql", admin.FormatDSN())
-	if err != nil {
-		return fmt.Errorf("open MySQL: %w", err)
-	}
-	defer adb.Close()
-	if _, err := adb.ExecContext(ctx, "CREATE DATABASE IF NOT EXISTS `"+name+"` CHARACTER SET utf8mb4"); err != nil {
-		return fmt.Errorf("create database %s on %s: %w", name, cfg.Addr, err)
-	}
-	db, err := sql.Open("mysql", cfg.FormatDSN())
-	if err != nil {
-		return fmt.Errorf("open MySQL: %w", err)
-	}
-	defer db.Close()
-	logger := slog.New(slog.NewTextHandler(os.Stdout, nil))
-	if err := infra.Migrate(ctx, db, logger); err != nil {
-		return err
-	}
-	fmt.Printf("database %s on %s migrated\n", name, cfg.Addr)
-	return nil
+	return couponmysql.Migrate(ctx, dsn, slog.New(slog.NewTextHandler(os.Stdout, nil)))
 }

@@ -188,9 +188,9 @@ func run(ctx context.Context, cfg config, logger *slog.Logger) error {
 	for _, b := range cli.List(cfg.Baselines) {
 		switch coupon.Strategy(b) {
 		case coupon.StrategyDBLock:
-			deps.Issuers[coupon.StrategyDBLock] = baseline.NewDBLock(db.DB, baseline.DefaultDBLockConfig(), logger)
+			deps.Issuers[coupon.StrategyDBLock] = baseline.NewDBLock(db, baseline.DefaultDBLockConfig(), logger)
 		case coupon.StrategyRedisLock:
-			rl, err := baseline.NewRedisLock(db.DB, gate.Client(), baseline.DefaultRedisLockConfig(), logger)
+			rl, err := baseline.NewRedisLock(db, gate.Client(), baseline.DefaultRedisLockConfig(), logger)
 			if err != nil {
 				return fmt.Errorf("redis-lock baseline: %w", err)
 			}

@@ -10,8 +10,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/coupondrop/coupon/infra"
 	"github.com/coupondrop/coupon/infra/stack"
+	couponmysql "github.com/coupondrop/coupon/mysql"
 )
 
 // MustStartPrivate starts a PRIVATE stack of the given services (default
@@ -90,23 +90,15 @@ func MustOpenStackDB(tb testing.TB, st *stack.Stack) (*sql.DB, string) {
 	tb.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	admin, err := sql.Open("mysql", st.MySQLDSN(""))
-	if err != nil {
-		tb.Fatal(err)
-	}
-	defer admin.Close()
-	if _, err := admin.ExecContext(ctx, "CREATE DATABASE IF NOT EXISTS coupon"); err != nil {
-		tb.Fatalf("private MariaDB: create database: %v", err)
-	}
 	dsn := st.MySQLDSN("coupon")
+	if err := couponmysql.Migrate(ctx, dsn, Logger(tb)); err != nil {
+		tb.Fatalf("migrate private MariaDB: %v", err)
+	}
 	db, err := sql.Open("mysql", dsn)
 	if err != nil {
 		tb.Fatal(err)
 	}
 	tb.Cleanup(func() { _ = db.Close() })
-	if err := infra.Migrate(ctx, db, Logger(tb)); err != nil {
-		tb.Fatalf("migrate private MariaDB: %v", err)
-	}
 	return db, dsn
 }
 

@@ -20,7 +20,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/coupondrop/coupon/infra"
+	couponmysql "github.com/coupondrop/coupon/mysql"
 	"github.com/go-sql-driver/mysql"
 	"github.com/redis/go-redis/v9"
 	"github.com/segmentio/kafka-go"
@@ -97,26 +97,16 @@ func MustOpenDB(tb testing.TB) *sql.DB {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	// Create the database on first use.
-	name := cfg.DBName
-	cfg.DBName = ""
-	admin, err := sql.Open("mysql", cfg.FormatDSN())
-	if err != nil {
-		tb.Fatalf("open test MySQL: %v", err)
+	// Create and migrate the database on first use.
+	if err := couponmysql.Migrate(ctx, MySQLDSN, Logger(tb)); err != nil {
+		tb.Fatalf("migrate test MySQL at %s: %v (start the test stack: make up-test)", cfg.Addr, err)
 	}
-	if _, err := admin.ExecContext(ctx, "CREATE DATABASE IF NOT EXISTS `"+name+"`"); err != nil {
-		tb.Fatalf("test MySQL at %s: %v (start the test stack: make up-test)", cfg.Addr, err)
-	}
-	_ = admin.Close()
 	db, err := sql.Open("mysql", MySQLDSN)
 	if err != nil {
 		tb.Fatalf("open test MySQL: %v", err)
 	}
 	db.SetMaxOpenConns(64)
 	db.SetMaxIdleConns(64)
-	if err := infra.Migrate(ctx, db, Logger(tb)); err != nil {
-		tb.Fatalf("migrate test MySQL: %v", err)
-	}
 	tb.Cleanup(func() { _ = db.Close() })
 	return db
 }
@@ -151,10 +141,39 @@ func MustOpenPrivateDB(tb testing.TB) (*sql.DB, string) {
 	db.SetMaxOpenConns(16)
 	db.SetMaxIdleConns(16)
 	tb.Cleanup(func() { _ = db.Close() })
-	if err := infra.Migrate(ctx, db, Logger(tb)); err != nil {
+	if err := couponmysql.Migrate(ctx, dsn, Logger(tb)); err != nil {
 		tb.Fatalf("migrate private database: %v", err)
 	}
 	return db, dsn
+}
+
+// MustOpenStore returns the store on the migrated test database (see
+// MustOpenDB), closed at cleanup.
+func MustOpenStore(tb testing.TB) *couponmysql.DB {
+	tb.Helper()
+	MustOpenDB(tb)
+	return MustOpenStoreOn(tb, MySQLDSN)
+}
+
+// MustOpenPrivateStore is MustOpenPrivateDB as a store: a database of its
+// own, dropped at cleanup, and its DSN.
+func MustOpenPrivateStore(tb testing.TB) (*couponmysql.DB, string) {
+	tb.Helper()
+	_, dsn := MustOpenPrivateDB(tb)
+	return MustOpenStoreOn(tb, dsn), dsn
+}
+
+// MustOpenStoreOn returns the store on a migrated database, closed at cleanup.
+func MustOpenStoreOn(tb testing.TB, dsn string) *couponmysql.DB {
+	tb.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	db, err := couponmysql.Open(ctx, dsn, 32)
+	if err != nil {
+		tb.Fatalf("open the test store: %v", err)
+	}
+	tb.Cleanup(func() { _ = db.Close() })
+	return db
 }
 
 // MustCreateTopic creates a fresh topic named test-<random> with the given
