@@ -18,7 +18,8 @@ func RedisKey(couponID int64, name string) string {
 // never more than the total, ranks from a per-coupon counter that never
 // repeats. Safe for concurrent use. Errors are *Error with EALREADY, ESOLDOUT
 // or EUNAVAILABLE (Redis down, or the coupon's gate state was lost and must
-// be rebuilt); anything else is wrapped I/O failure.
+// be rebuilt; with ErrGateUnknown in its chain the outcome is unknown);
+// anything else is wrapped I/O failure.
 type Gate interface {
 	// Init creates the coupon's gate state (empty set, rank counter 0,
 	// the total). Idempotent: an existing state is left untouched.
@@ -55,6 +56,13 @@ type Gate interface {
 // a coupon whose state was lost (until couponctl rebuild-gate restores it);
 // test with errors.Is. Reads can fall back to MySQL then.
 var ErrGateLost = &Error{Code: EUNAVAILABLE, Message: "The coupon's admission gate is being rebuilt; retry later."}
+
+// ErrGateUnknown is in the chain of an Admit error whose outcome is unknown:
+// the call reached Redis and may have admitted the user (the connection
+// broke or timed out before the reply, or the replicas did not acknowledge
+// a release). Reconciliation settles such a slot; the caller must not say
+// "retry". Any other EUNAVAILABLE of Admit admitted nobody.
+var ErrGateUnknown = &Error{Code: EUNAVAILABLE, Message: "The outcome of the admission is unknown; check its status before retrying."}
 
 // Publisher writes admissions to the admitted-request topic. Publish returns
 // only after the broker acknowledged the record (all in-sync replicas).

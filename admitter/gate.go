@@ -49,6 +49,18 @@ type Config struct {
 	// BatchPipelines is how many batch pipelines may be in flight at once;
 	// 0 means DefaultBatchPipelines.
 	BatchPipelines int
+
+	// WaitReplicas makes admissions durable across a failover of the Redis
+	// primary: each admit pipeline ends with WAIT WaitReplicas WaitTimeout
+	// (one per pipeline, covering all its users, on the connection that ran
+	// the scripts), and its admissions are returned only when that many
+	// replicas acknowledged them. Fewer acknowledgements release them and
+	// answer EUNAVAILABLE "retry" (see docs/redis-failover.md). 0 = off (a
+	// standalone Redis); not available with the cluster client.
+	WaitReplicas int
+	// WaitTimeout bounds the WAIT; it must be shorter than ReadTimeout.
+	// Default DefaultWaitTimeout.
+	WaitTimeout time.Duration
 }
 
 // Batching defaults (see BenchmarkAdmit for the figures behind them).
@@ -62,6 +74,11 @@ const (
 	DefaultBatchMax       = 256
 	DefaultBatchPipelines = 2
 )
+
+// DefaultWaitTimeout bounds the replicas' acknowledgement of a batch: on
+// loopback a replica acknowledges within a millisecond; a replica that has
+// not after 200 ms is lagging or gone.
+const DefaultWaitTimeout = 200 * time.Millisecond
 
 // MaxBatch bounds BatchMax: one script call admits at most that many users
 // of a coupon, and Lua's unpack of their HMGET and HSET arguments must stay
@@ -84,6 +101,9 @@ func (c *Config) setDefaults() {
 	if c.BatchPipelines == 0 {
 		c.BatchPipelines = DefaultBatchPipelines
 	}
+	if c.WaitTimeout == 0 {
+		c.WaitTimeout = DefaultWaitTimeout
+	}
 }
 
 // Validate reports the first invalid field.
@@ -93,6 +113,8 @@ func (c *Config) Validate() error {
 		return errors.New("redis: at least one address is required")
 	case c.MasterName != "" && c.Cluster:
 		return errors.New("redis: a Sentinel master name and the cluster client exclude each other")
+	case c.WaitReplicas > 0 && (c.Cluster || c.MasterName == "" && len(c.Addrs) > 1):
+		return errors.New("redis: waiting for replicas (WAIT) is not available with the cluster client")
 	case c.PoolSize < 0:
 		return errors.New("redis: pool size must not be negative")
 	}
@@ -114,8 +136,19 @@ func (c *Config) validateBatch() error {
 		return errors.New("redis: batch settings must not be negative")
 	case c.BatchMax > MaxBatch:
 		return fmt.Errorf("redis: batch max must be at most %d, got %d", MaxBatch, c.BatchMax)
+	case c.WaitReplicas < 0 || c.WaitTimeout < 0:
+		return errors.New("redis: wait replicas and wait timeout must not be negative")
+	case c.WaitReplicas > 0 && c.WaitTimeout != 0 && c.WaitTimeout >= c.readTimeout():
+		return fmt.Errorf("redis: the wait timeout %s must be shorter than the read timeout %s", c.WaitTimeout, c.readTimeout())
 	}
 	return nil
+}
+
+func (c *Config) readTimeout() time.Duration {
+	if c.ReadTimeout == 0 {
+		return time.Second
+	}
+	return c.ReadTimeout
 }
 
 // Gate is the Redis admission gate (coupon.Gate). Admit runs the admit Lua
@@ -128,6 +161,9 @@ type Gate struct {
 	release *redis.Script
 	resize  *redis.Script
 	batch   *batcher // nil: one round trip per Admit
+	// waitReplicas > 0: each admit pipeline ends with WAIT waitReplicas waitMillis.
+	waitReplicas int
+	waitMillis   int64
 }
 
 // New connects to Redis (checking it answers), loads the scripts and
@@ -171,12 +207,17 @@ func NewFromClient(client redis.UniversalClient, cfg Config, logger *slog.Logger
 	cfg.setDefaults()
 	ctx, cancel := context.WithTimeout(context.Background(), cfg.DialTimeout+cfg.ReadTimeout)
 	defer cancel()
+	if _, cluster := client.(*redis.ClusterClient); cluster && cfg.WaitReplicas > 0 {
+		return nil, errors.New("redis: waiting for replicas (WAIT) is not available with the cluster client")
+	}
 	g := &Gate{
-		client:  client,
-		logger:  logger,
-		admit:   redis.NewScript(lua.Admit),
-		release: redis.NewScript(lua.Release),
-		resize:  redis.NewScript(lua.Resize),
+		client:       client,
+		logger:       logger,
+		admit:        redis.NewScript(lua.Admit),
+		release:      redis.NewScript(lua.Release),
+		resize:       redis.NewScript(lua.Resize),
+		waitReplicas: cfg.WaitReplicas,
+		waitMillis:   cfg.WaitTimeout.Milliseconds(),
 	}
 	if err := g.loadScripts(ctx); err != nil {
 		return nil, err
@@ -184,7 +225,8 @@ func NewFromClient(client redis.UniversalClient, cfg Config, logger *slog.Logger
 	if cfg.BatchMax > 1 {
 		g.batch = newBatcher(g, cfg.BatchMax, cfg.BatchPipelines)
 	}
-	logger.Info("admission gate ready", "batch_max", cfg.BatchMax, "batch_pipelines", cfg.BatchPipelines)
+	logger.Info("admission gate ready", "batch_max", cfg.BatchMax, "batch_pipelines", cfg.BatchPipelines,
+		"wait_replicas", cfg.WaitReplicas, "wait_timeout", cfg.WaitTimeout)
 	return g, nil
 }
 
@@ -257,23 +299,50 @@ func (g *Gate) Resize(ctx context.Context, couponID, total, revision int64) (int
 // the returned rank is the user's existing rank. If ctx ends while the call
 // is queued for a batch, nothing is sent and ctx's error is returned; once
 // sent, Admit waits for the reply (bounded by the read timeout), so the
-// caller always learns an admission that happened.
+// caller always learns an admission that happened. An error that may follow
+// an admission (the call was sent, its reply did not come) has
+// coupon.ErrGateUnknown in its chain; every other failure admitted nobody.
 func (g *Gate) Admit(ctx context.Context, couponID, userID, total int64) (int64, error) {
-	var code, rank int64
-	var err error
+	r := &admitReq{couponID: couponID, userID: userID, total: total}
 	if g.batch != nil {
-		code, rank, err = g.batch.admit(ctx, couponID, userID, total)
+		g.batch.admit(ctx, r)
 	} else {
-		var res []admitResult
-		if res, err = parseAdmit(g.admit.Run(ctx, g.client, admitKeys(couponID), total, userID), 1); err == nil {
-			code, rank = res[0].code, res[0].rank
+		g.admitGroups(ctx, [][]*admitReq{{r}})
+	}
+	if r.err != nil {
+		if mayHaveRun(r.err) {
+			return 0, fmt.Errorf("admit user %d to coupon %d: %w: %w", userID, couponID, coupon.ErrGateUnknown, r.err)
 		}
+		return 0, g.wrap(r.err, "admit user %d to coupon %d", userID, couponID)
 	}
-	if err != nil {
-		return 0, g.wrap(err, "admit user %d to coupon %d", userID, couponID)
-	}
-	return rank, admitError(code, couponID, userID)
+	return r.rank, admitError(r.code, couponID, userID)
 }
+
+// errQueued marks a call whose context ended while it was queued for a
+// batch: it was never sent.
+var errQueued = errors.New("not sent: the caller's context ended while queued")
+
+// mayHaveRun tells whether a failed admit call may have run on the server:
+// it was sent and no reply came (the connection broke, the read timed out).
+// A server error reply, a refused or timed-out dial, a pool timeout, a
+// closed client and a call still queued admitted nobody.
+func mayHaveRun(err error) bool {
+	var rerr redis.Error
+	var oerr *net.OpError
+	switch {
+	case errors.Is(err, errNotDurable):
+		return true // released on the primary, which may not survive
+	case errors.As(err, &rerr), errors.Is(err, errQueued),
+		errors.Is(err, syscall.ECONNREFUSED), errors.As(err, &oerr) && oerr.Op == "dial",
+		errors.Is(err, redis.ErrClosed), errors.Is(err, redis.ErrPoolTimeout), errors.Is(err, redis.ErrPoolExhausted):
+		return false
+	}
+	return true
+}
+
+// errNotDurable is the cause of an admission the replicas did not
+// acknowledge in time, released again (see releaseUnacked).
+var errNotDurable = errors.New("the Redis replicas did not acknowledge the admission in time; released on the primary")
 
 // admitResult is one user's {code, rank} pair of the admit script's reply.
 type admitResult struct{ code, rank int64 }
@@ -488,29 +557,32 @@ func newBatcher(g *Gate, max, pipelines int) *batcher {
 
 var errClosed = &coupon.Error{Code: coupon.EUNAVAILABLE, Message: "The admission gate is shutting down; please retry."}
 
-func (b *batcher) admit(ctx context.Context, couponID, userID, total int64) (int64, int64, error) {
-	r := &admitReq{couponID: couponID, userID: userID, total: total, done: make(chan struct{})}
+// admit queues r and waits until its batch set its outcome.
+func (b *batcher) admit(ctx context.Context, r *admitReq) {
+	r.done = make(chan struct{})
 	b.mu.RLock()
 	if b.closed {
 		b.mu.RUnlock()
-		return 0, 0, errClosed
+		r.err = errClosed
+		return
 	}
 	select {
 	case b.reqs <- r:
 		b.mu.RUnlock()
 	case <-ctx.Done():
 		b.mu.RUnlock()
-		return 0, 0, ctx.Err()
+		r.err = fmt.Errorf("%w: %w", errQueued, ctx.Err())
+		return
 	}
 	select {
 	case <-r.done:
 	case <-ctx.Done():
 		if r.claimed.CompareAndSwap(false, true) { // not sent yet: abandon it
-			return 0, 0, ctx.Err()
+			r.err = fmt.Errorf("%w: %w", errQueued, ctx.Err())
+			return
 		}
 		<-r.done // sent: the reply tells what happened
 	}
-	return r.code, r.rank, r.err
 }
 
 func (b *batcher) loop() {
@@ -552,13 +624,27 @@ func (b *batcher) exec(batch []*admitReq) {
 	if len(live) == 0 {
 		return
 	}
-	ctx := context.Background() // callers' contexts are honoured while queued
-	groups := groupByCoupon(live)
-	cmds := b.run(ctx, groups)
+	b.g.admitGroups(context.Background(), groupByCoupon(live)) // callers' contexts are honoured while queued
+	for _, r := range live {
+		close(r.done)
+	}
+}
+
+// admitGroups runs the admit script once per group in one pipeline and sets
+// each call's code, rank or error. With waitReplicas, the pipeline ends with
+// WAIT: its admissions stand only when enough replicas acknowledged them
+// (the WAIT covers every write of the connection so far, so it covers the
+// scripts before it); otherwise they are released (releaseUnacked).
+func (g *Gate) admitGroups(ctx context.Context, groups [][]*admitReq) {
+	cmds, wait := g.runAdmits(ctx, groups)
+	waits := make([]*redis.Cmd, len(groups)) // the WAIT that covers each group
+	for i := range waits {
+		waits[i] = wait
+	}
 	if noScript(cmds) {
 		// The server lost its script cache (restart, SCRIPT FLUSH): those
 		// commands did not run. Load the script and run them again.
-		if err := b.g.admit.Load(ctx, b.g.client).Err(); err == nil {
+		if err := g.admit.Load(ctx, g.client).Err(); err == nil {
 			var retry [][]*admitReq
 			var at []int
 			for i, c := range cmds {
@@ -566,22 +652,89 @@ func (b *batcher) exec(batch []*admitReq) {
 					retry, at = append(retry, groups[i]), append(at, i)
 				}
 			}
-			for j, c := range b.run(ctx, retry) {
-				cmds[at[j]] = c
+			again, wait := g.runAdmits(ctx, retry)
+			for j, c := range again {
+				cmds[at[j]], waits[at[j]] = c, wait
 			}
 		}
 	}
+	var unacked []*admitReq
+	var short *redis.Cmd
 	for i, group := range groups {
 		res, err := parseAdmit(cmds[i], len(group))
 		for j, r := range group {
 			if err != nil {
 				r.err = err
-			} else {
-				r.code, r.rank = res[j].code, res[j].rank
+				continue
 			}
-			close(r.done)
+			r.code, r.rank = res[j].code, res[j].rank
+			if r.code == lua.AdmitOK && !g.acked(waits[i]) {
+				unacked, short = append(unacked, r), waits[i]
+			}
 		}
 	}
+	if len(unacked) > 0 {
+		g.releaseUnacked(ctx, unacked, short)
+	}
+}
+
+// runAdmits sends one EVALSHA per group in one pipeline, then the WAIT if
+// replicas are waited for (nil otherwise).
+func (g *Gate) runAdmits(ctx context.Context, groups [][]*admitReq) ([]*redis.Cmd, *redis.Cmd) {
+	cmds := make([]*redis.Cmd, len(groups))
+	pipe := g.client.Pipeline()
+	for i, group := range groups {
+		args := make([]any, 1, 1+len(group))
+		args[0] = group[0].total
+		for _, r := range group {
+			args = append(args, r.userID)
+		}
+		cmds[i] = g.admit.EvalSha(ctx, pipe, admitKeys(group[0].couponID), args...)
+	}
+	var wait *redis.Cmd
+	if g.waitReplicas > 0 {
+		wait = pipe.Do(ctx, "WAIT", g.waitReplicas, g.waitMillis)
+	}
+	_, _ = pipe.Exec(ctx) // each command carries its own error
+	return cmds, wait
+}
+
+// acked tells whether wait (nil: not waiting) saw enough replicas.
+func (g *Gate) acked(wait *redis.Cmd) bool {
+	if wait == nil {
+		return true
+	}
+	n, err := wait.Int64()
+	return err == nil && n >= int64(g.waitReplicas)
+}
+
+// releaseUnacked releases admissions the replicas did not acknowledge in
+// time: they are on the primary only, and a failover to a replica without
+// them would let the new primary admit others to their slots while their
+// records are in the topic. Their callers learn an unknown outcome, not
+// "retry": a replica may have received the admission and not yet the
+// release, and be promoted. If the primary lives on (the usual case: a slow
+// or lost replica), the release stands and the status shows the user not
+// admitted; otherwise reconciliation releases the unpublished admission.
+func (g *Gate) releaseUnacked(ctx context.Context, reqs []*admitReq, wait *redis.Cmd) {
+	pipe := g.client.Pipeline()
+	cmds := make([]*redis.Cmd, len(reqs))
+	for i, r := range reqs {
+		// EVAL, not EVALSHA: a rare path, and no NOSCRIPT to handle.
+		cmds[i] = g.release.Eval(ctx, pipe, []string{usersKey(r.couponID), pendingKey(r.couponID)}, r.userID, r.rank)
+	}
+	_, _ = pipe.Exec(ctx)
+	n, werr := wait.Int64()
+	failed := 0
+	for i, r := range reqs {
+		r.err = fmt.Errorf("%w (%d of %d replicas, %v)", errNotDurable, n, g.waitReplicas, werr)
+		if err := cmds[i].Err(); err != nil {
+			r.err, failed = fmt.Errorf("%w; its release failed: %w", r.err, err), failed+1
+		}
+	}
+	g.logger.Warn("the Redis replicas did not acknowledge admissions in time; released them on the primary",
+		"admissions", len(reqs), "release_failed", failed, "replicas", n, "want", g.waitReplicas,
+		"wait_ms", g.waitMillis, "err", werr)
 }
 
 // groupByCoupon splits a batch into one group per (coupon, total), each in
@@ -603,22 +756,6 @@ func groupByCoupon(batch []*admitReq) [][]*admitReq {
 		groups[i] = append(groups[i], r)
 	}
 	return groups
-}
-
-// run sends one EVALSHA per group in one pipeline.
-func (b *batcher) run(ctx context.Context, groups [][]*admitReq) []*redis.Cmd {
-	cmds := make([]*redis.Cmd, len(groups))
-	pipe := b.g.client.Pipeline()
-	for i, group := range groups {
-		args := make([]any, 1, 1+len(group))
-		args[0] = group[0].total
-		for _, r := range group {
-			args = append(args, r.userID)
-		}
-		cmds[i] = b.g.admit.EvalSha(ctx, pipe, admitKeys(group[0].couponID), args...)
-	}
-	_, _ = pipe.Exec(ctx) // each command carries its own error
-	return cmds
 }
 
 func noScript(cmds []*redis.Cmd) bool {

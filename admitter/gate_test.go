@@ -467,40 +467,52 @@ func TestBatchedCloseDrains(t *testing.T) {
 	t.Logf("%d of %d calls came after Close", closed, n)
 }
 
-func TestUnavailable(t *testing.T) {
+// TestErrorClasses: unavailable tells Redis' own failures (503) from bugs;
+// mayHaveRun tells an admit call that failed after it was sent, which may
+// have admitted its user (Admit says ErrGateUnknown, the gateway "check the
+// status"), from one never sent or refused by the server, which admitted
+// nobody (the gateway may say "retry").
+func TestErrorClasses(t *testing.T) {
 	client := testenv.MustOpenRedis(t)
 	// reply returns the error go-redis makes of a real server error reply.
 	reply := func(msg string) error {
 		return client.Eval(context.Background(), "return redis.error_reply(ARGV[1])", nil, msg).Err()
 	}
 	tests := []struct {
-		name string
-		err  error
-		want bool
+		name                    string
+		err                     error
+		unavailable, mayHaveRun bool
 	}{
-		{"connection refused", &net.OpError{Op: "dial", Net: "tcp", Err: syscall.ECONNREFUSED}, true},
-		{"read timeout", &net.OpError{Op: "read", Net: "tcp", Err: os.ErrDeadlineExceeded}, true},
-		{"connection closed", io.EOF, true},
-		{"client closed", redis.ErrClosed, true},
-		{"pool timeout", redis.ErrPoolTimeout, true},
-		{"caller deadline", context.DeadlineExceeded, true},
-		{"caller cancelled", context.Canceled, false},
-		{"loading the dataset", reply("LOADING Redis is loading the dataset in memory"), true},
-		{"out of memory", reply("OOM command not allowed when used memory > 'maxmemory'."), true},
-		{"busy script", reply("BUSY Redis is busy running a script."), true},
-		{"cluster down", reply("CLUSTERDOWN The cluster is down"), true},
-		{"read-only replica", reply("READONLY You can't write against a read only replica."), true},
-		{"script error", reply("ERR user_script:1: something broke"), false},
-		{"wrong type", reply("WRONGTYPE Operation against a key holding the wrong kind of value"), false},
-		{"bad reply shape", errors.New("admit script: unexpected reply [1]"), false},
+		{"connection refused", &net.OpError{Op: "dial", Net: "tcp", Err: syscall.ECONNREFUSED}, true, false},
+		{"dial timeout", &net.OpError{Op: "dial", Net: "tcp", Err: os.ErrDeadlineExceeded}, true, false},
+		{"read timeout", &net.OpError{Op: "read", Net: "tcp", Err: os.ErrDeadlineExceeded}, true, true},
+		{"connection reset", &net.OpError{Op: "read", Net: "tcp", Err: syscall.ECONNRESET}, true, true},
+		{"connection closed", io.EOF, true, true},
+		{"client closed", redis.ErrClosed, true, false},
+		{"pool timeout", redis.ErrPoolTimeout, true, false},
+		{"caller deadline", context.DeadlineExceeded, true, true},
+		{"queued when the caller gave up", fmt.Errorf("%w: %w", errQueued, context.DeadlineExceeded), true, false},
+		{"caller cancelled", context.Canceled, false, true},
+		{"replicas did not acknowledge", fmt.Errorf("%w (0 of 1 replicas)", errNotDurable), false, true},
+		{"loading the dataset", reply("LOADING Redis is loading the dataset in memory"), true, false},
+		{"out of memory", reply("OOM command not allowed when used memory > 'maxmemory'."), true, false},
+		{"busy script", reply("BUSY Redis is busy running a script."), true, false},
+		{"cluster down", reply("CLUSTERDOWN The cluster is down"), true, false},
+		{"read-only replica", reply("READONLY You can't write against a read only replica."), true, false},
+		{"script error", reply("ERR user_script:1: something broke"), false, false},
+		{"wrong type", reply("WRONGTYPE Operation against a key holding the wrong kind of value"), false, false},
+		{"bad reply shape", errors.New("admit script: unexpected reply [1]"), false, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			if tt.err == nil {
 				t.Fatal("no error to classify")
 			}
-			if got := unavailable(tt.err); got != tt.want {
-				t.Errorf("unavailable(%v) = %v, want %v", tt.err, got, tt.want)
+			if got := unavailable(tt.err); got != tt.unavailable {
+				t.Errorf("unavailable(%v) = %v, want %v", tt.err, got, tt.unavailable)
+			}
+			if got := mayHaveRun(tt.err); got != tt.mayHaveRun {
+				t.Errorf("mayHaveRun(%v) = %v, want %v", tt.err, got, tt.mayHaveRun)
 			}
 		})
 	}

@@ -2,21 +2,27 @@ package admitter
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"testing"
 	"time"
 
+	"github.com/coupondrop/coupon"
 	"github.com/coupondrop/coupon/infra/stack"
 	"github.com/coupondrop/coupon/internal/testenv"
 )
 
 // TestGateOnRedisSentinel runs the gate through the Sentinels (MasterName,
-// the Sentinels' addresses): it admits on the primary, and after kill -9 of
-// the primary it admits again on the replica the Sentinels promote, which
-// holds the admissions its replicas had acknowledged (WAIT) before.
+// the Sentinels' addresses) waiting for one replica per batch
+// (WaitReplicas 1). It admits on the primary; with both replicas stopped an
+// admission is not acknowledged, so Admit answers an unknown outcome
+// (ErrGateUnknown, never a rank) and the admission is released on the
+// primary; with the replicas back it admits again. After kill -9 of the
+// primary it admits on the replica the Sentinels promote, which holds every
+// admission the gate returned.
 func TestGateOnRedisSentinel(t *testing.T) {
 	st := testenv.MustStartPrivateShape(t, testenv.Shape{RedisMode: stack.RedisSentinel}, stack.Redis)
-	g, err := New(Config{Addrs: st.SentinelAddrs(), MasterName: stack.SentinelMaster}, testenv.Logger(t))
+	g, err := New(Config{Addrs: st.SentinelAddrs(), MasterName: stack.SentinelMaster, WaitReplicas: 1, WaitTimeout: 100 * time.Millisecond}, testenv.Logger(t))
 	if err != nil {
 		t.Fatalf("gate through the Sentinels: %v", err)
 	}
@@ -29,27 +35,55 @@ func TestGateOnRedisSentinel(t *testing.T) {
 	if rank, err := g.Admit(ctx, id, 1, 100); err != nil || rank != 1 {
 		t.Fatalf("admit on the primary: rank %d, %v", rank, err)
 	}
-	if n, err := g.client.Do(ctx, "WAIT", 2, 5000).Int(); err != nil || n != 2 {
-		t.Fatalf("WAIT 2: %d replicas, %v", n, err)
+
+	// No replica acknowledges: no rank, an unknown outcome, the slot free.
+	for _, n := range []string{"redis-2", "redis-3"} {
+		if err := st.Stop(ctx, n); err != nil {
+			t.Fatal(err)
+		}
 	}
+	rank, err := g.Admit(ctx, id, 2, 100)
+	if !errors.Is(err, coupon.ErrGateUnknown) || coupon.ErrorCode(err) != coupon.EUNAVAILABLE {
+		t.Fatalf("admit without replicas: rank %d, %v; want an unknown outcome", rank, err)
+	}
+	if r, ok, err := g.Rank(ctx, id, 2); err != nil || ok {
+		t.Fatalf("user 2 after the unacknowledged admission: rank %d, admitted %v, %v; want released", r, ok, err)
+	}
+	for _, n := range []string{"redis-2", "redis-3"} {
+		if err := st.Start(ctx, n); err != nil {
+			t.Fatal(err)
+		}
+	}
+	testenv.Eventually(t, 60*time.Second, func() error {
+		// The same user each try: an unacknowledged try is released.
+		if rank, err = g.Admit(ctx, id, 2, 100); err != nil {
+			return fmt.Errorf("admit with the replicas back: %w", err)
+		}
+		return nil
+	})
+	if rank != 3 {
+		t.Fatalf("user 2 admitted as rank %d, want 3 (rank 2 went to the released try)", rank)
+	}
+
 	if err := st.Kill("redis-1"); err != nil {
 		t.Fatal(err)
 	}
-	user := int64(1)
-	var rank int64
+	user := int64(2)
 	testenv.Eventually(t, 90*time.Second, func() error {
-		user++ // a fresh user each try: a failed try may have admitted its user
+		user++ // a fresh user each try: a try with an unknown outcome may have admitted its user
 		rank, err = g.Admit(ctx, id, user, 100)
 		if err != nil {
 			return fmt.Errorf("admit after the kill: %w", err)
 		}
 		return nil
 	})
-	if rank < 2 {
-		t.Fatalf("rank %d after the failover, want > 1", rank)
+	if rank < 4 {
+		t.Fatalf("rank %d after the failover, want > 3", rank)
 	}
-	if r, ok, err := g.Rank(ctx, id, 1); err != nil || !ok || r != 1 {
-		t.Fatalf("user 1 after the failover: rank %d, admitted %v, %v", r, ok, err)
+	for u, want := range map[int64]int64{1: 1, 2: 3} {
+		if r, ok, err := g.Rank(ctx, id, u); err != nil || !ok || r != want {
+			t.Fatalf("user %d after the failover: rank %d, admitted %v, %v; want %d", u, r, ok, err, want)
+		}
 	}
 	t.Logf("admitted again after the failover as rank %d (user %d)", rank, user)
 }

@@ -49,6 +49,11 @@ func (a *AsyncIssuer) Issue(ctx context.Context, c *coupon.Coupon, userID int64,
 	a.metrics.observeRedis(start)
 	if coupon.ErrorCode(err) == coupon.EALREADY {
 		return &coupon.Issue{CouponID: c.ID, UserID: userID, Rank: rank, Partition: -1, Offset: -1}, err
+	} else if errors.Is(err, coupon.ErrGateUnknown) {
+		a.metrics.gateError()
+		// The script may have run: the reconciliation of the gate against
+		// the topic settles a slot taken this way.
+		return nil, joinCause(gateUnknown(c.ID, userID), err)
 	} else if err != nil {
 		var ce *coupon.Error
 		if errors.As(err, &ce) {
@@ -58,10 +63,7 @@ func (a *AsyncIssuer) Issue(ctx context.Context, c *coupon.Coupon, userID int64,
 			return nil, err
 		}
 		a.metrics.gateError()
-		// The script may or may not have run: the reconciliation of the
-		// gate against the topic settles a slot taken this way.
-		return nil, joinCause(coupon.Errorf(coupon.EUNAVAILABLE,
-			"The admission gate did not answer; check GET /v1/coupons/%d/issues/%d before retrying.", c.ID, userID), err)
+		return nil, joinCause(gateUnknown(c.ID, userID), err) // as above: the script may have run
 	}
 
 	admittedAt := time.Now().UTC()
@@ -106,4 +108,11 @@ func (a *AsyncIssuer) Issue(ctx context.Context, c *coupon.Coupon, userID int64,
 	}
 	return nil, joinCause(coupon.Errorf(coupon.EUNAVAILABLE,
 		"The outcome of the request is unknown; check GET /v1/coupons/%d/issues/%d before retrying.", c.ID, userID), err)
+}
+
+// gateUnknown answers an admission whose outcome is unknown: the gate call
+// reached Redis and no reply came.
+func gateUnknown(couponID, userID int64) *coupon.Error {
+	return coupon.Errorf(coupon.EUNAVAILABLE,
+		"The admission gate did not answer; check GET /v1/coupons/%d/issues/%d before retrying.", couponID, userID)
 }

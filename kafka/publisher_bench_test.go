@@ -3,9 +3,6 @@ package kafka
 import (
 	"context"
 	"fmt"
-	"runtime"
-	"slices"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -36,27 +33,10 @@ func BenchmarkPublish(b *testing.B) {
 				b.Fatal(err) // connect and load metadata outside the timing
 			}
 			var user atomic.Int64
-			var mu sync.Mutex
-			var lat []time.Duration
-			b.SetParallelism(max(1, goroutines/runtime.GOMAXPROCS(0)))
-			b.ResetTimer()
-			b.RunParallel(func(pb *testing.PB) {
-				var mine []time.Duration
-				for pb.Next() {
-					u := user.Add(1)
-					start := time.Now()
-					if err := p.Publish(ctx, coupon.Admission{CouponID: 1, UserID: u, Rank: u, AdmittedAt: start}); err != nil {
-						b.Error(err)
-						return
-					}
-					mine = append(mine, time.Since(start))
-				}
-				mu.Lock()
-				lat = append(lat, mine...)
-				mu.Unlock()
+			lat := testenv.ParallelLatencies(b, goroutines, func() error {
+				u := user.Add(1)
+				return p.Publish(ctx, coupon.Admission{CouponID: 1, UserID: u, Rank: u, AdmittedAt: time.Now()})
 			})
-			b.StopTimer()
-			slices.Sort(lat)
 
 			rate := float64(b.N) / b.Elapsed().Seconds()
 			b.ReportMetric(rate, "publishes/s")

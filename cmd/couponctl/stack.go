@@ -104,7 +104,10 @@ func redisEnv(st *stack.Stack) []string {
 	case stack.RedisCluster:
 		return []string{"COUPON_REDIS_ADDRS=" + strings.Join(st.RedisAddrs(), ",")}
 	case stack.RedisSentinel:
-		return []string{"COUPON_REDIS_ADDRS=" + strings.Join(st.SentinelAddrs(), ","), "COUPON_REDIS_MASTER_NAME=" + stack.SentinelMaster}
+		// One of the two replicas acknowledges each admission batch before
+		// it is published: it survives a failover of the primary.
+		return []string{"COUPON_REDIS_ADDRS=" + strings.Join(st.SentinelAddrs(), ","), "COUPON_REDIS_MASTER_NAME=" + stack.SentinelMaster,
+			"COUPON_REDIS_WAIT_REPLICAS=1"}
 	}
 	return []string{"COUPON_REDIS_ADDRS=" + st.RedisAddr()}
 }

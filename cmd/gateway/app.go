@@ -32,6 +32,10 @@ type config struct {
 	RedisPoolSize int
 	GateBatchMax  int
 	GatePipelines int
+	// RedisWaitReplicas > 0: each admission batch waits (WAIT) for that many
+	// Redis replicas before it is published.
+	RedisWaitReplicas int
+	RedisWaitTimeout  time.Duration
 
 	MySQLDSN   string
 	MySQLConns int
@@ -60,6 +64,8 @@ func (c *config) bind(fs *cli.FlagSet) {
 	fs.IntVar(&c.RedisPoolSize, "redis-pool-size", "COUPON_REDIS_POOL_SIZE", 0, "Redis connections per node (0: go-redis default, 10 per CPU)")
 	fs.IntVar(&c.GateBatchMax, "gate-batch-max", "COUPON_GATE_BATCH_MAX", 0, "admissions per Redis pipeline at most, 0..2048 (0: default, 1: no batching)")
 	fs.IntVar(&c.GatePipelines, "gate-pipelines", "COUPON_GATE_PIPELINES", 0, "admission pipelines in flight at once (0: default)")
+	fs.IntVar(&c.RedisWaitReplicas, "redis-wait-replicas", "COUPON_REDIS_WAIT_REPLICAS", 0, "Redis replicas that must acknowledge each admission batch (WAIT) before it is published (0: off, for a standalone Redis)")
+	fs.DurationVar(&c.RedisWaitTimeout, "redis-wait-timeout", "COUPON_REDIS_WAIT_TIMEOUT", admitter.DefaultWaitTimeout, "how long a batch waits for the replicas' acknowledgement (shorter than 1s)")
 	fs.SecretVar(&c.MySQLDSN, "mysql-dsn", "COUPON_MYSQL_DSN", "root@tcp(127.0.0.1:3306)/coupon", "MySQL/MariaDB DSN (go-sql-driver format)")
 	fs.IntVar(&c.MySQLConns, "mysql-conns", "COUPON_MYSQL_CONNS", 32, "MySQL connection pool size")
 	fs.StringVar(&c.KafkaBrokers, "kafka-brokers", "COUPON_KAFKA_BROKERS", "127.0.0.1:9092", "Kafka bootstrap brokers, comma-separated")
@@ -88,6 +94,9 @@ func (c *config) validate() error {
 	add(c.RedisPoolSize < 0, "redis pool size must not be negative (COUPON_REDIS_POOL_SIZE)")
 	add(c.GateBatchMax < 0 || c.GateBatchMax > admitter.MaxBatch, "gate batch max must be 0..%d (COUPON_GATE_BATCH_MAX)", admitter.MaxBatch)
 	add(c.GatePipelines < 0, "gate pipelines must not be negative (COUPON_GATE_PIPELINES)")
+	add(c.RedisWaitReplicas < 0, "redis wait replicas must not be negative (COUPON_REDIS_WAIT_REPLICAS)")
+	add(c.RedisWaitReplicas > 0 && c.RedisCluster, "waiting for Redis replicas (COUPON_REDIS_WAIT_REPLICAS) is not available with the cluster client (COUPON_REDIS_CLUSTER)")
+	add(c.RedisWaitTimeout <= 0 || c.RedisWaitTimeout >= time.Second, "redis wait timeout must be between 0 and 1s (COUPON_REDIS_WAIT_TIMEOUT)")
 	add(c.MySQLDSN == "", "mysql DSN is required (COUPON_MYSQL_DSN)")
 	add(c.MySQLConns < 1, "mysql connections must be at least 1 (COUPON_MYSQL_CONNS)")
 	add(len(cli.List(c.KafkaBrokers)) == 0, "kafka brokers are required (COUPON_KAFKA_BROKERS)")
@@ -154,6 +163,7 @@ func run(ctx context.Context, cfg config, logger *slog.Logger) error {
 	gate, err := admitter.New(admitter.Config{
 		Addrs: cli.List(cfg.RedisAddrs), Cluster: cfg.RedisCluster, MasterName: cfg.RedisMaster, Password: cfg.RedisPassword,
 		PoolSize: cfg.RedisPoolSize, BatchMax: cfg.GateBatchMax, BatchPipelines: cfg.GatePipelines,
+		WaitReplicas: cfg.RedisWaitReplicas, WaitTimeout: cfg.RedisWaitTimeout,
 	}, logger)
 	if err != nil {
 		return fmt.Errorf("admission gate: %w", err)
