@@ -15,15 +15,15 @@ TEST_STACK_FLAGS := --profile test --state $(TEST_STATE) --redis-port $(TEST_RED
 	--mysql-port $(TEST_MYSQL_PORT) --kafka-port $(TEST_KAFKA_PORT) --kafka-controller-port $(TEST_KAFKA_CONTROLLER_PORT)
 # COUPON_STACK_KAFKA_NODES=3 and COUPON_STACK_REDIS_MODE=sentinel|cluster (in the
 # environment or on the command line) select the replicated shapes of both stacks.
-# The tests get the first broker only: they hand the address to kafka.TCP as one
-# string, and a client finds the other brokers from it.
+# The tests get every broker (testenv.KafkaBrokers is the list), so a test's
+# client can bootstrap from any of them.
 TEST_KAFKA_BROKERS := 127.0.0.1:$(TEST_KAFKA_PORT)
 ifeq ($(COUPON_STACK_KAFKA_NODES),3)
 TEST_KAFKA_BROKERS := $(TEST_KAFKA_BROKERS),127.0.0.1:$(shell echo $$(($(TEST_KAFKA_PORT)+2))),127.0.0.1:$(shell echo $$(($(TEST_KAFKA_PORT)+4)))
 endif
 TEST_ENV := COUPON_TEST_REDIS_ADDR=127.0.0.1:$(TEST_REDIS_PORT) \
 	COUPON_TEST_MYSQL_DSN='root@tcp(127.0.0.1:$(TEST_MYSQL_PORT))/coupon_test?parseTime=true&loc=UTC&multiStatements=true' \
-	COUPON_TEST_KAFKA_BROKERS=127.0.0.1:$(TEST_KAFKA_PORT) \
+	COUPON_TEST_KAFKA_BROKERS=$(TEST_KAFKA_BROKERS) \
 	COUPON_TEST_ARTIFACTS=$(TEST_STATE)/artifacts
 TEST_TIMEOUT ?= 30m
 TEST_FLAGS ?=

@@ -11,6 +11,7 @@ import (
 const (
 	DefaultTopic           = "coupon.admitted"     // one record per admission, keyed by coupon ID
 	DefaultDeadLetterTopic = "coupon.admitted.dlq" // poison records, reason in the "reason" header
+	DefaultSinkerGroup     = "coupon-sinker"       // the consumer group of the sinker processes
 	EventVersion           = 1
 )
 

@@ -31,12 +31,14 @@ import (
 //	go test ./admitter -run x -bench Admit -benchtime 3s
 func BenchmarkAdmit(b *testing.B) {
 	const goroutines = 128 // concurrent requests in flight, as in the gateway
+	unbatched := admitter.DefaultConfig()
+	unbatched.BatchMax = 1
 	variants := []struct {
 		name string
 		cfg  admitter.Config
 	}{
-		{"unbatched", admitter.Config{BatchMax: 1}},
-		{"batched", admitter.Config{}},
+		{"unbatched", unbatched},
+		{"batched", admitter.DefaultConfig()},
 	}
 	type figures struct{ rate, clientCPU, redisCPU float64 }
 	got := map[string]figures{}
@@ -150,7 +152,8 @@ func BenchmarkAdmitWaitReplicas(b *testing.B) {
 	for round := range 2 {
 		for _, name := range order {
 			b.Run(fmt.Sprintf("%s/round-%d", name, round+1), func(b *testing.B) {
-				cfg := admitter.Config{Addrs: st.SentinelAddrs(), MasterName: stack.SentinelMaster, PoolSize: goroutines}
+				cfg := admitter.DefaultConfig()
+				cfg.Addrs, cfg.MasterName, cfg.PoolSize = st.SentinelAddrs(), stack.SentinelMaster, goroutines
 				if name == "wait-1" {
 					cfg.WaitReplicas = 1
 				}

@@ -15,7 +15,7 @@ import (
 // group and state restore stays on one node while coupons spread over all.
 func TestGateOnRedisCluster(t *testing.T) {
 	addrs := testenv.MustStartRedisCluster(t, 3)
-	g, err := New(Config{Addrs: addrs}, testenv.Logger(t))
+	g, err := New(configWith(func(c *Config) { c.Addrs = addrs }), testenv.Logger(t))
 	if err != nil {
 		t.Fatalf("gate on the cluster: %v", err)
 	}

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/coupondrop/coupon"
+	"github.com/coupondrop/coupon/internal/cli"
 	"github.com/coupondrop/coupon/lua"
 	"github.com/redis/go-redis/v9"
 )
@@ -22,6 +23,7 @@ import (
 var _ coupon.Gate = (*Gate)(nil)
 
 // Config configures the gate's Redis client and its admission batching.
+// Start from DefaultConfig.
 type Config struct {
 	// Addrs is one Redis address, or the seed list of a Redis Cluster (two
 	// or more addresses, or Cluster set, select the cluster client), or
@@ -36,18 +38,17 @@ type Config struct {
 	Password   string
 	DB         int // standalone only
 
-	PoolSize     int           // connections per node; 0 = go-redis default (10 per CPU)
-	DialTimeout  time.Duration // default 2s
-	ReadTimeout  time.Duration // default 1s
-	WriteTimeout time.Duration // default 1s
+	PoolSize     int // connections per node; 0 = go-redis default (10 per CPU)
+	DialTimeout  time.Duration
+	ReadTimeout  time.Duration
+	WriteTimeout time.Duration
 
 	// BatchMax is how many concurrent Admit calls at most share one
-	// pipeline; 0 means DefaultBatchMax, 1 disables batching (one round
-	// trip per call). A batch is what queued while the pipelines were busy:
-	// a lone call goes out at once, batches grow with load.
+	// pipeline; 1 disables batching (one round trip per call). A batch is
+	// what queued while the pipelines were busy: a lone call goes out at
+	// once, batches grow with load.
 	BatchMax int
-	// BatchPipelines is how many batch pipelines may be in flight at once;
-	// 0 means DefaultBatchPipelines.
+	// BatchPipelines is how many batch pipelines may be in flight at once.
 	BatchPipelines int
 
 	// WaitReplicas makes admissions durable across a failover of the Redis
@@ -59,7 +60,6 @@ type Config struct {
 	// standalone Redis); not available with the cluster client.
 	WaitReplicas int
 	// WaitTimeout bounds the WAIT; it must be shorter than ReadTimeout.
-	// Default DefaultWaitTimeout.
 	WaitTimeout time.Duration
 }
 
@@ -85,70 +85,76 @@ const DefaultWaitTimeout = 200 * time.Millisecond
 // under its stack limit (8,000 values).
 const MaxBatch = 2048
 
-func (c *Config) setDefaults() {
-	if c.DialTimeout == 0 {
-		c.DialTimeout = 2 * time.Second
-	}
-	if c.ReadTimeout == 0 {
-		c.ReadTimeout = time.Second
-	}
-	if c.WriteTimeout == 0 {
-		c.WriteTimeout = time.Second
-	}
-	if c.BatchMax == 0 {
-		c.BatchMax = DefaultBatchMax
-	}
-	if c.BatchPipelines == 0 {
-		c.BatchPipelines = DefaultBatchPipelines
-	}
-	if c.WaitTimeout == 0 {
-		c.WaitTimeout = DefaultWaitTimeout
+// DefaultConfig is the production configuration against the dev stack's
+// Redis.
+func DefaultConfig() Config {
+	return Config{
+		Addrs:          []string{"127.0.0.1:6379"},
+		DialTimeout:    2 * time.Second,
+		ReadTimeout:    time.Second,
+		WriteTimeout:   time.Second,
+		BatchMax:       DefaultBatchMax,
+		BatchPipelines: DefaultBatchPipelines,
+		WaitTimeout:    DefaultWaitTimeout,
 	}
 }
 
-// Validate reports the first invalid field.
-func (c *Config) Validate() error {
-	switch {
-	case len(c.Addrs) == 0:
-		return errors.New("redis: at least one address is required")
-	case c.MasterName != "" && c.Cluster:
-		return errors.New("redis: a Sentinel master name and the cluster client exclude each other")
-	case c.WaitReplicas > 0 && (c.Cluster || c.MasterName == "" && len(c.Addrs) > 1):
-		return errors.New("redis: waiting for replicas (WAIT) is not available with the cluster client")
-	case c.PoolSize < 0:
-		return errors.New("redis: pool size must not be negative")
-	}
-	if err := c.validateBatch(); err != nil {
-		return err
+// Bind binds the settings an operator sets to flags with COUPON_*
+// environment defaults; the defaults are c's values.
+func (c *Config) Bind(fs *cli.FlagSet) {
+	fs.RedisAddrsVar(&c.Addrs)
+	fs.BoolVar(&c.Cluster, "redis-cluster", "COUPON_REDIS_CLUSTER", c.Cluster, "use the Redis Cluster client even with one address")
+	fs.RedisMasterNameVar(&c.MasterName)
+	fs.RedisPasswordVar(&c.Password)
+	fs.IntVar(&c.PoolSize, "redis-pool-size", "COUPON_REDIS_POOL_SIZE", c.PoolSize, "Redis connections per node (0: go-redis default, 10 per CPU)")
+	fs.IntVar(&c.BatchMax, "gate-batch-max", "COUPON_GATE_BATCH_MAX", c.BatchMax, fmt.Sprintf("admissions per Redis pipeline at most, 1..%d (1: no batching)", MaxBatch))
+	fs.IntVar(&c.BatchPipelines, "gate-pipelines", "COUPON_GATE_PIPELINES", c.BatchPipelines, "admission pipelines in flight at once")
+	fs.IntVar(&c.WaitReplicas, "redis-wait-replicas", "COUPON_REDIS_WAIT_REPLICAS", c.WaitReplicas, "Redis replicas that must acknowledge each admission batch (WAIT) before it is published (0: off, for a standalone Redis)")
+	fs.DurationVar(&c.WaitTimeout, "redis-wait-timeout", "COUPON_REDIS_WAIT_TIMEOUT", c.WaitTimeout, "how long a batch waits for the replicas' acknowledgement (shorter than the Redis read timeout, 1s)")
+}
+
+// Validate reports every problem at once.
+func (c Config) Validate() error {
+	errs := []error{c.validateClient()}
+	if len(c.Addrs) == 0 {
+		errs = append(errs, errors.New("redis: at least one address is required (COUPON_REDIS_ADDRS)"))
 	}
 	for _, a := range c.Addrs {
 		if strings.TrimSpace(a) == "" {
-			return errors.New("redis: empty address")
+			errs = append(errs, errors.New("redis: empty address (COUPON_REDIS_ADDRS)"))
 		}
 	}
-	return nil
+	if c.MasterName != "" && c.Cluster {
+		errs = append(errs, errors.New("redis: a Sentinel master name (COUPON_REDIS_MASTER_NAME) and the cluster client (COUPON_REDIS_CLUSTER) exclude each other"))
+	}
+	if c.WaitReplicas > 0 && (c.Cluster || c.MasterName == "" && len(c.Addrs) > 1) {
+		errs = append(errs, errors.New("redis: waiting for replicas (WAIT, COUPON_REDIS_WAIT_REPLICAS) is not available with the cluster client"))
+	}
+	if c.PoolSize < 0 {
+		errs = append(errs, errors.New("redis: pool size must not be negative (COUPON_REDIS_POOL_SIZE)"))
+	}
+	return errors.Join(errs...)
 }
 
-// validateBatch checks the batch settings, the part of Config NewFromClient uses.
-func (c *Config) validateBatch() error {
-	switch {
-	case c.BatchMax < 0 || c.BatchPipelines < 0:
-		return errors.New("redis: batch settings must not be negative")
-	case c.BatchMax > MaxBatch:
-		return fmt.Errorf("redis: batch max must be at most %d, got %d", MaxBatch, c.BatchMax)
-	case c.WaitReplicas < 0 || c.WaitTimeout < 0:
-		return errors.New("redis: wait replicas and wait timeout must not be negative")
-	case c.WaitReplicas > 0 && c.WaitTimeout != 0 && c.WaitTimeout >= c.readTimeout():
-		return fmt.Errorf("redis: the wait timeout %s must be shorter than the read timeout %s", c.WaitTimeout, c.readTimeout())
+// validateClient checks the batch, wait and timeout settings, the part of
+// Config NewFromClient uses.
+func (c Config) validateClient() error {
+	var errs []error
+	if c.BatchMax < 1 || c.BatchMax > MaxBatch {
+		errs = append(errs, fmt.Errorf("gate batch max must be 1..%d (COUPON_GATE_BATCH_MAX), not %d", MaxBatch, c.BatchMax))
 	}
-	return nil
-}
-
-func (c *Config) readTimeout() time.Duration {
-	if c.ReadTimeout == 0 {
-		return time.Second
+	if c.BatchPipelines < 1 {
+		errs = append(errs, fmt.Errorf("gate pipelines must be at least 1 (COUPON_GATE_PIPELINES), not %d", c.BatchPipelines))
 	}
-	return c.ReadTimeout
+	if c.DialTimeout <= 0 || c.ReadTimeout <= 0 || c.WriteTimeout <= 0 {
+		errs = append(errs, errors.New("redis: dial, read and write timeouts must be positive"))
+	}
+	if c.WaitReplicas < 0 || c.WaitTimeout <= 0 {
+		errs = append(errs, errors.New("redis: wait replicas must not be negative (COUPON_REDIS_WAIT_REPLICAS) and the wait timeout must be positive (COUPON_REDIS_WAIT_TIMEOUT)"))
+	} else if c.WaitTimeout >= c.ReadTimeout {
+		errs = append(errs, fmt.Errorf("redis: the wait timeout %s (COUPON_REDIS_WAIT_TIMEOUT) must be shorter than the read timeout %s", c.WaitTimeout, c.ReadTimeout))
+	}
+	return errors.Join(errs...)
 }
 
 // Gate is the Redis admission gate (coupon.Gate). Admit runs the admit Lua
@@ -167,12 +173,11 @@ type Gate struct {
 }
 
 // New connects to Redis (checking it answers), loads the scripts and
-// returns the gate.
+// returns the gate. A nil logger logs nothing.
 func New(cfg Config, logger *slog.Logger) (*Gate, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	cfg.setDefaults()
 	client := redis.NewUniversalClient(&redis.UniversalOptions{
 		Addrs:         cfg.Addrs,
 		IsClusterMode: cfg.Cluster,
@@ -199,12 +204,13 @@ func New(cfg Config, logger *slog.Logger) (*Gate, error) {
 }
 
 // NewFromClient returns a gate on an existing client (which Close leaves
-// open), loading the scripts. Only cfg's batch settings and timeouts are used.
+// open), loading the scripts. Only cfg's batch settings and timeouts are
+// used. A nil logger logs nothing.
 func NewFromClient(client redis.UniversalClient, cfg Config, logger *slog.Logger) (*Gate, error) {
-	if err := cfg.validateBatch(); err != nil {
+	if err := cfg.validateClient(); err != nil {
 		return nil, err
 	}
-	cfg.setDefaults()
+	logger = cli.OrDiscard(logger)
 	ctx, cancel := context.WithTimeout(context.Background(), cfg.DialTimeout+cfg.ReadTimeout)
 	defer cancel()
 	if _, cluster := client.(*redis.ClusterClient); cluster && cfg.WaitReplicas > 0 {

@@ -24,8 +24,15 @@ var variants = []struct {
 	name string
 	cfg  Config
 }{
-	{"unbatched", Config{BatchMax: 1}},
-	{"batched", Config{}},
+	{"unbatched", configWith(func(c *Config) { c.BatchMax = 1 })},
+	{"batched", DefaultConfig()},
+}
+
+// configWith is DefaultConfig changed by change.
+func configWith(change func(*Config)) Config {
+	c := DefaultConfig()
+	change(&c)
+	return c
 }
 
 // mustOpenGate returns a gate on the test Redis, closed at cleanup.
@@ -196,7 +203,7 @@ func mustAdmit(tb testing.TB, g *Gate, id, user, total, wantRank int64) {
 }
 
 func TestInitIsIdempotent(t *testing.T) {
-	g := mustOpenGate(t, Config{})
+	g := mustOpenGate(t, DefaultConfig())
 	id := newCoupon(t, g)
 	mustAdmit(t, g, id, 1, 10, 1)
 	if err := g.Init(context.Background(), id, 1<<40); err != nil {
@@ -209,7 +216,7 @@ func TestInitIsIdempotent(t *testing.T) {
 // (a gateway with a stale cache cannot admit past a lowered total), and
 // Resize refuses, atomically, a total below the users admitted.
 func TestStoredTotalAndResize(t *testing.T) {
-	g := mustOpenGate(t, Config{})
+	g := mustOpenGate(t, DefaultConfig())
 	ctx := context.Background()
 	id := testenv.RandomCouponID()
 	t.Cleanup(func() { dropCoupon(g.client, id) })
@@ -255,7 +262,7 @@ func TestStoredTotalAndResize(t *testing.T) {
 // the admissions after it stop at the new total) or is refused because
 // more were admitted already.
 func TestResizeRacesAdmissions(t *testing.T) {
-	g := mustOpenGate(t, Config{})
+	g := mustOpenGate(t, DefaultConfig())
 	ctx := context.Background()
 	for round := range 20 {
 		id := testenv.RandomCouponID()
@@ -291,8 +298,8 @@ func TestResizeRacesAdmissions(t *testing.T) {
 // once; a change whose message was lost (the counter raised, nothing
 // published) is noticed within the poll as "anything may have changed".
 func TestWatchChanges(t *testing.T) {
-	a := mustOpenGate(t, Config{})
-	b := mustOpenGate(t, Config{})
+	a := mustOpenGate(t, DefaultConfig())
+	b := mustOpenGate(t, DefaultConfig())
 	ctx, cancel := context.WithCancel(context.Background())
 	got := make(chan int64, 16)
 	done := make(chan struct{})
@@ -333,7 +340,7 @@ func TestWatchChanges(t *testing.T) {
 }
 
 func TestPendingAndLostState(t *testing.T) {
-	g := mustOpenGate(t, Config{})
+	g := mustOpenGate(t, DefaultConfig())
 	ctx := context.Background()
 	id := newCoupon(t, g)
 	mustAdmit(t, g, id, 5, 10, 1)
@@ -384,19 +391,19 @@ func TestScriptCacheLost(t *testing.T) {
 func TestRedisDown(t *testing.T) {
 	testenv.Integration(t)
 	addr := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
-	_, err := New(Config{Addrs: []string{addr}, DialTimeout: time.Second}, testenv.Logger(t))
+	_, err := New(configWith(func(c *Config) { c.Addrs, c.DialTimeout = []string{addr}, time.Second }), testenv.Logger(t))
 	if coupon.ErrorCode(err) != coupon.EUNAVAILABLE {
 		t.Fatalf("New against a closed port: %v, want unavailable", err)
 	}
 
 	// A gate whose Redis goes away answers unavailable, promptly.
 	client := redis.NewClient(&redis.Options{Addr: testenv.RedisAddr, MaxRetries: -1})
-	g, err := NewFromClient(client, Config{}, testenv.Logger(t))
+	g, err := NewFromClient(client, DefaultConfig(), testenv.Logger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer g.Close()
-	id := newCoupon(t, mustOpenGate(t, Config{}))
+	id := newCoupon(t, mustOpenGate(t, DefaultConfig()))
 	_ = client.Close()
 	if _, err := g.Admit(context.Background(), id, 1, 10); coupon.ErrorCode(err) != coupon.EUNAVAILABLE {
 		t.Fatalf("admit on a closed client: %v, want unavailable", err)
@@ -404,7 +411,7 @@ func TestRedisDown(t *testing.T) {
 }
 
 func TestBatchedCancelWhileQueued(t *testing.T) {
-	g := mustOpenGate(t, Config{BatchPipelines: 1})
+	g := mustOpenGate(t, configWith(func(c *Config) { c.BatchPipelines = 1 }))
 	id := newCoupon(t, g)
 	g.batch.slots <- struct{}{} // occupy the only pipeline: calls queue up
 	ctx, cancel := context.WithCancel(context.Background())
@@ -432,7 +439,7 @@ func TestBatchedCancelWhileQueued(t *testing.T) {
 
 func TestBatchedCloseDrains(t *testing.T) {
 	client := testenv.MustOpenRedis(t)
-	g, err := NewFromClient(client, Config{}, testenv.Logger(t))
+	g, err := NewFromClient(client, DefaultConfig(), testenv.Logger(t))
 	if err != nil {
 		t.Fatal(err)
 	}

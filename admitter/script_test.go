@@ -15,7 +15,7 @@ import (
 // per call: each user's outcome is what it would be if the users had come
 // one by one, in argument order.
 func TestAdmitScriptBatch(t *testing.T) {
-	g := mustOpenGate(t, Config{BatchMax: 1})
+	g := mustOpenGate(t, configWith(func(c *Config) { c.BatchMax = 1 }))
 	ctx := context.Background()
 	script := redis.NewScript(lua.Admit)
 	const (
@@ -95,7 +95,7 @@ func TestAdmitScriptBatch(t *testing.T) {
 // different supplies) share batches: each coupon admits exactly its supply,
 // ranked 1..supply.
 func TestBatchedManyCoupons(t *testing.T) {
-	g := mustOpenGate(t, Config{BatchPipelines: 1})
+	g := mustOpenGate(t, configWith(func(c *Config) { c.BatchPipelines = 1 }))
 	supply := map[int64]int64{}
 	for c := range 4 {
 		supply[newCoupon(t, g)] = int64(50 * (c + 1))

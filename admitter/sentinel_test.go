@@ -22,7 +22,10 @@ import (
 // admission the gate returned.
 func TestGateOnRedisSentinel(t *testing.T) {
 	st := testenv.MustStartPrivateShape(t, testenv.Shape{RedisMode: stack.RedisSentinel}, stack.Redis)
-	g, err := New(Config{Addrs: st.SentinelAddrs(), MasterName: stack.SentinelMaster, WaitReplicas: 1, WaitTimeout: 100 * time.Millisecond}, testenv.Logger(t))
+	g, err := New(configWith(func(c *Config) {
+		c.Addrs, c.MasterName = st.SentinelAddrs(), stack.SentinelMaster
+		c.WaitReplicas, c.WaitTimeout = 1, 100*time.Millisecond
+	}), testenv.Logger(t))
 	if err != nil {
 		t.Fatalf("gate through the Sentinels: %v", err)
 	}

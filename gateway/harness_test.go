@@ -39,9 +39,9 @@ type harness struct {
 type harnessOpts struct {
 	cfg        func(*gateway.Config)
 	deps       func(*gateway.Deps)
-	partitions int    // of the fresh topic (default 3)
-	brokers    string // default the test broker
-	topic      string // default a fresh topic
+	partitions int      // of the fresh topic (default 3)
+	brokers    []string // default the test Kafka
+	topic      string   // default a fresh topic
 }
 
 // mustStartGateway starts a gateway on the test stack (fresh topic), stopped
@@ -54,7 +54,7 @@ func mustStartGateway(tb testing.TB, o harnessOpts) *harness {
 	rdb := testenv.MustOpenRedis(tb)
 	logger := testenv.Logger(tb)
 	var err error
-	h.gate, err = admitter.NewFromClient(rdb, admitter.Config{}, logger)
+	h.gate, err = admitter.NewFromClient(rdb, admitter.DefaultConfig(), logger)
 	if err != nil {
 		tb.Fatalf("gate: %v", err)
 	}
@@ -63,14 +63,16 @@ func mustStartGateway(tb testing.TB, o harnessOpts) *harness {
 		o.partitions = 3
 	}
 	brokers := o.brokers
-	if brokers == "" {
+	if brokers == nil {
 		brokers = testenv.KafkaBrokers
 	}
 	h.topic = o.topic
 	if h.topic == "" {
 		h.topic = testenv.MustCreateTopic(tb, o.partitions)
 	}
-	pub, err := kafka.New(kafka.Config{Brokers: strings.Split(brokers, ","), Topic: h.topic}, logger)
+	pcfg := kafka.DefaultConfig()
+	pcfg.Brokers, pcfg.Topic = brokers, h.topic
+	pub, err := kafka.New(pcfg, logger)
 	if err != nil {
 		tb.Fatalf("publisher: %v", err)
 	}
@@ -92,7 +94,7 @@ func mustStartGateway(tb testing.TB, o harnessOpts) *harness {
 		"kafka": pub.Ready,
 	},
 		// No sinker commits in this group: the lag is every record.
-		Lag: kafka.NewLag(strings.Split(brokers, ","), h.topic, "test-group-"+testenv.RandomID(), cfg.LiveRefresh),
+		Lag: kafka.NewLag(brokers, h.topic, "test-group-"+testenv.RandomID(), cfg.LiveRefresh),
 	}
 	if o.deps != nil {
 		o.deps(&deps)
@@ -239,11 +241,11 @@ func (h *harness) issue(couponID, userID int64) response {
 
 // readTopic returns every record of topic (all partitions, from the start
 // to the current end).
-func readTopic(tb testing.TB, brokers, topic string) []kafkago.Message {
+func readTopic(tb testing.TB, brokers []string, topic string) []kafkago.Message {
 	tb.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	cl := &kafkago.Client{Addr: kafkago.TCP(brokers), Timeout: 10 * time.Second}
+	cl := &kafkago.Client{Addr: kafkago.TCP(brokers...), Timeout: 10 * time.Second}
 	var offs *kafkago.ListOffsetsResponse
 	// A broker just restarted may answer before it loaded its partitions.
 	testenv.Eventually(tb, 60*time.Second, func() error {
@@ -275,7 +277,7 @@ func readTopic(tb testing.TB, brokers, topic string) []kafkago.Message {
 		wg.Add(1)
 		go func(p int, last int64) {
 			defer wg.Done()
-			r := kafkago.NewReader(kafkago.ReaderConfig{Brokers: []string{brokers}, Topic: topic, Partition: p, MinBytes: 1, MaxBytes: 10 << 20})
+			r := kafkago.NewReader(kafkago.ReaderConfig{Brokers: brokers, Topic: topic, Partition: p, MinBytes: 1, MaxBytes: 10 << 20})
 			defer r.Close()
 			for {
 				m, err := r.ReadMessage(ctx)

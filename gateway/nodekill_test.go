@@ -15,7 +15,6 @@ import (
 	"github.com/coupondrop/coupon/internal/testenv"
 	"github.com/coupondrop/coupon/internal/testsink"
 	"github.com/coupondrop/coupon/kafka"
-	"github.com/coupondrop/coupon/sinker"
 	kafkago "github.com/segmentio/kafka-go"
 )
 
@@ -26,7 +25,7 @@ import (
 // pass the supply, and no user has two.
 func TestKafkaNodeKillUnderLoad(t *testing.T) {
 	st := testenv.MustStartPrivateShape(t, testenv.Shape{KafkaNodes: 3}, stack.Kafka)
-	brokers := strings.Join(st.KafkaBrokers(), ",")
+	brokers := st.KafkaBrokers()
 	ctx := context.Background()
 	topic, dlq := "nodekill-"+testenv.RandomID(), "nodekill-dlq-"+testenv.RandomID()
 	for _, tp := range []string{topic, dlq} {
@@ -35,12 +34,9 @@ func TestKafkaNodeKillUnderLoad(t *testing.T) {
 		}
 	}
 	h := mustStartGateway(t, harnessOpts{brokers: brokers, topic: topic})
-	testsink.Start(t, sinker.Config{
-		Brokers: brokers, Topic: topic, DLQTopic: dlq, GroupID: "nodekill-" + testenv.RandomID(),
-		MySQLDSN: testenv.MySQLDSN, MySQLConns: 4, BatchSize: 2000, Workers: 2, BatchWait: 20 * time.Millisecond,
-		SessionTimeout: 6 * time.Second, ShutdownTimeout: 10 * time.Second, MaxBytes: 8 << 20,
-		MinBytes: 1, MaxWait: 50 * time.Millisecond,
-	})
+	scfg := testsink.Config("nodekill", topic, dlq)
+	scfg.Brokers = brokers // the private cluster's
+	testsink.Start(t, scfg)
 	const supply = 6000
 	id := h.createCoupon(map[string]any{"name": "nodekill", "totalQuantity": supply})
 

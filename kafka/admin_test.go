@@ -18,7 +18,7 @@ func TestEnsureTopicIdempotent(t *testing.T) {
 	testenv.Integration(t)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	brokers := []string{testenv.KafkaBrokers}
+	brokers := testenv.KafkaBrokers
 	spec := kafka.AdmittedTopic("test-admitted-"+testenv.RandomID(), 12, 1)
 	t.Cleanup(func() {
 		cl := &kafkago.Client{Addr: kafkago.TCP(brokers...), Timeout: 10 * time.Second}

@@ -19,10 +19,12 @@ func TestLag(t *testing.T) {
 	testenv.Integration(t)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	brokers := []string{testenv.KafkaBrokers}
+	brokers := testenv.KafkaBrokers
 	topic := testenv.MustCreateTopic(t, 2)
 	group := "test-lag-" + testenv.RandomID()
-	pub, err := kafka.New(kafka.Config{Brokers: brokers, Topic: topic}, testenv.Logger(t))
+	cfg := kafka.DefaultConfig()
+	cfg.Brokers, cfg.Topic = brokers, topic
+	pub, err := kafka.New(cfg, testenv.Logger(t))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -13,91 +13,92 @@ import (
 	"time"
 
 	"github.com/coupondrop/coupon"
+	"github.com/coupondrop/coupon/internal/cli"
 	kafkago "github.com/segmentio/kafka-go"
 	"github.com/segmentio/kafka-go/protocol"
 )
 
 var _ coupon.Publisher = (*Publisher)(nil)
 
-// Config configures the Publisher.
+// Config configures the Publisher. Start from DefaultConfig.
 type Config struct {
 	Brokers []string // bootstrap addresses (required)
-	Topic   string   // default coupon.DefaultTopic
+	Topic   string
 
 	// BatchTimeout is how long a partition's batch waits for more records
 	// before it is sent; kafka-go's default (1s) would add a second to
-	// every answer. Default 2ms.
+	// every answer.
 	BatchTimeout time.Duration
-	BatchSize    int   // records per produce request at most; default 256
-	BatchBytes   int64 // bytes per produce request at most; default 1 MiB
+	BatchSize    int   // records per produce request at most
+	BatchBytes   int64 // bytes per produce request at most
 
 	// WriteTimeout bounds one produce attempt (dial, send, broker ack) and
-	// metadata reads; default 5s.
+	// metadata reads.
 	WriteTimeout time.Duration
-	DialTimeout  time.Duration // default 2s
+	DialTimeout  time.Duration
 	// MaxAttempts is how many times Publish tries a record; retries follow
-	// transient errors only. Default 3. Retrying an attempt whose outcome is
-	// unknown may duplicate the record in the topic; the sinker is
-	// idempotent on (coupon, user).
+	// transient errors only. Retrying an attempt whose outcome is unknown
+	// may duplicate the record in the topic; the sinker is idempotent on
+	// (coupon, user).
 	MaxAttempts  int
-	RetryBackoff time.Duration // wait before retry n is n×RetryBackoff; default 50ms
-	MetadataTTL  time.Duration // how often partition leaders are refreshed; default 3s
-	ClientID     string        // default "coupon-gateway"
+	RetryBackoff time.Duration // wait before retry n is n×RetryBackoff
+	MetadataTTL  time.Duration // how often partition leaders are refreshed
+	ClientID     string
 
 	// Dial, when set, opens the connections to brokers (tests put a
 	// fault-injecting proxy in front of the broker with it).
 	Dial func(ctx context.Context, network, address string) (net.Conn, error)
 }
 
-func (c *Config) setDefaults() {
-	if c.Topic == "" {
-		c.Topic = coupon.DefaultTopic
-	}
-	if c.BatchTimeout == 0 {
-		c.BatchTimeout = 2 * time.Millisecond
-	}
-	if c.BatchSize == 0 {
-		c.BatchSize = 256
-	}
-	if c.BatchBytes == 0 {
-		c.BatchBytes = 1 << 20
-	}
-	if c.WriteTimeout == 0 {
-		c.WriteTimeout = 5 * time.Second
-	}
-	if c.DialTimeout == 0 {
-		c.DialTimeout = 2 * time.Second
-	}
-	if c.MaxAttempts == 0 {
-		c.MaxAttempts = 3
-	}
-	if c.RetryBackoff == 0 {
-		c.RetryBackoff = 50 * time.Millisecond
-	}
-	if c.MetadataTTL == 0 {
-		c.MetadataTTL = 3 * time.Second
-	}
-	if c.ClientID == "" {
-		c.ClientID = "coupon-gateway"
+// DefaultConfig is the production configuration against the dev stack's
+// broker.
+func DefaultConfig() Config {
+	return Config{
+		Brokers:      []string{"127.0.0.1:9092"},
+		Topic:        coupon.DefaultTopic,
+		BatchTimeout: 2 * time.Millisecond,
+		BatchSize:    256,
+		BatchBytes:   1 << 20,
+		WriteTimeout: 5 * time.Second,
+		DialTimeout:  2 * time.Second,
+		MaxAttempts:  3,
+		RetryBackoff: 50 * time.Millisecond,
+		MetadataTTL:  3 * time.Second,
+		ClientID:     "coupon-gateway",
 	}
 }
 
-// Validate reports the first invalid field.
-func (c *Config) Validate() error {
-	switch {
-	case len(c.Brokers) == 0:
-		return errors.New("kafka publisher: at least one broker address is required")
-	case c.BatchTimeout < 0 || c.WriteTimeout < 0 || c.DialTimeout < 0 || c.RetryBackoff < 0 || c.MetadataTTL < 0:
-		return errors.New("kafka publisher: durations must not be negative")
-	case c.BatchSize < 0 || c.BatchBytes < 0 || c.MaxAttempts < 0:
-		return errors.New("kafka publisher: sizes and attempts must not be negative")
-	}
-	for _, b := range c.Brokers {
-		if _, _, err := net.SplitHostPort(b); err != nil {
-			return fmt.Errorf("kafka publisher: broker address %q: %w", b, err)
+// Bind binds the settings an operator sets to flags with COUPON_*
+// environment defaults; the defaults are c's values.
+func (c *Config) Bind(fs *cli.FlagSet) {
+	fs.KafkaBrokersVar(&c.Brokers)
+	fs.TopicVar(&c.Topic)
+	fs.IntVar(&c.MaxAttempts, "publish-attempts", "COUPON_PUBLISH_ATTEMPTS", c.MaxAttempts, "tries of one publish (transient errors only)")
+	fs.DurationVar(&c.BatchTimeout, "kafka-batch-timeout", "COUPON_KAFKA_BATCH_TIMEOUT", c.BatchTimeout, "how long a produce batch waits for more records")
+}
+
+// Validate reports every problem at once.
+func (c Config) Validate() error {
+	var errs []error
+	add := func(bad bool, format string, args ...any) {
+		if bad {
+			errs = append(errs, fmt.Errorf("kafka publisher: "+format, args...))
 		}
 	}
-	return nil
+	add(len(c.Brokers) == 0, "at least one broker address is required (COUPON_KAFKA_BROKERS)")
+	for _, b := range c.Brokers {
+		if _, _, err := net.SplitHostPort(b); err != nil {
+			add(true, "broker address %q (COUPON_KAFKA_BROKERS): %v", b, err)
+		}
+	}
+	add(c.Topic == "", "topic is required (COUPON_TOPIC)")
+	add(c.MaxAttempts < 1, "publish attempts must be at least 1 (COUPON_PUBLISH_ATTEMPTS), not %d", c.MaxAttempts)
+	add(c.BatchTimeout <= 0, "batch timeout must be positive (COUPON_KAFKA_BATCH_TIMEOUT), not %s", c.BatchTimeout)
+	add(c.BatchSize < 1 || c.BatchBytes < 1, "batch size and bytes must be positive")
+	add(c.WriteTimeout <= 0 || c.DialTimeout <= 0 || c.MetadataTTL <= 0, "write and dial timeouts and the metadata TTL must be positive")
+	add(c.RetryBackoff < 0, "retry backoff must not be negative")
+	add(c.ClientID == "", "client ID is required")
+	return errors.Join(errs...)
 }
 
 // Publisher writes admissions to the admitted-request topic through one
@@ -111,12 +112,13 @@ type Publisher struct {
 	logger    *slog.Logger
 }
 
-// New returns a publisher; it connects lazily (see Ready).
+// New returns a publisher; it connects lazily (see Ready). A nil logger
+// logs nothing.
 func New(cfg Config, logger *slog.Logger) (*Publisher, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	cfg.setDefaults()
+	logger = cli.OrDiscard(logger)
 	transport := &kafkago.Transport{
 		Dial:        cfg.Dial,
 		DialTimeout: cfg.DialTimeout,

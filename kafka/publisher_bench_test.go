@@ -23,7 +23,9 @@ func BenchmarkPublish(b *testing.B) {
 	summary := map[time.Duration]string{} // the last (longest) run of each
 	for _, bt := range timeouts {
 		b.Run("batch-timeout-"+bt.String(), func(b *testing.B) {
-			p, err := New(Config{Brokers: brokers(), Topic: topic, BatchTimeout: bt}, testenv.Logger(b))
+			cfg := testConfig(topic)
+			cfg.BatchTimeout = bt
+			p, err := New(cfg, testenv.Logger(b))
 			if err != nil {
 				b.Fatal(err)
 			}

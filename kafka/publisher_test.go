@@ -9,7 +9,6 @@ import (
 	"os"
 	"sort"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -180,12 +179,19 @@ func mustNewPublisher(tb testing.TB, cfg Config) *Publisher {
 	return p
 }
 
-func brokers() []string { return strings.Split(testenv.KafkaBrokers, ",") }
+func brokers() []string { return testenv.KafkaBrokers }
+
+// testConfig is DefaultConfig on the test Kafka and topic.
+func testConfig(topic string) Config {
+	c := DefaultConfig()
+	c.Brokers, c.Topic = brokers(), topic
+	return c
+}
 
 func TestPublishReadBack(t *testing.T) {
 	const partitions = 8
 	topic := testenv.MustCreateTopic(t, partitions)
-	p := mustNewPublisher(t, Config{Brokers: brokers(), Topic: topic})
+	p := mustNewPublisher(t, testConfig(topic))
 	ctx := context.Background()
 	if err := p.Ready(ctx); err != nil {
 		t.Fatal(err)
@@ -283,7 +289,8 @@ func readAll(tb testing.TB, topic string, partitions, want int) []kafkago.Messag
 func TestPublishClosedPortFails(t *testing.T) {
 	testenv.Integration(t)
 	addr := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
-	cfg := Config{Brokers: []string{addr}, Topic: "nowhere", WriteTimeout: 2 * time.Second}
+	cfg := testConfig("nowhere")
+	cfg.Brokers, cfg.WriteTimeout = []string{addr}, 2*time.Second
 	p := mustNewPublisher(t, cfg)
 	start := time.Now()
 	err := p.Publish(context.Background(), coupon.Admission{CouponID: 1, UserID: 2, Rank: 1, AdmittedAt: time.Now()})
@@ -303,11 +310,11 @@ func TestPublishClosedPortFails(t *testing.T) {
 func TestReady(t *testing.T) {
 	topic := testenv.MustCreateTopic(t, 2)
 	ctx := context.Background()
-	if err := mustNewPublisher(t, Config{Brokers: brokers(), Topic: topic}).Ready(ctx); err != nil {
+	if err := mustNewPublisher(t, testConfig(topic)).Ready(ctx); err != nil {
 		t.Errorf("Ready on an existing topic: %v", err)
 	}
 	missing := "test-missing-" + testenv.RandomID()
-	if err := mustNewPublisher(t, Config{Brokers: brokers(), Topic: missing}).Ready(ctx); err == nil {
+	if err := mustNewPublisher(t, testConfig(missing)).Ready(ctx); err == nil {
 		t.Errorf("Ready on a missing topic: want an error")
 	}
 	if n, err := Partitions(ctx, brokers(), missing); err == nil {
@@ -325,7 +332,7 @@ func TestPublishRefusedRecordFails(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = DeleteTopics(context.Background(), brokers(), topic) })
-	p := mustNewPublisher(t, Config{Brokers: brokers(), Topic: topic})
+	p := mustNewPublisher(t, testConfig(topic))
 	err := p.Publish(ctx, coupon.Admission{CouponID: 7, UserID: 8, Rank: 1, AdmittedAt: time.Now()})
 	if !errors.Is(err, coupon.ErrPublishFailed) || errors.Is(err, coupon.ErrPublishUnknown) {
 		t.Fatalf("publish of a record the broker refuses: %v; want ErrPublishFailed", err)
@@ -360,10 +367,12 @@ func TestPublishUnknownWhenAckLost(t *testing.T) {
 	}
 	topic := testenv.MustCreateTopic(t, 1)
 	px := startProxy(t, brokers()[0])
-	p := mustNewPublisher(t, Config{Brokers: brokers(), Topic: topic, WriteTimeout: time.Second,
-		Dial: func(ctx context.Context, network, _ string) (net.Conn, error) {
-			return (&net.Dialer{}).DialContext(ctx, network, px.addr())
-		}})
+	cfg := testConfig(topic)
+	cfg.WriteTimeout = time.Second
+	cfg.Dial = func(ctx context.Context, network, _ string) (net.Conn, error) {
+		return (&net.Dialer{}).DialContext(ctx, network, px.addr())
+	}
+	p := mustNewPublisher(t, cfg)
 	ctx := context.Background()
 	warm := coupon.Admission{CouponID: 5, UserID: 1, Rank: 1, AdmittedAt: time.Now()}
 	if err := p.Publish(ctx, warm); err != nil {

@@ -18,15 +18,17 @@ type DB struct {
 	db *sql.DB
 }
 
-// Open opens a pool on dsn (go-sql-driver format; parseTime=true is added
-// when missing) and checks the server answers.
-func Open(ctx context.Context, dsn string, maxConns int) (*DB, error) {
-	db, err := sql.Open("mysql", withParseTime(dsn))
+// Open validates cfg, opens its pool and checks the server answers.
+func Open(ctx context.Context, cfg Config) (*DB, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	db, err := sql.Open("mysql", withParseTime(cfg.DSN))
 	if err != nil {
 		return nil, fmt.Errorf("open mysql: %w", err)
 	}
-	db.SetMaxOpenConns(maxConns)
-	db.SetMaxIdleConns(maxConns)
+	db.SetMaxOpenConns(cfg.MaxConns)
+	db.SetMaxIdleConns(cfg.MaxConns)
 	db.SetConnMaxIdleTime(5 * time.Minute)
 	if err := db.PingContext(ctx); err != nil {
 		_ = db.Close()

@@ -12,7 +12,6 @@ import (
 
 	"github.com/coupondrop/coupon"
 	"github.com/coupondrop/coupon/admitter"
-	"github.com/coupondrop/coupon/internal/cli"
 	"github.com/coupondrop/coupon/internal/testenv"
 	couponkafka "github.com/coupondrop/coupon/kafka"
 	"github.com/coupondrop/coupon/ops"
@@ -30,7 +29,7 @@ func TestRebuildGateAfterFlushall(t *testing.T) {
 	st := testenv.MustStartPrivate(t, "redis")
 	rdb := redis.NewUniversalClient(&redis.UniversalOptions{Addrs: []string{st.RedisAddr()}})
 	t.Cleanup(func() { _ = rdb.Close() })
-	gate, err := admitter.NewFromClient(rdb, admitter.Config{}, testenv.Logger(t))
+	gate, err := admitter.NewFromClient(rdb, admitter.DefaultConfig(), testenv.Logger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -39,7 +38,7 @@ func TestRebuildGateAfterFlushall(t *testing.T) {
 	db := testenv.MustOpenStore(t)
 	topicName := testenv.MustCreateTopic(t, 4)
 	dlq := testenv.MustCreateTopic(t, 1)
-	topic := couponkafka.NewTopic(cli.List(testenv.KafkaBrokers), topicName)
+	topic := couponkafka.NewTopic(testenv.KafkaBrokers, topicName)
 	const total = 3000
 	id := mustCreateCoupon(t, db, total)
 	ctx := context.Background()
@@ -187,7 +186,7 @@ func TestRebuildGateAfterFlushall(t *testing.T) {
 // unpublished too.
 func TestReconcile(t *testing.T) {
 	rdb := testenv.MustOpenRedis(t)
-	gate, err := admitter.NewFromClient(rdb, admitter.Config{}, testenv.Logger(t))
+	gate, err := admitter.NewFromClient(rdb, admitter.DefaultConfig(), testenv.Logger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -195,7 +194,7 @@ func TestReconcile(t *testing.T) {
 	db := testenv.MustOpenStore(t)
 	topicName := testenv.MustCreateTopic(t, 2)
 	dlq := testenv.MustCreateTopic(t, 1)
-	topic := couponkafka.NewTopic(cli.List(testenv.KafkaBrokers), topicName)
+	topic := couponkafka.NewTopic(testenv.KafkaBrokers, topicName)
 	ctx := context.Background()
 	const total = 20
 	id := mustCreateCoupon(t, db, total)
@@ -290,7 +289,7 @@ func TestRebuildGateFromTopicTail(t *testing.T) {
 	gate := mustOpenGate(t)
 	db := testenv.MustOpenStore(t)
 	topicName := testenv.MustCreateTopic(t, 3)
-	topic := couponkafka.NewTopic(cli.List(testenv.KafkaBrokers), topicName)
+	topic := couponkafka.NewTopic(testenv.KafkaBrokers, topicName)
 	ctx := context.Background()
 	id := mustCreateCoupon(t, db, 1000)
 	t.Cleanup(func() { _ = gate.Drop(context.Background(), id) })
@@ -342,7 +341,7 @@ func TestRebuildGateCountsDeadLetters(t *testing.T) {
 	gate := mustOpenGate(t)
 	db := testenv.MustOpenStore(t)
 	topicName, dlqName := testenv.MustCreateTopic(t, 1), testenv.MustCreateTopic(t, 1)
-	brokers := cli.List(testenv.KafkaBrokers)
+	brokers := testenv.KafkaBrokers
 	topic, dlq := couponkafka.NewTopic(brokers, topicName), couponkafka.NewTopic(brokers, dlqName)
 	ctx := context.Background()
 	id := mustCreateCoupon(t, db, 2)
@@ -396,7 +395,7 @@ func TestRebuildGateCountsDeadLetters(t *testing.T) {
 // mustOpenGate returns a gate on the test Redis, closed at cleanup.
 func mustOpenGate(tb testing.TB) *admitter.Gate {
 	tb.Helper()
-	gate, err := admitter.NewFromClient(testenv.MustOpenRedis(tb), admitter.Config{}, testenv.Logger(tb))
+	gate, err := admitter.NewFromClient(testenv.MustOpenRedis(tb), admitter.DefaultConfig(), testenv.Logger(tb))
 	if err != nil {
 		tb.Fatal(err)
 	}

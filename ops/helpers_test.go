@@ -9,12 +9,10 @@ import (
 	"time"
 
 	"github.com/coupondrop/coupon"
-	"github.com/coupondrop/coupon/internal/cli"
 	"github.com/coupondrop/coupon/internal/testenv"
 	"github.com/coupondrop/coupon/internal/testsink"
 	couponkafka "github.com/coupondrop/coupon/kafka"
 	"github.com/coupondrop/coupon/mysql"
-	"github.com/coupondrop/coupon/sinker"
 	"github.com/segmentio/kafka-go"
 )
 
@@ -47,7 +45,7 @@ func admissionMessage(tb testing.TB, couponID, userID, rank int64) kafka.Message
 
 func newWriter(topic string) *kafka.Writer {
 	return &kafka.Writer{
-		Addr:         kafka.TCP(cli.List(testenv.KafkaBrokers)...),
+		Addr:         kafka.TCP(testenv.KafkaBrokers...),
 		Topic:        topic,
 		Balancer:     &kafka.Murmur2Balancer{},
 		RequiredAcks: kafka.RequireAll,
@@ -74,12 +72,8 @@ func mustProduce(tb testing.TB, topic string, msgs []kafka.Message) {
 // its group.
 func startSinker(tb testing.TB, dsn, topic, dlq string) string {
 	tb.Helper()
-	cfg := sinker.Config{
-		Brokers: testenv.KafkaBrokers, Topic: topic, DLQTopic: dlq, GroupID: "ops-test-" + testenv.RandomID(),
-		MySQLDSN: dsn, MySQLConns: 4, BatchSize: 5000, Workers: 2, BatchWait: 10 * time.Millisecond,
-		SessionTimeout: 6 * time.Second, ShutdownTimeout: 10 * time.Second, MaxBytes: 8 << 20,
-		MinBytes: 64 << 10, MaxWait: 50 * time.Millisecond,
-	}
+	cfg := testsink.Config("ops-test", topic, dlq)
+	cfg.MySQL.DSN = dsn
 	testsink.Start(tb, cfg)
 	return cfg.GroupID
 }

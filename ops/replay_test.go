@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/coupondrop/coupon"
-	"github.com/coupondrop/coupon/internal/cli"
 	"github.com/coupondrop/coupon/internal/testenv"
 	couponkafka "github.com/coupondrop/coupon/kafka"
 	"github.com/coupondrop/coupon/mysql"
@@ -27,7 +26,7 @@ func TestReplayAfterTruncate(t *testing.T) {
 	const parts = 3
 	topicName := testenv.MustCreateTopic(t, parts)
 	dlq := testenv.MustCreateTopic(t, 1)
-	topic := couponkafka.NewTopic(cli.List(testenv.KafkaBrokers), topicName)
+	topic := couponkafka.NewTopic(testenv.KafkaBrokers, topicName)
 	ctx := context.Background()
 
 	totals := []int64{3000, 50, 700, 1}
@@ -128,7 +127,7 @@ func TestReplayAfterTruncate(t *testing.T) {
 func TestReplayCarryOverGuarded(t *testing.T) {
 	db, raw, _ := mustPrivateDB(t)
 	topicName := testenv.MustCreateTopic(t, 1)
-	topic := couponkafka.NewTopic(cli.List(testenv.KafkaBrokers), topicName)
+	topic := couponkafka.NewTopic(testenv.KafkaBrokers, topicName)
 	ctx := context.Background()
 	id := mustCreateCoupon(t, db, 5)
 	var msgs []kafka.Message

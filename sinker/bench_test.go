@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"github.com/coupondrop/coupon"
-	"github.com/coupondrop/coupon/internal/cli"
 	"github.com/coupondrop/coupon/internal/testenv"
 	couponkafka "github.com/coupondrop/coupon/kafka"
 	"github.com/coupondrop/coupon/mysql"
@@ -142,7 +141,7 @@ func BenchmarkSink(b *testing.B) {
 			n, time.Since(t0).Seconds(), consume)
 
 		cfg := testConfig(topic, dlq)
-		cfg.MySQLDSN = dsn
+		cfg.MySQL.DSN = dsn
 		cfg.BatchSize, cfg.Workers = batch, workers
 		s, err := sinker.New(cfg, testenv.Logger(b))
 		if err != nil {
@@ -184,7 +183,7 @@ func BenchmarkSink(b *testing.B) {
 		b.ReportMetric(sustained/ceiling, "ratio")
 
 		t0 = time.Now()
-		sum, err := ops.Replay(ctx, db, couponkafka.NewTopic(cli.List(testenv.KafkaBrokers), topic), ops.ReplayOptions{DropOld: true}, testenv.Logger(b))
+		sum, err := ops.Replay(ctx, db, couponkafka.NewTopic(testenv.KafkaBrokers, topic), ops.ReplayOptions{DropOld: true}, testenv.Logger(b))
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -205,7 +204,7 @@ func BenchmarkSink(b *testing.B) {
 func consumeOnly(tb testing.TB, topic string, n int) {
 	tb.Helper()
 	r := kafka.NewReader(kafka.ReaderConfig{
-		Brokers: cli.List(testenv.KafkaBrokers), GroupID: "bench-consume-" + testenv.RandomID(), Topic: topic,
+		Brokers: testenv.KafkaBrokers, GroupID: "bench-consume-" + testenv.RandomID(), Topic: topic,
 		QueueCapacity: 10_000, MinBytes: 1, MaxBytes: 8 << 20, MaxWait: 500 * time.Millisecond,
 		StartOffset: kafka.FirstOffset, SessionTimeout: 6 * time.Second, RebalanceTimeout: 6 * time.Second,
 	})
@@ -244,7 +243,7 @@ func mustBenchDB(tb testing.TB) (*mysql.DB, *sql.DB, string) {
 func mustPrefill(tb testing.TB, topic string, rows []coupon.Issue) {
 	tb.Helper()
 	w := &kafka.Writer{
-		Addr:         kafka.TCP(cli.List(testenv.KafkaBrokers)...),
+		Addr:         kafka.TCP(testenv.KafkaBrokers...),
 		Topic:        topic,
 		Balancer:     &kafka.Murmur2Balancer{},
 		RequiredAcks: kafka.RequireAll,

@@ -8,17 +8,17 @@ import (
 	"github.com/coupondrop/coupon"
 	"github.com/coupondrop/coupon/internal/cli"
 	"github.com/coupondrop/coupon/internal/sidehttp"
+	"github.com/coupondrop/coupon/mysql"
 	driver "github.com/go-sql-driver/mysql"
 )
 
-// Config is the sinker's configuration; Bind sets its defaults and flags.
+// Config is the sinker's configuration. Start from DefaultConfig.
 type Config struct {
-	Brokers     string        // comma-separated Kafka bootstrap addresses
+	Brokers     []string      // Kafka bootstrap addresses
 	Topic       string        // the admitted-request topic
 	DLQTopic    string        // the dead-letter topic
 	GroupID     string        // the consumer group every sinker process joins
-	MySQLDSN    string        // go-sql-driver DSN (secret)
-	MySQLConns  int           // pool size
+	MySQL       mysql.Config  // the store; its pool needs a connection per worker
 	BatchSize   int           // records per batch (one transaction, one partition) at most
 	Workers     int           // batches settled at once, each on its own partitions
 	BatchWait   time.Duration // how long a batch waits for more records after its first
@@ -43,66 +43,77 @@ type Config struct {
 	MetricsTimeouts sidehttp.Timeouts
 }
 
-// Bind binds every field to a flag whose default comes from COUPON_* env.
-func (c *Config) Bind(fs *cli.FlagSet) {
-	fs.StringVar(&c.Brokers, "kafka-brokers", "COUPON_KAFKA_BROKERS", "127.0.0.1:9092", "Kafka bootstrap brokers, comma-separated")
-	fs.StringVar(&c.Topic, "topic", "COUPON_TOPIC", coupon.DefaultTopic, "admitted-request topic")
-	fs.StringVar(&c.DLQTopic, "dlq-topic", "COUPON_DLQ_TOPIC", coupon.DefaultDeadLetterTopic, "dead-letter topic for poison records")
-	fs.StringVar(&c.GroupID, "group-id", "COUPON_GROUP_ID", "coupon-sinker", "consumer group shared by every sinker process")
-	fs.SecretVar(&c.MySQLDSN, "mysql-dsn", "COUPON_MYSQL_DSN", "root@tcp(127.0.0.1:3306)/coupon", "MySQL/MariaDB DSN (go-sql-driver format)")
-	fs.IntVar(&c.MySQLConns, "mysql-conns", "COUPON_MYSQL_CONNS", 4, "MySQL connection pool size")
-	// A batch is one partition's records (fetch.go); 10,000 instead of
-	// 5,000 gains only ~5% on the 2-core reference machine (BenchmarkSink).
-	fs.IntVar(&c.BatchSize, "batch-size", "COUPON_BATCH_SIZE", 5000, "records per batch (one transaction, one partition) at most")
-	// Two workers: with per-partition batches, two transactions at once
-	// gain 7-28% on the 2-core reference machine (BenchmarkSink).
-	fs.IntVar(&c.Workers, "workers", "COUPON_SINK_WORKERS", 2, "batches written at once, each worker owning partition % workers")
-	fs.DurationVar(&c.BatchWait, "batch-wait", "COUPON_BATCH_WAIT", 100*time.Millisecond, "how long a batch waits for more records after its first")
-	fs.StringVar(&c.MetricsAddr, "metrics-addr", "COUPON_METRICS_ADDR", "127.0.0.1:9464", "address of /metrics, /healthz and /readyz (empty: off)")
-	fs.DurationVar(&c.SessionTimeout, "session-timeout", "COUPON_SESSION_TIMEOUT", 10*time.Second, "consumer-group session timeout")
-	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", "COUPON_SHUTDOWN_TIMEOUT", 15*time.Second, "bound on finishing the batch in flight after SIGTERM")
-	fs.IntVar(&c.MaxBytes, "fetch-max-bytes", "COUPON_FETCH_MAX_BYTES", 8<<20, "largest fetch response per partition, bytes")
-	fs.IntVar(&c.MinBytes, "fetch-min-bytes", "COUPON_FETCH_MIN_BYTES", 64<<10, "bytes a partition's fetch waits for (up to fetch-max-wait) before the broker answers")
-	fs.DurationVar(&c.MaxWait, "fetch-max-wait", "COUPON_FETCH_MAX_WAIT", 100*time.Millisecond, "longest a fetch waits for fetch-min-bytes")
+// DefaultConfig is the production configuration against the dev stack.
+func DefaultConfig() Config {
+	db := mysql.DefaultConfig()
+	db.MaxConns = 4
+	return Config{
+		Brokers:  []string{"127.0.0.1:9092"},
+		Topic:    coupon.DefaultTopic,
+		DLQTopic: coupon.DefaultDeadLetterTopic,
+		GroupID:  coupon.DefaultSinkerGroup,
+		MySQL:    db,
+		// A batch is one partition's records (fetch.go); 10,000 instead of
+		// 5,000 gains only ~5% on the 2-core reference machine (BenchmarkSink).
+		BatchSize: 5000,
+		// Two workers: with per-partition batches, two transactions at once
+		// gain 7-28% on the 2-core reference machine (BenchmarkSink).
+		Workers:         2,
+		BatchWait:       100 * time.Millisecond,
+		MetricsAddr:     "127.0.0.1:9464",
+		SessionTimeout:  10 * time.Second,
+		ShutdownTimeout: 15 * time.Second,
+		MaxBytes:        8 << 20,
+		MinBytes:        64 << 10,
+		MaxWait:         100 * time.Millisecond,
+	}
 }
 
-// Validate reports the first bad field, naming it.
-func (c *Config) Validate() error {
-	switch {
-	case len(cli.List(c.Brokers)) == 0:
-		return errors.New("kafka-brokers (COUPON_KAFKA_BROKERS) is required")
-	case c.Topic == "":
-		return errors.New("topic (COUPON_TOPIC) is required")
-	case c.DLQTopic == "" || c.DLQTopic == c.Topic:
-		return errors.New("dlq-topic (COUPON_DLQ_TOPIC) is required and must differ from the topic")
-	case c.GroupID == "":
-		return errors.New("group-id (COUPON_GROUP_ID) is required")
-	case c.Workers < 1 || c.Workers > 64:
-		return fmt.Errorf("workers (COUPON_SINK_WORKERS) must be 1..64, got %d", c.Workers)
-	case c.MySQLConns < c.Workers:
-		return fmt.Errorf("mysql-conns (COUPON_MYSQL_CONNS) must be at least workers (%d), got %d", c.Workers, c.MySQLConns)
-	case c.BatchSize < 1 || c.BatchSize > 100_000:
-		return fmt.Errorf("batch-size (COUPON_BATCH_SIZE) must be 1..100000, got %d", c.BatchSize)
-	case c.BatchWait < 0 || c.BatchWait > time.Minute:
-		return fmt.Errorf("batch-wait (COUPON_BATCH_WAIT) must be 0..1m, got %s", c.BatchWait)
-	case c.SessionTimeout < time.Second:
-		return fmt.Errorf("session-timeout (COUPON_SESSION_TIMEOUT) must be at least 1s, got %s", c.SessionTimeout)
-	case c.ShutdownTimeout <= 0:
-		return fmt.Errorf("shutdown-timeout (COUPON_SHUTDOWN_TIMEOUT) must be positive, got %s", c.ShutdownTimeout)
-	case c.MaxBytes < 1<<16:
-		return fmt.Errorf("fetch-max-bytes (COUPON_FETCH_MAX_BYTES) must be at least 65536, got %d", c.MaxBytes)
-	case c.MinBytes < 1 || c.MinBytes > c.MaxBytes:
-		return fmt.Errorf("fetch-min-bytes (COUPON_FETCH_MIN_BYTES) must be 1..fetch-max-bytes (%d), got %d", c.MaxBytes, c.MinBytes)
-	case c.MaxWait < 10*time.Millisecond || c.MaxWait > 5*time.Second:
-		return fmt.Errorf("fetch-max-wait (COUPON_FETCH_MAX_WAIT) must be 10ms..5s, got %s", c.MaxWait)
+// Bind binds every field to a flag whose default comes from COUPON_* env,
+// else from c's value.
+func (c *Config) Bind(fs *cli.FlagSet) {
+	fs.KafkaBrokersVar(&c.Brokers)
+	fs.TopicVar(&c.Topic)
+	fs.DLQTopicVar(&c.DLQTopic)
+	fs.GroupIDVar(&c.GroupID)
+	c.MySQL.Bind(fs)
+	fs.IntVar(&c.BatchSize, "batch-size", "COUPON_BATCH_SIZE", c.BatchSize, "records per batch (one transaction, one partition) at most")
+	fs.IntVar(&c.Workers, "workers", "COUPON_SINK_WORKERS", c.Workers, "batches written at once, each worker owning partition % workers")
+	fs.DurationVar(&c.BatchWait, "batch-wait", "COUPON_BATCH_WAIT", c.BatchWait, "how long a batch waits for more records after its first")
+	fs.StringVar(&c.MetricsAddr, "metrics-addr", "COUPON_METRICS_ADDR", c.MetricsAddr, "address of /metrics, /healthz and /readyz (empty: off)")
+	fs.DurationVar(&c.SessionTimeout, "session-timeout", "COUPON_SESSION_TIMEOUT", c.SessionTimeout, "consumer-group session timeout")
+	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", "COUPON_SHUTDOWN_TIMEOUT", c.ShutdownTimeout, "bound on finishing the batch in flight after SIGTERM")
+	fs.IntVar(&c.MaxBytes, "fetch-max-bytes", "COUPON_FETCH_MAX_BYTES", c.MaxBytes, "largest fetch response per partition, bytes")
+	fs.IntVar(&c.MinBytes, "fetch-min-bytes", "COUPON_FETCH_MIN_BYTES", c.MinBytes, "bytes a partition's fetch waits for (up to fetch-max-wait) before the broker answers")
+	fs.DurationVar(&c.MaxWait, "fetch-max-wait", "COUPON_FETCH_MAX_WAIT", c.MaxWait, "longest a fetch waits for fetch-min-bytes")
+}
+
+// Validate reports every problem at once, naming each setting.
+func (c Config) Validate() error {
+	var errs []error
+	add := func(bad bool, format string, args ...any) {
+		if bad {
+			errs = append(errs, fmt.Errorf(format, args...))
+		}
 	}
-	dsn, err := driver.ParseDSN(c.MySQLDSN)
-	if err != nil {
-		return fmt.Errorf("mysql-dsn (COUPON_MYSQL_DSN): %w", err)
-	}
-	if dsn.ClientFoundRows {
+	add(len(c.Brokers) == 0, "kafka-brokers (COUPON_KAFKA_BROKERS) is required")
+	add(c.Topic == "", "topic (COUPON_TOPIC) is required")
+	add(c.DLQTopic == "" || c.DLQTopic == c.Topic, "dlq-topic (COUPON_DLQ_TOPIC) is required and must differ from the topic")
+	add(c.GroupID == "", "group-id (COUPON_GROUP_ID) is required")
+	add(c.Workers < 1 || c.Workers > 64, "workers (COUPON_SINK_WORKERS) must be 1..64, got %d", c.Workers)
+	add(c.MySQL.MaxConns < c.Workers, "mysql-conns (COUPON_MYSQL_CONNS) must be at least workers (%d), got %d", c.Workers, c.MySQL.MaxConns)
+	add(c.BatchSize < 1 || c.BatchSize > 100_000, "batch-size (COUPON_BATCH_SIZE) must be 1..100000, got %d", c.BatchSize)
+	add(c.BatchWait < 0 || c.BatchWait > time.Minute, "batch-wait (COUPON_BATCH_WAIT) must be 0..1m, got %s", c.BatchWait)
+	add(c.SessionTimeout < time.Second, "session-timeout (COUPON_SESSION_TIMEOUT) must be at least 1s, got %s", c.SessionTimeout)
+	add(c.ShutdownTimeout <= 0, "shutdown-timeout (COUPON_SHUTDOWN_TIMEOUT) must be positive, got %s", c.ShutdownTimeout)
+	add(c.MaxBytes < 1<<16, "fetch-max-bytes (COUPON_FETCH_MAX_BYTES) must be at least 65536, got %d", c.MaxBytes)
+	add(c.MinBytes < 1 || c.MinBytes > c.MaxBytes, "fetch-min-bytes (COUPON_FETCH_MIN_BYTES) must be 1..fetch-max-bytes (%d), got %d", c.MaxBytes, c.MinBytes)
+	add(c.MaxWait < 10*time.Millisecond || c.MaxWait > 5*time.Second, "fetch-max-wait (COUPON_FETCH_MAX_WAIT) must be 10ms..5s, got %s", c.MaxWait)
+	if err := c.MySQL.Validate(); err != nil {
+		errs = append(errs, err)
+	} else if dsn, _ := driver.ParseDSN(c.MySQL.DSN); dsn.ClientFoundRows {
 		// RowsAffected must count inserted rows only, not matched duplicates.
-		return errors.New("mysql-dsn (COUPON_MYSQL_DSN): clientFoundRows=true is not supported by the sinker")
+		errs = append(errs, errors.New("mysql-dsn (COUPON_MYSQL_DSN): clientFoundRows=true is not supported by the sinker"))
 	}
-	return nil
+	return errors.Join(errs...)
 }

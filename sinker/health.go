@@ -208,7 +208,7 @@ func (s *Sinker) probeKafka(ctx context.Context) (waitFor string, err error) {
 	defer cancel()
 	tr := &kafka.Transport{DialTimeout: time.Second, MetadataTTL: time.Second}
 	defer tr.CloseIdleConnections()
-	brokers := s.brokers
+	brokers := s.cfg.Brokers
 	var md *kafka.MetadataResponse
 	for _, b := range brokers {
 		cl := &kafka.Client{Addr: kafka.TCP(b), Transport: tr, Timeout: 2 * time.Second}

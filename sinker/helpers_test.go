@@ -79,7 +79,7 @@ func startSinkerProc(tb testing.TB, topic, dlq, group string, extraEnv ...string
 	tb.Helper()
 	cmd := exec.Command(mustBuildSinker(tb))
 	cmd.Env = append(os.Environ(),
-		"COUPON_KAFKA_BROKERS="+testenv.KafkaBrokers,
+		"COUPON_KAFKA_BROKERS="+strings.Join(testenv.KafkaBrokers, ","),
 		"COUPON_TOPIC="+topic,
 		"COUPON_DLQ_TOPIC="+dlq,
 		"COUPON_GROUP_ID="+group,
@@ -136,12 +136,7 @@ func runSinker(tb testing.TB, cfg sinker.Config) {
 }
 
 func testConfig(topic, dlq string) sinker.Config {
-	return sinker.Config{
-		Brokers: testenv.KafkaBrokers, Topic: topic, DLQTopic: dlq, GroupID: "sinker-test-" + testenv.RandomID(),
-		MySQLDSN: testenv.MySQLDSN, MySQLConns: 4, BatchSize: 5000, Workers: 2, BatchWait: 20 * time.Millisecond,
-		SessionTimeout: 6 * time.Second, ShutdownTimeout: 10 * time.Second, MaxBytes: 8 << 20,
-		MinBytes: 64 << 10, MaxWait: 50 * time.Millisecond,
-	}
+	return testsink.Config("sinker-test", topic, dlq)
 }
 
 // mustCreateCoupon inserts an async coupon with the given total.
@@ -173,7 +168,7 @@ func admissions(couponID, userBase int64, n int) []coupon.Admission {
 func mustProduce(tb testing.TB, topic string, recs []kafka.Message) {
 	tb.Helper()
 	w := &kafka.Writer{
-		Addr:         kafka.TCP(testenv.KafkaBrokers),
+		Addr:         kafka.TCP(testenv.KafkaBrokers...),
 		Topic:        topic,
 		Balancer:     &kafka.Murmur2Balancer{},
 		RequiredAcks: kafka.RequireAll,
@@ -230,7 +225,7 @@ func mustCouponState(tb testing.TB, db *sql.DB, couponID, userBase int64) coupon
 // mustEndOffsets returns the topic's end offsets per partition.
 func mustEndOffsets(tb testing.TB, topic string, parts int) map[int]int64 {
 	tb.Helper()
-	cl := &kafka.Client{Addr: kafka.TCP(testenv.KafkaBrokers), Timeout: 10 * time.Second}
+	cl := &kafka.Client{Addr: kafka.TCP(testenv.KafkaBrokers...), Timeout: 10 * time.Second}
 	req := make([]kafka.OffsetRequest, parts)
 	for p := range req {
 		req[p] = kafka.LastOffsetOf(p)
@@ -251,7 +246,7 @@ func mustEndOffsets(tb testing.TB, topic string, parts int) map[int]int64 {
 
 // committedOffsets returns the group's committed offsets per partition.
 func committedOffsets(topic, group string, parts int) (map[int]int64, error) {
-	cl := &kafka.Client{Addr: kafka.TCP(testenv.KafkaBrokers), Timeout: 10 * time.Second}
+	cl := &kafka.Client{Addr: kafka.TCP(testenv.KafkaBrokers...), Timeout: 10 * time.Second}
 	ps := make([]int, parts)
 	for p := range ps {
 		ps[p] = p
@@ -295,7 +290,7 @@ func readAll(tb testing.TB, topic string, partition int) []kafka.Message {
 	if end == 0 {
 		return nil
 	}
-	r := kafka.NewReader(kafka.ReaderConfig{Brokers: []string{testenv.KafkaBrokers}, Topic: topic, Partition: partition, MaxWait: 100 * time.Millisecond})
+	r := kafka.NewReader(kafka.ReaderConfig{Brokers: testenv.KafkaBrokers, Topic: topic, Partition: partition, MaxWait: 100 * time.Millisecond})
 	defer r.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()

@@ -25,7 +25,7 @@ import (
 // admission is exactly one row.
 func TestRidesOutBrokerKill(t *testing.T) {
 	st := testenv.MustStartPrivate(t, stack.Kafka)
-	brokers := strings.Join(st.KafkaBrokers(), ",")
+	brokers := st.KafkaBrokers()
 	db := testenv.MustOpenDB(t)
 	o := startOutageRun(t, db, brokers, brokers, testenv.MySQLDSN)
 
@@ -42,7 +42,7 @@ func TestRidesOutBrokerKill(t *testing.T) {
 func TestRidesOutDatabaseKill(t *testing.T) {
 	st := testenv.MustStartPrivate(t, stack.MySQL)
 	db, dsn := testenv.MustOpenStackDB(t, st)
-	o := startOutageRun(t, db, testenv.KafkaBrokers, "", dsn)
+	o := startOutageRun(t, db, testenv.KafkaBrokers, nil, dsn)
 
 	o.killAndRestart(t, st, stack.MySQL, func() {})
 }
@@ -85,9 +85,9 @@ type outageRun struct {
 // startOutageRun creates coupons and a topic (on topicBrokers when set,
 // else the test stack's), starts the built sinker against brokers and dsn,
 // and starts publishing.
-func startOutageRun(t *testing.T, db *sql.DB, brokers, topicBrokers, dsn string) *outageRun {
+func startOutageRun(t *testing.T, db *sql.DB, brokers, topicBrokers []string, dsn string) *outageRun {
 	t.Helper()
-	if topicBrokers == "" {
+	if topicBrokers == nil {
 		topicBrokers = testenv.KafkaBrokers
 	}
 	topic := testenv.MustCreateTopicOn(t, topicBrokers, 4)
@@ -98,7 +98,7 @@ func startOutageRun(t *testing.T, db *sql.DB, brokers, topicBrokers, dsn string)
 	}
 	addr := "127.0.0.1:" + strconv.Itoa(testenv.FreePort(t))
 	p := startSinkerProc(t, topic, dlq, "sinker-outage-"+testenv.RandomID(),
-		"COUPON_KAFKA_BROKERS="+brokers, "COUPON_MYSQL_DSN="+dsn, "COUPON_METRICS_ADDR="+addr)
+		"COUPON_KAFKA_BROKERS="+strings.Join(brokers, ","), "COUPON_MYSQL_DSN="+dsn, "COUPON_METRICS_ADDR="+addr)
 	o := &outageRun{db: db, sinker: p, metrics: addr, load: startAdmissionLoad(t, brokers, topic, coupons)}
 	o.waitReady(t)
 	return o
@@ -326,13 +326,13 @@ type admissionLoad struct {
 	nAcked  int64
 }
 
-func startAdmissionLoad(t *testing.T, brokers, topic string, coupons []int64) *admissionLoad {
+func startAdmissionLoad(t *testing.T, brokers []string, topic string, coupons []int64) *admissionLoad {
 	t.Helper()
 	l := &admissionLoad{
 		coupons: coupons, userBase: 1 << 32, done: make(chan struct{}),
 		acked: map[int64]map[int64]bool{}, unknown: map[int64]map[int64]bool{},
 		w: &kafka.Writer{
-			Addr:         kafka.TCP(strings.Split(brokers, ",")...),
+			Addr:         kafka.TCP(brokers...),
 			Topic:        topic,
 			Balancer:     &kafka.Murmur2Balancer{},
 			RequiredAcks: kafka.RequireAll,

@@ -50,7 +50,6 @@ type Sinker struct {
 	reader    *kafka.Reader
 	dlq       *kafka.Writer
 	metrics   *metrics
-	brokers   []string
 	mysqlAddr string
 
 	kafkaDown *outage // the reader, the dead-letter writer or the cluster
@@ -59,20 +58,21 @@ type Sinker struct {
 }
 
 // New opens MySQL and prepares the Kafka reader (joining the group happens
-// on the first fetch in Run) and the dead-letter writer.
+// on the first fetch in Run) and the dead-letter writer. A nil logger logs
+// nothing.
 func New(cfg Config, logger *slog.Logger) (*Sinker, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
+	logger = cli.OrDiscard(logger)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	db, err := mysql.Open(ctx, cfg.MySQLDSN, cfg.MySQLConns)
+	db, err := mysql.Open(ctx, cfg.MySQL)
 	if err != nil {
 		return nil, fmt.Errorf("sinker: %w", err)
 	}
-	brokers := cli.List(cfg.Brokers)
-	s := &Sinker{cfg: cfg, log: logger, db: db, metrics: newMetrics(), brokers: brokers}
-	if dsn, err := driver.ParseDSN(cfg.MySQLDSN); err == nil { // Validate parsed it
+	s := &Sinker{cfg: cfg, log: logger, db: db, metrics: newMetrics()}
+	if dsn, err := driver.ParseDSN(cfg.MySQL.DSN); err == nil { // Validate parsed it
 		s.mysqlAddr = dsn.Addr
 	}
 	s.kafkaDown = newOutage(depKafka, logger, s.metrics)
@@ -80,7 +80,7 @@ func New(cfg Config, logger *slog.Logger) (*Sinker, error) {
 	s.watch = newKafkaWatch(s, s.kafkaDown)
 	kafkaLog := logger.With("component", "kafka")
 	s.reader = kafka.NewReader(kafka.ReaderConfig{
-		Brokers: brokers,
+		Brokers: cfg.Brokers,
 		GroupID: cfg.GroupID,
 		Topic:   cfg.Topic,
 		// Room for the next batch while the current one is in MySQL, so
@@ -107,7 +107,7 @@ func New(cfg Config, logger *slog.Logger) (*Sinker, error) {
 		}),
 	})
 	s.dlq = &kafka.Writer{
-		Addr:         kafka.TCP(brokers...),
+		Addr:         kafka.TCP(cfg.Brokers...),
 		Topic:        cfg.DLQTopic,
 		Balancer:     &kafka.Murmur2Balancer{},
 		RequiredAcks: kafka.RequireAll,
@@ -528,7 +528,7 @@ func (s *Sinker) ready(ctx context.Context) error {
 		return fmt.Errorf("mysql: %w", err)
 	}
 	var lastErr error
-	for _, b := range s.brokers {
+	for _, b := range s.cfg.Brokers {
 		conn, err := (&kafka.Dialer{Timeout: 2 * time.Second}).DialContext(ctx, "tcp", b)
 		if err == nil {
 			_ = conn.Close()

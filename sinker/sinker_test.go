@@ -246,7 +246,7 @@ func TestGracefulStop(t *testing.T) {
 	if sum != rows || rows >= n {
 		t.Fatalf("after SIGTERM: %d rows written, offsets committed past %d records (of %d)", rows, sum, n)
 	}
-	cl := &kafka.Client{Addr: kafka.TCP(testenv.KafkaBrokers), Timeout: 10 * time.Second}
+	cl := &kafka.Client{Addr: kafka.TCP(testenv.KafkaBrokers...), Timeout: 10 * time.Second}
 	res, err := cl.DescribeGroups(context.Background(), &kafka.DescribeGroupsRequest{GroupIDs: []string{group}})
 	if err != nil {
 		t.Fatal(err)

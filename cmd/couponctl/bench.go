@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -321,7 +320,9 @@ func runBench(ctx context.Context, args []string) error {
 
 // dropGateKeys deletes the gate keys of finished bench coupons.
 func dropGateKeys(ctx context.Context, addr string, couponIDs []int64) error {
-	gate, err := admitter.New(admitter.Config{Addrs: []string{addr}, BatchMax: 1}, slog.New(slog.DiscardHandler))
+	cfg := admitter.DefaultConfig()
+	cfg.Addrs, cfg.BatchMax = []string{addr}, 1
+	gate, err := admitter.New(cfg, nil)
 	if err != nil {
 		return err
 	}
@@ -383,7 +384,7 @@ func loadAvg() string {
 func openBenchDB(dsn string) (*mysql.DB, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	return mysql.Open(ctx, dsn, 4)
+	return mysql.Open(ctx, mysql.Config{DSN: dsn, MaxConns: 4})
 }
 
 // benchSystem is the stack, gateway and sinker bench started for the run.
@@ -417,7 +418,7 @@ func startBenchSystem(ctx context.Context, f *benchFlags, root, dir string, step
 	if err := migrateDB(ctx, sys.dsn); err != nil {
 		return sys, err
 	}
-	tf := topicFlags{brokers: strings.Join(sys.brokers, ","), topic: topic, dlq: dlq, partitions: 12, rf: 1}
+	tf := topicFlags{brokers: sys.brokers, topic: topic, dlq: dlq, partitions: 12, rf: 1}
 	if err := tf.ensure(ctx); err != nil {
 		return sys, err
 	}
@@ -464,7 +465,6 @@ func startBenchSystem(ctx context.Context, f *benchFlags, root, dir string, step
 		"COUPON_KAFKA_BROKERS="+strings.Join(sys.brokers, ","),
 		"COUPON_TOPIC="+topic,
 		"COUPON_DLQ_TOPIC="+dlq,
-		"COUPON_DEAD_LETTER_TOPIC="+dlq,
 		"COUPON_GROUP_ID=coupon-sinker-"+run,
 		"COUPON_ADMIN_TOKEN="+sys.token,
 		"COUPON_HTTP_ADDR="+httpAddr,

@@ -23,20 +23,22 @@ func init() {
 // topicFlags are the Kafka settings of migrate and topics (brokers come
 // from their servers).
 type topicFlags struct {
-	brokers, topic, dlq string
-	partitions, rf      int
-	skip                bool
+	brokers        []string
+	topic, dlq     string
+	partitions, rf int
+	skip           bool
 }
 
 func (f *topicFlags) bind(fs *cli.FlagSet) {
-	fs.StringVar(&f.topic, "topic", "COUPON_TOPIC", coupon.DefaultTopic, "admitted-request topic")
-	fs.StringVar(&f.dlq, "dead-letter-topic", "COUPON_DLQ_TOPIC", coupon.DefaultDeadLetterTopic, "dead-letter topic")
+	f.topic, f.dlq = coupon.DefaultTopic, coupon.DefaultDeadLetterTopic
+	fs.TopicVar(&f.topic)
+	fs.DLQTopicVar(&f.dlq)
 	fs.IntVar(&f.partitions, "partitions", "COUPON_TOPIC_PARTITIONS", 12, "partitions of a new admitted-request topic")
 	fs.IntVar(&f.rf, "replication-factor", "COUPON_TOPIC_REPLICATION_FACTOR", 0, "replication factor of new topics (0: the cluster's brokers, at most 3)")
 }
 
 func (f *topicFlags) ensure(ctx context.Context) error {
-	brokers := cli.List(f.brokers)
+	brokers := f.brokers
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
 	rf := f.rf
@@ -125,7 +127,7 @@ func (s *servers) prepare(ctx context.Context, command string, tf *topicFlags) e
 	if err := s.mayChange(ctx, nil); err != nil {
 		return err
 	}
-	tf.brokers = strings.Join(s.resolvedKB, ",")
+	tf.brokers = s.resolvedKB
 	return nil
 }
 

@@ -27,12 +27,14 @@ type opsFlags struct {
 
 func (f *opsFlags) bind(fs *cli.FlagSet, withRedis bool) {
 	f.servers.bind(fs, true, withRedis)
-	// replay reads no group; the others read the sinker's.
-	fs.StringVar(&f.topic, "topic", "COUPON_TOPIC", coupon.DefaultTopic, "admitted-request topic")
+	f.topic, f.group = coupon.DefaultTopic, coupon.DefaultSinkerGroup
+	fs.TopicVar(&f.topic)
+	// replay reads no group; the others read the sinker's offsets, never
+	// moving them.
 	if withRedis {
-		fs.StringVar(&f.group, "group-id", "COUPON_GROUP_ID", "coupon-sinker", "the sinker's consumer group (its offsets are read, never moved)")
-		fs.StringVar(&f.redisMaster, "redis-master-name", "COUPON_REDIS_MASTER_NAME", "", "Redis Sentinel: the primary's master name; redis-addrs then lists the Sentinels (default the stack's in sentinel mode)")
-		fs.SecretVar(&f.redisPassword, "redis-password", "COUPON_REDIS_PASSWORD", "", "Redis password")
+		fs.GroupIDVar(&f.group)
+		fs.RedisMasterNameVar(&f.redisMaster)
+		fs.RedisPasswordVar(&f.redisPassword)
 	}
 	fs.BoolVar(&f.verbose, "verbose", "COUPON_VERBOSE", false, "log progress details to stderr")
 }
@@ -67,7 +69,7 @@ func (f *opsFlags) open(ctx context.Context, command string, change bool) (*mysq
 	}
 	octx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	db, err := mysql.Open(octx, f.resolvedDSN, 4)
+	db, err := mysql.Open(octx, mysql.Config{DSN: f.resolvedDSN, MaxConns: 4})
 	if err != nil {
 		return nil, nil, err
 	}
@@ -88,8 +90,10 @@ func (f *opsFlags) openGateClient(ctx context.Context) (*admitter.Gate, error) {
 	if len(addrs) == 0 {
 		return nil, errors.New("redis-addrs (COUPON_REDIS_ADDRS) is required")
 	}
-	gate, err := admitter.New(admitter.Config{Addrs: addrs, MasterName: f.redisMaster, Password: f.redisPassword,
-		DialTimeout: 5 * time.Second, ReadTimeout: time.Minute, WriteTimeout: time.Minute, BatchMax: 1}, f.logger())
+	cfg := admitter.DefaultConfig()
+	cfg.Addrs, cfg.MasterName, cfg.Password = addrs, f.redisMaster, f.redisPassword
+	cfg.DialTimeout, cfg.ReadTimeout, cfg.WriteTimeout, cfg.BatchMax = 5*time.Second, time.Minute, time.Minute, 1
+	gate, err := admitter.New(cfg, f.logger())
 	if err != nil {
 		return nil, fmt.Errorf("redis %s: %w", strings.Join(addrs, ","), err)
 	}

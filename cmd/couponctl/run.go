@@ -15,7 +15,6 @@ import (
 	"syscall"
 	"time"
 
-	coupon "github.com/coupondrop/coupon"
 	"github.com/coupondrop/coupon/internal/cli"
 )
 
@@ -35,16 +34,13 @@ func runRun(ctx context.Context, args []string) error {
 	fs := cli.New("run")
 	var f stackFlags
 	f.bind(fs)
-	var binDir, httpAddr, metricsAddr, topic, dlq string
-	var partitions, rf int
+	var binDir, httpAddr, metricsAddr string
+	var tf topicFlags
 	var stopTimeout time.Duration
 	fs.StringVar(&binDir, "bin-dir", "COUPON_BIN_DIR", "", "folder of the gateway and sinker binaries (default <repo>/bin)")
 	fs.StringVar(&httpAddr, "http-addr", "COUPON_HTTP_ADDR", "127.0.0.1:8080", "gateway listen address")
 	fs.StringVar(&metricsAddr, "metrics-addr", "COUPON_METRICS_ADDR", "127.0.0.1:9464", "sinker metrics listen address")
-	fs.StringVar(&topic, "topic", "COUPON_TOPIC", coupon.DefaultTopic, "admitted-request topic")
-	fs.StringVar(&dlq, "dead-letter-topic", "COUPON_DLQ_TOPIC", coupon.DefaultDeadLetterTopic, "dead-letter topic")
-	fs.IntVar(&partitions, "partitions", "COUPON_TOPIC_PARTITIONS", 12, "partitions of a new admitted-request topic")
-	fs.IntVar(&rf, "replication-factor", "COUPON_TOPIC_REPLICATION_FACTOR", 0, "replication factor of new topics (0: the cluster's brokers, at most 3)")
+	tf.bind(fs)
 	fs.DurationVar(&stopTimeout, "stop-timeout", "COUPON_STOP_TIMEOUT", 30*time.Second, "how long gateway and sinker get to exit after SIGTERM")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -62,13 +58,12 @@ func runRun(ctx context.Context, args []string) error {
 		return err
 	}
 	dsn := st.MySQLDSN(dbName(f.profile))
-	brokers := strings.Join(st.KafkaBrokers(), ",")
+	tf.brokers = st.KafkaBrokers()
 
 	// 2. Schema and topics.
 	if err := migrateDB(ctx, dsn); err != nil {
 		return err
 	}
-	tf := topicFlags{brokers: brokers, topic: topic, dlq: dlq, partitions: partitions, rf: rf}
 	if err := tf.ensure(ctx); err != nil {
 		return err
 	}
@@ -86,9 +81,9 @@ func runRun(ctx context.Context, args []string) error {
 
 	env := append(os.Environ(),
 		"COUPON_MYSQL_DSN="+dsn,
-		"COUPON_KAFKA_BROKERS="+brokers,
-		"COUPON_TOPIC="+topic,
-		"COUPON_DLQ_TOPIC="+dlq,
+		"COUPON_KAFKA_BROKERS="+strings.Join(tf.brokers, ","),
+		"COUPON_TOPIC="+tf.topic,
+		"COUPON_DLQ_TOPIC="+tf.dlq,
 		"COUPON_ADMIN_TOKEN="+token,
 		"COUPON_HTTP_ADDR="+httpAddr,
 		"COUPON_METRICS_ADDR="+metricsAddr,

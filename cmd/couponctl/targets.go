@@ -22,7 +22,8 @@ import (
 // servers are ambiguous: commands that change something refuse them.
 type servers struct {
 	stack                     stackFlags
-	dsn, redisAddrs, brokers  string
+	dsn                       string
+	redisAddrs, brokers       []string
 	withMySQL, withRedis      bool
 	fs                        *cli.FlagSet
 	redisMaster               string // bound by the commands using Redis
@@ -36,12 +37,13 @@ type servers struct {
 func (s *servers) bind(fs *cli.FlagSet, withMySQL, withRedis bool) {
 	s.fs, s.withMySQL, s.withRedis = fs, withMySQL, withRedis
 	s.stack.bind(fs)
-	fs.StringVar(&s.brokers, "kafka-brokers", "COUPON_KAFKA_BROKERS", "", "Kafka bootstrap brokers (comma list; default the stack's)")
+	fs.NoDefault = "the stack's"
+	fs.KafkaBrokersVar(&s.brokers)
 	if withMySQL {
-		fs.SecretVar(&s.dsn, "mysql-dsn", "COUPON_MYSQL_DSN", "", "MySQL DSN (go-sql-driver format; default the stack's)")
+		fs.MySQLDSNVar(&s.dsn)
 	}
 	if withRedis {
-		fs.StringVar(&s.redisAddrs, "redis-addrs", "COUPON_REDIS_ADDRS", "", "Redis address, or Redis Cluster seeds (comma list; default the stack's)")
+		fs.RedisAddrsVar(&s.redisAddrs)
 	}
 }
 
@@ -98,7 +100,7 @@ func (s *servers) resolve() error {
 		return explicit
 	}
 	list := func(v []string) string { return strings.Join(v, ",") }
-	s.resolvedKB = pick("Kafka", "kafka-brokers", "COUPON_KAFKA_BROKERS", []string{"kafka-port", "kafka-nodes"}, cli.List(s.brokers), st.KafkaBrokers(), list)
+	s.resolvedKB = pick("Kafka", "kafka-brokers", "COUPON_KAFKA_BROKERS", []string{"kafka-port", "kafka-nodes"}, s.brokers, st.KafkaBrokers(), list)
 	if s.withRedis {
 		// As `make run` gives the gateway: every cluster node, the
 		// Sentinels with the master name, or the one server.
@@ -109,9 +111,9 @@ func (s *servers) resolve() error {
 		case stack.RedisSentinel:
 			stackRedis, stackMaster = st.SentinelAddrs(), stack.SentinelMaster
 		}
-		s.resolvedRedis = pick("Redis", "redis-addrs", "COUPON_REDIS_ADDRS", []string{"redis-port", "redis-mode"}, cli.List(s.redisAddrs), stackRedis, list)
+		s.resolvedRedis = pick("Redis", "redis-addrs", "COUPON_REDIS_ADDRS", []string{"redis-port", "redis-mode"}, s.redisAddrs, stackRedis, list)
 		s.resolvedMaster = s.redisMaster
-		if s.redisAddrs == "" && s.redisMaster == "" {
+		if len(s.redisAddrs) == 0 && s.redisMaster == "" {
 			s.resolvedMaster = stackMaster
 		}
 		if s.resolvedMaster != "" {

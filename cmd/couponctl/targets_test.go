@@ -15,7 +15,6 @@ import (
 	"testing"
 
 	"github.com/coupondrop/coupon/admitter"
-	"github.com/coupondrop/coupon/internal/cli"
 	"github.com/coupondrop/coupon/internal/testenv"
 	gomysql "github.com/go-sql-driver/mysql"
 )
@@ -80,7 +79,7 @@ func TestOperatorCommandTouchesItsStackOnly(t *testing.T) {
 	bin := mustBuild(t)
 	ctx := context.Background()
 	rdb := testenv.MustOpenRedis(t)
-	gate, err := admitter.NewFromClient(rdb, admitter.Config{}, testenv.Logger(t))
+	gate, err := admitter.NewFromClient(rdb, admitter.DefaultConfig(), testenv.Logger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -108,7 +107,7 @@ func TestOperatorCommandTouchesItsStackOnly(t *testing.T) {
 		return ok
 	}
 	topic := testenv.MustCreateTopic(t, 2)
-	brokers := cli.List(testenv.KafkaBrokers)
+	brokers := testenv.KafkaBrokers
 	stackEnv := []string{
 		"COUPON_STACK_PROFILE=test",
 		"COUPON_STACK_DIR=" + t.TempDir(),

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"strings"
 	"time"
@@ -21,92 +20,57 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// config is the gateway binary's whole configuration.
+// config is the gateway binary's whole configuration: each component's
+// own, bound by its Bind.
 type config struct {
-	HTTP gateway.Config
+	HTTP  gateway.Config
+	Gate  admitter.Config
+	MySQL mysql.Config
+	Kafka kafka.Config
 
-	RedisAddrs    string
-	RedisCluster  bool
-	RedisMaster   string
-	RedisPassword string
-	RedisPoolSize int
-	GateBatchMax  int
-	GatePipelines int
-	// RedisWaitReplicas > 0: each admission batch waits (WAIT) for that many
-	// Redis replicas before it is published.
-	RedisWaitReplicas int
-	RedisWaitTimeout  time.Duration
-
-	MySQLDSN   string
-	MySQLConns int
-
-	KafkaBrokers      string
-	Topic             string
-	SinkerGroup       string // the sinkers' consumer group, whose lag the live page shows
-	PublishAttempts   int
-	KafkaBatchTimeout time.Duration
-
-	Baselines string // enabled baseline strategies, comma-separated
+	SinkerGroup string   // the sinkers' consumer group, whose lag the live page shows
+	Baselines   []string // enabled baseline strategies
 
 	JWT       auth.Config
 	RateLimit ratelimit.Settings
 
-	LogFormat, LogLevel string
-	PprofAddr           string // net/http/pprof listener; empty: off
+	Log       cli.Log
+	PprofAddr string // net/http/pprof listener; empty: off
+}
+
+// defaultConfig is every component's DefaultConfig.
+func defaultConfig() config {
+	return config{
+		HTTP: gateway.DefaultConfig(), Gate: admitter.DefaultConfig(), MySQL: mysql.DefaultConfig(), Kafka: kafka.DefaultConfig(),
+		SinkerGroup: coupon.DefaultSinkerGroup,
+		Baselines:   []string{string(coupon.StrategyDBLock), string(coupon.StrategyRedisLock)},
+		Log:         cli.DefaultLog(),
+	}
 }
 
 func (c *config) bind(fs *cli.FlagSet) {
 	c.HTTP.Bind(fs)
-	fs.StringVar(&c.RedisAddrs, "redis-addrs", "COUPON_REDIS_ADDRS", "127.0.0.1:6379", "Redis address, or Redis Cluster seed addresses, comma-separated")
-	fs.BoolVar(&c.RedisCluster, "redis-cluster", "COUPON_REDIS_CLUSTER", false, "use the Redis Cluster client even with one address")
-	fs.StringVar(&c.RedisMaster, "redis-master-name", "COUPON_REDIS_MASTER_NAME", "", "Redis Sentinel: the primary's master name; COUPON_REDIS_ADDRS then lists the Sentinels")
-	fs.SecretVar(&c.RedisPassword, "redis-password", "COUPON_REDIS_PASSWORD", "", "Redis password")
-	fs.IntVar(&c.RedisPoolSize, "redis-pool-size", "COUPON_REDIS_POOL_SIZE", 0, "Redis connections per node (0: go-redis default, 10 per CPU)")
-	fs.IntVar(&c.GateBatchMax, "gate-batch-max", "COUPON_GATE_BATCH_MAX", 0, "admissions per Redis pipeline at most, 0..2048 (0: default, 1: no batching)")
-	fs.IntVar(&c.GatePipelines, "gate-pipelines", "COUPON_GATE_PIPELINES", 0, "admission pipelines in flight at once (0: default)")
-	fs.IntVar(&c.RedisWaitReplicas, "redis-wait-replicas", "COUPON_REDIS_WAIT_REPLICAS", 0, "Redis replicas that must acknowledge each admission batch (WAIT) before it is published (0: off, for a standalone Redis)")
-	fs.DurationVar(&c.RedisWaitTimeout, "redis-wait-timeout", "COUPON_REDIS_WAIT_TIMEOUT", admitter.DefaultWaitTimeout, "how long a batch waits for the replicas' acknowledgement (shorter than 1s)")
-	fs.SecretVar(&c.MySQLDSN, "mysql-dsn", "COUPON_MYSQL_DSN", "root@tcp(127.0.0.1:3306)/coupon", "MySQL/MariaDB DSN (go-sql-driver format)")
-	fs.IntVar(&c.MySQLConns, "mysql-conns", "COUPON_MYSQL_CONNS", 32, "MySQL connection pool size")
-	fs.StringVar(&c.KafkaBrokers, "kafka-brokers", "COUPON_KAFKA_BROKERS", "127.0.0.1:9092", "Kafka bootstrap brokers, comma-separated")
-	fs.StringVar(&c.Topic, "topic", "COUPON_TOPIC", coupon.DefaultTopic, "admitted-request topic")
-	fs.StringVar(&c.SinkerGroup, "group-id", "COUPON_GROUP_ID", "coupon-sinker", "the sinkers' consumer group (the drop page shows its lag)")
-	fs.IntVar(&c.PublishAttempts, "publish-attempts", "COUPON_PUBLISH_ATTEMPTS", 3, "tries of one publish (transient errors only)")
-	fs.DurationVar(&c.KafkaBatchTimeout, "kafka-batch-timeout", "COUPON_KAFKA_BATCH_TIMEOUT", 2*time.Millisecond, "how long a produce batch waits for more records")
-	fs.StringVar(&c.Baselines, "baselines", "COUPON_BASELINES", "db-lock,redis-lock", "baseline strategies served besides async (db-lock, redis-lock; empty: none)")
+	c.Gate.Bind(fs)
+	c.MySQL.Bind(fs)
+	c.Kafka.Bind(fs)
+	fs.GroupIDVar(&c.SinkerGroup)
+	fs.ListVar(&c.Baselines, "baselines", "COUPON_BASELINES", c.Baselines, "baseline strategies served besides async (db-lock, redis-lock; empty: none)")
 	c.JWT.Bind(fs)
 	c.RateLimit.Bind(fs)
-	fs.StringVar(&c.LogFormat, "log-format", "COUPON_LOG_FORMAT", "json", "log format: json or text")
-	fs.StringVar(&c.LogLevel, "log-level", "COUPON_LOG_LEVEL", "info", "log level: debug, info, warn or error")
-	fs.StringVar(&c.PprofAddr, "pprof-addr", "COUPON_PPROF_ADDR", "", "serve net/http/pprof on this address, like 127.0.0.1:6060 (empty: off)")
+	c.Log.Bind(fs)
+	fs.StringVar(&c.PprofAddr, "pprof-addr", "COUPON_PPROF_ADDR", c.PprofAddr, "serve net/http/pprof on this address, like 127.0.0.1:6060 (empty: off)")
 }
 
 // validate reports every problem at once.
 func (c *config) validate() error {
-	errs := []error{c.HTTP.Validate()}
-	add := func(bad bool, format string, args ...any) {
-		if bad {
-			errs = append(errs, fmt.Errorf(format, args...))
-		}
+	errs := []error{c.HTTP.Validate(), c.Gate.Validate(), c.MySQL.Validate(), c.Kafka.Validate(), c.Log.Validate()}
+	if c.SinkerGroup == "" {
+		errs = append(errs, errors.New("the sinkers' group is required (COUPON_GROUP_ID)"))
 	}
-	add(len(cli.List(c.RedisAddrs)) == 0, "redis address is required (COUPON_REDIS_ADDRS)")
-	add(c.RedisMaster != "" && c.RedisCluster, "a Redis Sentinel master name (COUPON_REDIS_MASTER_NAME) and the cluster client (COUPON_REDIS_CLUSTER) exclude each other")
-	add(c.RedisPoolSize < 0, "redis pool size must not be negative (COUPON_REDIS_POOL_SIZE)")
-	add(c.GateBatchMax < 0 || c.GateBatchMax > admitter.MaxBatch, "gate batch max must be 0..%d (COUPON_GATE_BATCH_MAX)", admitter.MaxBatch)
-	add(c.GatePipelines < 0, "gate pipelines must not be negative (COUPON_GATE_PIPELINES)")
-	add(c.RedisWaitReplicas < 0, "redis wait replicas must not be negative (COUPON_REDIS_WAIT_REPLICAS)")
-	add(c.RedisWaitReplicas > 0 && c.RedisCluster, "waiting for Redis replicas (COUPON_REDIS_WAIT_REPLICAS) is not available with the cluster client (COUPON_REDIS_CLUSTER)")
-	add(c.RedisWaitTimeout <= 0 || c.RedisWaitTimeout >= time.Second, "redis wait timeout must be between 0 and 1s (COUPON_REDIS_WAIT_TIMEOUT)")
-	add(c.MySQLDSN == "", "mysql DSN is required (COUPON_MYSQL_DSN)")
-	add(c.MySQLConns < 1, "mysql connections must be at least 1 (COUPON_MYSQL_CONNS)")
-	add(len(cli.List(c.KafkaBrokers)) == 0, "kafka brokers are required (COUPON_KAFKA_BROKERS)")
-	add(c.Topic == "", "topic is required (COUPON_TOPIC)")
-	add(c.SinkerGroup == "", "the sinkers' group is required (COUPON_GROUP_ID)")
-	add(c.PublishAttempts < 1, "publish attempts must be at least 1 (COUPON_PUBLISH_ATTEMPTS)")
-	add(c.KafkaBatchTimeout <= 0, "kafka batch timeout must be positive (COUPON_KAFKA_BATCH_TIMEOUT)")
-	for _, b := range cli.List(c.Baselines) {
-		st := coupon.Strategy(b)
-		add(st == coupon.StrategyAsync || !st.Valid(), "baselines: %q is not a baseline strategy (want db-lock, redis-lock) (COUPON_BASELINES)", b)
+	for _, b := range c.Baselines {
+		if st := coupon.Strategy(b); st == coupon.StrategyAsync || !st.Valid() {
+			errs = append(errs, fmt.Errorf("baselines: %q is not a baseline strategy (want db-lock, redis-lock) (COUPON_BASELINES)", b))
+		}
 	}
 	if err := c.JWT.Validate(); err != nil {
 		errs = append(errs, fmt.Errorf("%w (COUPON_JWT_*)", err))
@@ -114,16 +78,13 @@ func (c *config) validate() error {
 	if _, _, err := c.RateLimit.Config(); err != nil {
 		errs = append(errs, fmt.Errorf("%w (COUPON_RATE_LIMIT, COUPON_RATE_LIMIT_BURST)", err))
 	}
-	add(c.LogFormat != "json" && c.LogFormat != "text", "log format must be json or text (COUPON_LOG_FORMAT), not %q", c.LogFormat)
-	var lv slog.Level
-	add(lv.UnmarshalText([]byte(c.LogLevel)) != nil, "log level must be debug, info, warn or error (COUPON_LOG_LEVEL), not %q", c.LogLevel)
 	return errors.Join(errs...)
 }
 
-// parseConfig reads the configuration from the environment and args and
-// validates it.
+// parseConfig reads the configuration from the environment and args over
+// the defaults, and validates it.
 func parseConfig(args []string) (config, *cli.FlagSet, error) {
-	var cfg config
+	cfg := defaultConfig()
 	fs := cli.New("gateway")
 	cfg.bind(fs)
 	if err := fs.Parse(args); err != nil {
@@ -135,18 +96,6 @@ func parseConfig(args []string) (config, *cli.FlagSet, error) {
 	return cfg, fs, nil
 }
 
-func newLogger(format, level string, w io.Writer) (*slog.Logger, error) {
-	var lv slog.Level
-	if err := lv.UnmarshalText([]byte(level)); err != nil {
-		return nil, fmt.Errorf("log level %q: want debug, info, warn or error", level)
-	}
-	opts := &slog.HandlerOptions{Level: lv}
-	if format == "text" {
-		return slog.New(slog.NewTextHandler(w, opts)), nil
-	}
-	return slog.New(slog.NewJSONHandler(w, opts)), nil
-}
-
 // run connects the dependencies, serves until ctx is cancelled, drains and
 // closes everything in reverse order (the publisher after the server, so
 // requests in flight get their acks).
@@ -154,26 +103,19 @@ func run(ctx context.Context, cfg config, logger *slog.Logger) error {
 	startCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 
-	db, err := mysql.Open(startCtx, cfg.MySQLDSN, cfg.MySQLConns)
+	db, err := mysql.Open(startCtx, cfg.MySQL)
 	if err != nil {
 		return err
 	}
 	defer closeLogged(logger, "mysql", db.Close)
 
-	gate, err := admitter.New(admitter.Config{
-		Addrs: cli.List(cfg.RedisAddrs), Cluster: cfg.RedisCluster, MasterName: cfg.RedisMaster, Password: cfg.RedisPassword,
-		PoolSize: cfg.RedisPoolSize, BatchMax: cfg.GateBatchMax, BatchPipelines: cfg.GatePipelines,
-		WaitReplicas: cfg.RedisWaitReplicas, WaitTimeout: cfg.RedisWaitTimeout,
-	}, logger)
+	gate, err := admitter.New(cfg.Gate, logger)
 	if err != nil {
 		return fmt.Errorf("admission gate: %w", err)
 	}
 	defer closeLogged(logger, "admission gate", gate.Close)
 
-	pub, err := kafka.New(kafka.Config{
-		Brokers: cli.List(cfg.KafkaBrokers), Topic: cfg.Topic,
-		MaxAttempts: cfg.PublishAttempts, BatchTimeout: cfg.KafkaBatchTimeout,
-	}, logger)
+	pub, err := kafka.New(cfg.Kafka, logger)
 	if err != nil {
 		return fmt.Errorf("kafka publisher: %w", err)
 	}
@@ -189,13 +131,13 @@ func run(ctx context.Context, cfg config, logger *slog.Logger) error {
 		Store: db, Gate: gate, Publisher: pub, Changes: gate,
 		Issuers:  map[coupon.Strategy]coupon.Issuer{},
 		Registry: prometheus.NewRegistry(),
-		Lag:      kafka.NewLag(cli.List(cfg.KafkaBrokers), cfg.Topic, cfg.SinkerGroup, cfg.HTTP.LiveRefresh),
+		Lag:      kafka.NewLag(cfg.Kafka.Brokers, cfg.Kafka.Topic, cfg.SinkerGroup, cfg.HTTP.LiveRefresh),
 		Checks: map[string]gateway.Check{
 			"redis": func(ctx context.Context) error { return gate.Client().Ping(ctx).Err() },
 			"kafka": pub.Ready,
 		},
 	}
-	for _, b := range cli.List(cfg.Baselines) {
+	for _, b := range cfg.Baselines {
 		switch coupon.Strategy(b) {
 		case coupon.StrategyDBLock:
 			deps.Issuers[coupon.StrategyDBLock] = baseline.NewDBLock(db, baseline.DefaultDBLockConfig(), logger)

@@ -41,13 +41,13 @@ func TestDropPageInBrowser(t *testing.T) {
 	const token = "browser-test-admin-token"
 	addr := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
 	cfg, _, err := parseConfig([]string{"--http-addr", addr, "--admin-token", token,
-		"--redis-addrs", testenv.RedisAddr, "--mysql-dsn", testenv.MySQLDSN, "--kafka-brokers", testenv.KafkaBrokers,
+		"--redis-addrs", testenv.RedisAddr, "--mysql-dsn", testenv.MySQLDSN, "--kafka-brokers", strings.Join(testenv.KafkaBrokers, ","),
 		"--topic", topic, "--group-id", group, "--log-format", "text", "--log-level", "warn"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	logs := &syncWriter{w: &bytes.Buffer{}}
-	logger, _ := newLogger(cfg.LogFormat, cfg.LogLevel, logs)
+	logger, _ := cfg.Log.New(logs)
 	gctx, stopGateway := context.WithCancel(context.Background())
 	served := make(chan error, 1)
 	go func() { served <- run(gctx, cfg, logger) }()
@@ -292,10 +292,10 @@ func issueRange(t *testing.T, client *http.Client, base string, couponID, from i
 // consumer group; the returned func stops it.
 func startSinkerInGroup(t *testing.T, topic, dlq, group string) func() {
 	t.Helper()
-	var cfg sinker.Config
+	cfg := sinker.DefaultConfig()
 	fs := cli.New("sinker")
 	cfg.Bind(fs)
-	if err := fs.Parse([]string{"--kafka-brokers", testenv.KafkaBrokers, "--topic", topic, "--dlq-topic", dlq,
+	if err := fs.Parse([]string{"--kafka-brokers", strings.Join(testenv.KafkaBrokers, ","), "--topic", topic, "--dlq-topic", dlq,
 		"--group-id", group, "--mysql-dsn", testenv.MySQLDSN, "--metrics-addr", ""}); err != nil {
 		t.Fatal(err)
 	}

@@ -27,7 +27,7 @@ func realMain(args []string, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "gateway: %v\n", err)
 		return 2
 	}
-	logger, err := newLogger(cfg.LogFormat, cfg.LogLevel, stderr)
+	logger, err := cfg.Log.New(stderr)
 	if err != nil {
 		fmt.Fprintf(stderr, "gateway: %v\n", err)
 		return 2

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"reflect"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -15,7 +16,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/coupondrop/coupon/admitter"
+	"github.com/coupondrop/coupon/gateway"
+	"github.com/coupondrop/coupon/internal/cli"
 	"github.com/coupondrop/coupon/internal/testenv"
+	"github.com/coupondrop/coupon/kafka"
+	"github.com/coupondrop/coupon/mysql"
 )
 
 func TestParseConfig(t *testing.T) {
@@ -36,7 +42,7 @@ func TestParseConfig(t *testing.T) {
 		{"short jwt secret", map[string]string{"COUPON_ADMIN_TOKEN": "0123456789abcdef", "COUPON_JWT_HS256_SECRET": "x"}, nil, []string{"HS256 secret must be at least 32 bytes"}},
 		{"two jwt keys", map[string]string{"COUPON_ADMIN_TOKEN": "0123456789abcdef", "COUPON_JWT_HS256_SECRET": strings.Repeat("s", 32), "COUPON_JWT_PUBLIC_KEY_FILE": "/k.pem"}, nil, []string{"only one of"}},
 		{"rate limit", map[string]string{"COUPON_ADMIN_TOKEN": "0123456789abcdef", "COUPON_RATE_LIMIT": "30/m", "COUPON_RATE_LIMIT_BY_IP": "true"}, nil, nil},
-		{"gate batch too large", map[string]string{"COUPON_ADMIN_TOKEN": "0123456789abcdef", "COUPON_GATE_BATCH_MAX": "5000"}, nil, []string{"gate batch max must be 0..2048 (COUPON_GATE_BATCH_MAX)"}},
+		{"gate batch too large", map[string]string{"COUPON_ADMIN_TOKEN": "0123456789abcdef", "COUPON_GATE_BATCH_MAX": "5000"}, nil, []string{"gate batch max must be 1..2048 (COUPON_GATE_BATCH_MAX)"}},
 		{"bad rate limit", map[string]string{"COUPON_ADMIN_TOKEN": "0123456789abcdef", "COUPON_RATE_LIMIT": "fast"}, nil, []string{`rate limit "fast"`, "COUPON_RATE_LIMIT"}},
 	}
 	for _, tt := range tests {
@@ -65,6 +71,53 @@ func TestParseConfig(t *testing.T) {
 	}
 }
 
+// TestParseConfigDefaults: with nothing set but the admin token, each
+// component's configuration is its DefaultConfig (the binary has no
+// defaults of its own); the connection settings arrive as lists of every
+// address given.
+func TestParseConfigDefaults(t *testing.T) {
+	for _, kv := range os.Environ() {
+		if k, _, _ := strings.Cut(kv, "="); strings.HasPrefix(k, "COUPON_") {
+			t.Setenv(k, "") // restored at cleanup
+			os.Unsetenv(k)
+		}
+	}
+	t.Setenv("COUPON_ADMIN_TOKEN", "0123456789abcdef")
+	cfg, _, err := parseConfig(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	http := gateway.DefaultConfig()
+	http.AdminToken = "0123456789abcdef"
+	for _, c := range []struct {
+		name      string
+		got, want any
+	}{
+		{"gateway", cfg.HTTP, http}, {"admitter", cfg.Gate, admitter.DefaultConfig()},
+		{"kafka", cfg.Kafka, kafka.DefaultConfig()}, {"mysql", cfg.MySQL, mysql.DefaultConfig()},
+		{"log", cfg.Log, cli.DefaultLog()},
+	} {
+		if !reflect.DeepEqual(c.got, c.want) {
+			t.Errorf("%s config %+v, want its DefaultConfig %+v", c.name, c.got, c.want)
+		}
+	}
+
+	t.Setenv("COUPON_KAFKA_BROKERS", "127.0.0.1:1,127.0.0.1:2, 127.0.0.1:3")
+	cfg, _, err = parseConfig([]string{"--redis-addrs", "127.0.0.1:4,127.0.0.1:5", "--baselines", ""})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"127.0.0.1:1", "127.0.0.1:2", "127.0.0.1:3"}; !reflect.DeepEqual(cfg.Kafka.Brokers, want) {
+		t.Errorf("kafka brokers %q, want %q", cfg.Kafka.Brokers, want)
+	}
+	if want := []string{"127.0.0.1:4", "127.0.0.1:5"}; !reflect.DeepEqual(cfg.Gate.Addrs, want) {
+		t.Errorf("redis addresses %q, want %q", cfg.Gate.Addrs, want)
+	}
+	if len(cfg.Baselines) != 0 {
+		t.Errorf("baselines %q, want none", cfg.Baselines)
+	}
+}
+
 // TestSIGTERMUnderLoad runs the whole gateway binary in-process with a
 // sinker, sends SIGTERM during load, and checks that the gateway drains and
 // exits 0, and every 202 it gave ends up as an issued row with its rank.
@@ -80,7 +133,7 @@ func TestSIGTERMUnderLoad(t *testing.T) {
 	logs := &syncWriter{w: &bytes.Buffer{}}
 	go func() {
 		code <- realMain([]string{"--http-addr", addr, "--admin-token", token,
-			"--redis-addrs", testenv.RedisAddr, "--mysql-dsn", testenv.MySQLDSN, "--kafka-brokers", testenv.KafkaBrokers,
+			"--redis-addrs", testenv.RedisAddr, "--mysql-dsn", testenv.MySQLDSN, "--kafka-brokers", strings.Join(testenv.KafkaBrokers, ","),
 			"--topic", topic, "--log-format", "text", "--log-level", "warn", "--shutdown-timeout", "10s"}, logs)
 	}()
 	base := "http://" + addr

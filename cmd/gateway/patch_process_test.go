@@ -30,7 +30,7 @@ func TestProcessesPatchAcrossGateways(t *testing.T) {
 	dlq := testenv.MustCreateTopic(t, 1)
 	const token = "patch-process-admin-token"
 	sinkerProc := startBinary(t, "sinker", bins["sinker"],
-		"COUPON_KAFKA_BROKERS="+testenv.KafkaBrokers, "COUPON_TOPIC="+topic, "COUPON_DLQ_TOPIC="+dlq,
+		"COUPON_KAFKA_BROKERS="+strings.Join(testenv.KafkaBrokers, ","), "COUPON_TOPIC="+topic, "COUPON_DLQ_TOPIC="+dlq,
 		"COUPON_GROUP_ID=test-"+testenv.RandomID(), "COUPON_MYSQL_DSN="+testenv.MySQLDSN,
 		fmt.Sprintf("COUPON_METRICS_ADDR=127.0.0.1:%d", testenv.FreePort(t)), "COUPON_LOG_FORMAT=text")
 	defer sinkerProc.terminate(t, 20*time.Second)

@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -26,7 +27,7 @@ func TestProcessesSIGTERMUnderLoad(t *testing.T) {
 	dlq := testenv.MustCreateTopic(t, 1)
 	const token = "process-test-admin-token"
 	sinkerEnv := []string{
-		"COUPON_KAFKA_BROKERS=" + testenv.KafkaBrokers, "COUPON_TOPIC=" + topic, "COUPON_DLQ_TOPIC=" + dlq,
+		"COUPON_KAFKA_BROKERS=" + strings.Join(testenv.KafkaBrokers, ","), "COUPON_TOPIC=" + topic, "COUPON_DLQ_TOPIC=" + dlq,
 		"COUPON_GROUP_ID=test-" + testenv.RandomID(), "COUPON_MYSQL_DSN=" + testenv.MySQLDSN,
 		"COUPON_SHUTDOWN_TIMEOUT=10s", "COUPON_LOG_FORMAT=text",
 	}
@@ -65,7 +66,7 @@ func startGateway(t *testing.T, name, path string, client *http.Client, token, t
 	addr := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
 	p := startBinary(t, name, path, append([]string{
 		"COUPON_HTTP_ADDR=" + addr, "COUPON_ADMIN_TOKEN=" + token, "COUPON_REDIS_ADDRS=" + testenv.RedisAddr,
-		"COUPON_MYSQL_DSN=" + testenv.MySQLDSN, "COUPON_KAFKA_BROKERS=" + testenv.KafkaBrokers, "COUPON_TOPIC=" + topic,
+		"COUPON_MYSQL_DSN=" + testenv.MySQLDSN, "COUPON_KAFKA_BROKERS=" + strings.Join(testenv.KafkaBrokers, ","), "COUPON_TOPIC=" + topic,
 		"COUPON_LOG_FORMAT=text"}, env...)...)
 	base := "http://" + addr
 	testenv.Eventually(t, 60*time.Second, func() error {

@@ -7,10 +7,8 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"log/slog"
 	"os"
 	"os/signal"
-	"strings"
 	"syscall"
 
 	"github.com/coupondrop/coupon/internal/cli"
@@ -28,16 +26,14 @@ func main() {
 }
 
 func run(args []string) error {
-	var cfg sinker.Config
-	var logFormat, logLevel string
+	cfg, logCfg := sinker.DefaultConfig(), cli.DefaultLog()
 	fs := cli.New("sinker")
 	cfg.Bind(fs)
-	fs.StringVar(&logFormat, "log-format", "COUPON_LOG_FORMAT", "json", "log format: json or text")
-	fs.StringVar(&logLevel, "log-level", "COUPON_LOG_LEVEL", "info", "log level: debug, info, warn or error")
+	logCfg.Bind(fs)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	logger, err := newLogger(logFormat, logLevel)
+	logger, err := logCfg.New(os.Stderr)
 	if err != nil {
 		return err
 	}
@@ -59,19 +55,4 @@ func run(args []string) error {
 		logger.Info("sinker stopped")
 	}()
 	return s.Run(ctx)
-}
-
-func newLogger(format, level string) (*slog.Logger, error) {
-	var lv slog.Level
-	if err := lv.UnmarshalText([]byte(level)); err != nil {
-		return nil, fmt.Errorf("log-level (COUPON_LOG_LEVEL) %q: want debug, info, warn or error", level)
-	}
-	opts := &slog.HandlerOptions{Level: lv}
-	switch strings.ToLower(format) {
-	case "json":
-		return slog.New(slog.NewJSONHandler(os.Stderr, opts)), nil
-	case "text":
-		return slog.New(slog.NewTextHandler(os.Stderr, opts)), nil
-	}
-	return nil, fmt.Errorf("log-format (COUPON_LOG_FORMAT) %q: want json or text", format)
 }

@@ -21,7 +21,11 @@ type Var struct {
 type FlagSet struct {
 	*flag.FlagSet
 	Vars []Var
-	errs []error
+	// NoDefault is what an empty default of a connection setting means,
+	// shown in its usage (couponctl: "the stack's").
+	NoDefault string
+	errs      []error
+	parsed    []func() // run after a successful Parse (ListVar)
 }
 
 // New returns a FlagSet that reports errors instead of exiting.
@@ -102,12 +106,27 @@ func (fs *FlagSet) BoolVar(p *bool, name, env string, def bool, usage string) {
 	fs.FlagSet.BoolVar(p, name, v, fs.record(name, env, strconv.FormatBool(def), usage, false))
 }
 
+// ListVar binds p to --name, a comma-separated list, defaulting to $env
+// or def. The flag shows and takes the list as one string; p gets its
+// items (List) once Parse succeeds.
+func (fs *FlagSet) ListVar(p *[]string, name, env string, def []string, usage string) {
+	s := new(string)
+	fs.StringVar(s, name, env, strings.Join(def, ","), usage)
+	fs.parsed = append(fs.parsed, func() { *p = List(*s) })
+}
+
 // Parse parses args after the environment; bad environment values are errors too.
 func (fs *FlagSet) Parse(args []string) error {
 	if len(fs.errs) > 0 {
 		return fs.errs[0]
 	}
-	return fs.FlagSet.Parse(args)
+	if err := fs.FlagSet.Parse(args); err != nil {
+		return err
+	}
+	for _, f := range fs.parsed {
+		f()
+	}
+	return nil
 }
 
 // List splits a comma-separated list, dropping blanks.

@@ -8,7 +8,6 @@ import (
 	"encoding/csv"
 	"errors"
 	"fmt"
-	"log/slog"
 	"net"
 	"os/exec"
 	"strconv"
@@ -82,7 +81,9 @@ func AdmitCeiling(ctx context.Context, o Options) (Result, error) {
 	}
 	client := redis.NewClient(&redis.Options{Addr: o.Addr, Password: o.Password})
 	defer client.Close()
-	gate, err := admitter.NewFromClient(client, admitter.Config{BatchMax: 1}, slog.New(slog.DiscardHandler))
+	cfg := admitter.DefaultConfig()
+	cfg.BatchMax = 1
+	gate, err := admitter.NewFromClient(client, cfg, nil)
 	if err != nil {
 		return Result{}, fmt.Errorf("load admit script: %w", err)
 	}

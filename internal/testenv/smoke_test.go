@@ -19,7 +19,7 @@ func TestSmokeKafka(t *testing.T) {
 	defer cancel()
 
 	w := &kafka.Writer{
-		Addr:         kafka.TCP(testenv.KafkaBrokers),
+		Addr:         kafka.TCP(testenv.KafkaBrokers...),
 		Topic:        topic,
 		Balancer:     &kafka.Murmur2Balancer{},
 		RequiredAcks: kafka.RequireAll,
@@ -38,7 +38,7 @@ func TestSmokeKafka(t *testing.T) {
 	// Consumer group: every record exactly once across partitions, commit.
 	group := "smoke-" + testenv.RandomID()
 	r := kafka.NewReader(kafka.ReaderConfig{
-		Brokers:     []string{testenv.KafkaBrokers},
+		Brokers:     testenv.KafkaBrokers,
 		GroupID:     group,
 		Topic:       topic,
 		StartOffset: kafka.FirstOffset,
@@ -63,7 +63,7 @@ func TestSmokeKafka(t *testing.T) {
 	}
 
 	// The committed offsets are visible to the group.
-	cl := &kafka.Client{Addr: kafka.TCP(testenv.KafkaBrokers), Timeout: 10 * time.Second}
+	cl := &kafka.Client{Addr: kafka.TCP(testenv.KafkaBrokers...), Timeout: 10 * time.Second}
 	off, err := cl.OffsetFetch(ctx, &kafka.OffsetFetchRequest{GroupID: group, Topics: map[string][]int{topic: {0, 1, 2}}})
 	if err != nil {
 		t.Fatalf("offset fetch: %v", err)
@@ -80,7 +80,7 @@ func TestSmokeKafka(t *testing.T) {
 	}
 
 	// A single-partition reader reads what the group read from partition 0.
-	pr := kafka.NewReader(kafka.ReaderConfig{Brokers: []string{testenv.KafkaBrokers}, Topic: topic, Partition: 0, MaxWait: 100 * time.Millisecond})
+	pr := kafka.NewReader(kafka.ReaderConfig{Brokers: testenv.KafkaBrokers, Topic: topic, Partition: 0, MaxWait: 100 * time.Millisecond})
 	defer pr.Close()
 	if err := pr.SetOffset(kafka.FirstOffset); err != nil {
 		t.Fatal(err)

@@ -16,10 +16,10 @@ import (
 	"net/http"
 	"os"
 	"strconv"
-	"strings"
 	"testing"
 	"time"
 
+	"github.com/coupondrop/coupon/internal/cli"
 	couponmysql "github.com/coupondrop/coupon/mysql"
 	"github.com/go-sql-driver/mysql"
 	"github.com/redis/go-redis/v9"
@@ -28,9 +28,11 @@ import (
 
 // Addresses of the test stack; overridable by environment variables.
 var (
-	RedisAddr    = env("COUPON_TEST_REDIS_ADDR", "127.0.0.1:16379")
-	MySQLDSN     = env("COUPON_TEST_MYSQL_DSN", "root@tcp(127.0.0.1:13306)/coupon_test?parseTime=true&loc=UTC&multiStatements=true")
-	KafkaBrokers = env("COUPON_TEST_KAFKA_BROKERS", "127.0.0.1:19092")
+	RedisAddr = env("COUPON_TEST_REDIS_ADDR", "127.0.0.1:16379")
+	MySQLDSN  = env("COUPON_TEST_MYSQL_DSN", "root@tcp(127.0.0.1:13306)/coupon_test?parseTime=true&loc=UTC&multiStatements=true")
+	// KafkaBrokers lists every broker of the test Kafka
+	// (COUPON_TEST_KAFKA_BROKERS is comma-separated).
+	KafkaBrokers = cli.List(env("COUPON_TEST_KAFKA_BROKERS", "127.0.0.1:19092"))
 )
 
 func env(k, def string) string {
@@ -168,7 +170,7 @@ func MustOpenStoreOn(tb testing.TB, dsn string) *couponmysql.DB {
 	tb.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	db, err := couponmysql.Open(ctx, dsn, 32)
+	db, err := couponmysql.Open(ctx, couponmysql.Config{DSN: dsn, MaxConns: 32})
 	if err != nil {
 		tb.Fatalf("open the test store: %v", err)
 	}
@@ -183,15 +185,15 @@ func MustCreateTopic(tb testing.TB, partitions int) string {
 	return MustCreateTopicOn(tb, KafkaBrokers, partitions)
 }
 
-// MustCreateTopicOn is MustCreateTopic on another cluster (brokers
-// comma-separated), such as a private stack's.
-func MustCreateTopicOn(tb testing.TB, brokers string, partitions int) string {
+// MustCreateTopicOn is MustCreateTopic on another cluster, such as a
+// private stack's.
+func MustCreateTopicOn(tb testing.TB, brokers []string, partitions int) string {
 	tb.Helper()
 	Integration(tb)
 	topic := "test-" + RandomID()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	cl := &kafka.Client{Addr: kafka.TCP(strings.Split(brokers, ",")...), Timeout: 20 * time.Second}
+	cl := &kafka.Client{Addr: kafka.TCP(brokers...), Timeout: 20 * time.Second}
 	res, err := cl.CreateTopics(ctx, &kafka.CreateTopicsRequest{Topics: []kafka.TopicConfig{{
 		Topic: topic, NumPartitions: partitions, ReplicationFactor: 1,
 	}}})
@@ -216,7 +218,7 @@ func KafkaBrokerCount(tb testing.TB) int {
 	Integration(tb)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	cl := &kafka.Client{Addr: kafka.TCP(strings.Split(KafkaBrokers, ",")...), Timeout: 5 * time.Second}
+	cl := &kafka.Client{Addr: kafka.TCP(KafkaBrokers...), Timeout: 5 * time.Second}
 	md, err := cl.Metadata(ctx, &kafka.MetadataRequest{})
 	if err != nil {
 		tb.Fatalf("test Kafka at %s: metadata: %v", KafkaBrokers, err)
@@ -227,7 +229,7 @@ func KafkaBrokerCount(tb testing.TB) int {
 // MustWaitTopic waits until every partition of topic has a leader.
 func MustWaitTopic(tb testing.TB, topic string, partitions int) {
 	tb.Helper()
-	mustWaitTopicOn(tb, &kafka.Client{Addr: kafka.TCP(KafkaBrokers), Timeout: 5 * time.Second}, topic, partitions)
+	mustWaitTopicOn(tb, &kafka.Client{Addr: kafka.TCP(KafkaBrokers...), Timeout: 5 * time.Second}, topic, partitions)
 }
 
 func mustWaitTopicOn(tb testing.TB, cl *kafka.Client, topic string, partitions int) {

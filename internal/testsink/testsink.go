@@ -6,10 +6,26 @@ import (
 	"context"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/coupondrop/coupon/internal/testenv"
 	"github.com/coupondrop/coupon/sinker"
 )
+
+// Config is the production configuration (sinker.DefaultConfig) on the
+// test stack: its Kafka and database, topic and dlq, a fresh group named
+// group-<random>, no metrics listener (tests run many sinkers at once), and
+// a 6 s session (Kafka's default group.min.session.timeout.ms),
+// so that a killed sinker's partitions move on sooner.
+func Config(group, topic, dlq string) sinker.Config {
+	cfg := sinker.DefaultConfig()
+	cfg.Brokers, cfg.Topic, cfg.DLQTopic = testenv.KafkaBrokers, topic, dlq
+	cfg.GroupID = group + "-" + testenv.RandomID()
+	cfg.MySQL.DSN = testenv.MySQLDSN
+	cfg.MetricsAddr = ""
+	cfg.SessionTimeout = 6 * time.Second
+	return cfg
+}
 
 // Start runs a sinker with cfg until the returned stop is called or the
 // test ends; stop finishes the batch in flight, commits and leaves the
