@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	kafkago "github.com/segmentio/kafka-go"
@@ -73,6 +74,16 @@ func EnsureTopic(ctx context.Context, brokers []string, topic string, partitions
 // Ensure is EnsureTopic for a spec.
 func Ensure(ctx context.Context, brokers []string, t TopicSpec) (bool, error) {
 	return EnsureTopic(ctx, brokers, t.Name, t.Partitions, t.ReplicationFactor, t.Configs)
+}
+
+// BrokerCount is the number of brokers in the cluster's metadata.
+func BrokerCount(ctx context.Context, brokers []string) (int, error) {
+	cl := &kafkago.Client{Addr: kafkago.TCP(brokers...), Timeout: 10 * time.Second}
+	md, err := cl.Metadata(ctx, &kafkago.MetadataRequest{})
+	if err != nil {
+		return 0, fmt.Errorf("kafka metadata from %s: %w", strings.Join(brokers, ","), err)
+	}
+	return len(md.Brokers), nil
 }
 
 // WaitTopic waits until the topic exists and every partition has a leader.

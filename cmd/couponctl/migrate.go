@@ -5,14 +5,12 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"strings"
 	"time"
 
 	coupon "github.com/coupondrop/coupon"
 	"github.com/coupondrop/coupon/internal/cli"
 	"github.com/coupondrop/coupon/kafka"
 	couponmysql "github.com/coupondrop/coupon/mysql"
-	kafkago "github.com/segmentio/kafka-go"
 )
 
 func init() {
@@ -43,7 +41,7 @@ func (f *topicFlags) ensure(ctx context.Context) error {
 	defer cancel()
 	rf := f.rf
 	if rf == 0 {
-		n, err := brokerCount(ctx, brokers)
+		n, err := kafka.BrokerCount(ctx, brokers)
 		if err != nil {
 			return err
 		}
@@ -68,16 +66,6 @@ func (f *topicFlags) ensure(ctx context.Context) error {
 		fmt.Printf("topic %s %s (%d partitions)\n", t.Name, verb, n)
 	}
 	return nil
-}
-
-// brokerCount is the number of brokers in the cluster's metadata.
-func brokerCount(ctx context.Context, brokers []string) (int, error) {
-	cl := &kafkago.Client{Addr: kafkago.TCP(brokers...), Timeout: 10 * time.Second}
-	md, err := cl.Metadata(ctx, &kafkago.MetadataRequest{})
-	if err != nil {
-		return 0, fmt.Errorf("kafka metadata from %s: %w", strings.Join(brokers, ","), err)
-	}
-	return len(md.Brokers), nil
 }
 
 func runMigrate(ctx context.Context, args []string) error {

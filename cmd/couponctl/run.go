@@ -4,30 +4,18 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"errors"
 	"fmt"
-	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
-	"syscall"
 	"time"
 
 	"github.com/coupondrop/coupon/internal/cli"
+	"github.com/coupondrop/coupon/internal/proc"
 )
 
 func init() {
 	register("run", "the whole system in the foreground: dev stack, migrations, topics, gateway and sinker", runRun)
-}
-
-// child is one binary run by `couponctl run`.
-type child struct {
-	name string
-	cmd  *exec.Cmd
-	done chan struct{}
-	err  error
 }
 
 func runRun(ctx context.Context, args []string) error {
@@ -91,7 +79,7 @@ func runRun(ctx context.Context, args []string) error {
 	env = append(env, redisEnv(st)...)
 
 	// 4. Gateway and sinker, when built.
-	var children []*child
+	var children proc.Group
 	var missing []string
 	for _, name := range []string{"sinker", "gateway"} {
 		path := filepath.Join(binDir, name)
@@ -99,21 +87,13 @@ func runRun(ctx context.Context, args []string) error {
 			missing = append(missing, name)
 			continue
 		}
-		cmd := exec.Command(path)
-		cmd.Env = env
-		cmd.Stdout = prefixWriter(name, os.Stdout)
-		cmd.Stderr = prefixWriter(name, os.Stderr)
-		// Own process group: a terminal's Ctrl-C reaches couponctl only,
-		// which forwards SIGTERM; Pdeathsig stops it if couponctl dies.
-		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
-		if err := cmd.Start(); err != nil {
-			stopChildren(children, stopTimeout)
-			return fmt.Errorf("start %s: %w", name, err)
+		c, err := proc.Start(name, path, nil, env, proc.PrefixWriter(name, os.Stdout), proc.PrefixWriter(name, os.Stderr), nil)
+		if err != nil {
+			_ = children.Stop(stopTimeout, os.Stdout)
+			return err
 		}
-		c := &child{name: name, cmd: cmd, done: make(chan struct{})}
-		go func() { c.err = cmd.Wait(); close(c.done) }()
 		children = append(children, c)
-		fmt.Printf("started %s (pid %d)\n", name, cmd.Process.Pid)
+		fmt.Printf("started %s (pid %d)\n", name, c.Pid())
 	}
 	if len(missing) > 0 {
 		fmt.Printf("\nnot built yet: %s (no %s); `make build` builds what exists.\n", strings.Join(missing, ", "), filepath.Join(binDir, missing[0]))
@@ -125,103 +105,25 @@ func runRun(ctx context.Context, args []string) error {
 		<-ctx.Done()
 		return nil
 	}
-	for _, c := range children {
-		if c.name == "gateway" {
-			go waitHTTP(ctx, "http://"+httpAddr+"/healthz")
-		}
+	if children[len(children)-1].Name == "gateway" {
+		go func() {
+			if children.WaitReady(ctx, "http://"+httpAddr+"/healthz", time.Minute) == nil {
+				fmt.Printf("gateway answering on http://%s\n", httpAddr)
+			}
+		}()
 	}
 
 	// 5. Wait for Ctrl-C/SIGTERM or a child exiting on its own.
-	exited := make(chan *child, len(children))
-	for _, c := range children {
-		go func() { <-c.done; exited <- c }()
-	}
 	select {
 	case <-ctx.Done():
 		fmt.Println("\nstopping gateway and sinker...")
-		return stopChildren(children, stopTimeout)
-	case c := <-exited:
-		fmt.Printf("%s exited: %v; stopping the rest\n", c.name, c.err)
-		_ = stopChildren(children, stopTimeout)
-		if c.err == nil {
-			return fmt.Errorf("%s exited unexpectedly", c.name)
+		return children.Stop(stopTimeout, os.Stdout)
+	case c := <-children.Exited():
+		fmt.Printf("%s exited: %v; stopping the rest\n", c.Name, c.Err())
+		_ = children.Stop(stopTimeout, os.Stdout)
+		if c.Err() == nil {
+			return fmt.Errorf("%s exited unexpectedly", c.Name)
 		}
-		return fmt.Errorf("%s: %w", c.name, c.err)
+		return fmt.Errorf("%s: %w", c.Name, c.Err())
 	}
-}
-
-// stopChildren sends SIGTERM to every running child (gateway first: it
-// stops taking requests before the sinker drains), then SIGKILL after the
-// bound; it returns the first unclean exit.
-func stopChildren(children []*child, bound time.Duration) error {
-	var errs []error
-	for i := len(children) - 1; i >= 0; i-- {
-		c := children[i]
-		select {
-		case <-c.done:
-			continue
-		default:
-		}
-		_ = c.cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-c.done:
-			if c.err != nil {
-				errs = append(errs, fmt.Errorf("%s: %w", c.name, c.err))
-			} else {
-				fmt.Printf("%s stopped cleanly\n", c.name)
-			}
-		case <-time.After(bound):
-			_ = c.cmd.Process.Kill()
-			<-c.done
-			errs = append(errs, fmt.Errorf("%s did not exit within %s after SIGTERM: killed", c.name, bound))
-		}
-	}
-	return errors.Join(errs...)
-}
-
-// waitHTTP announces when url first answers 200.
-func waitHTTP(ctx context.Context, url string) {
-	cl := &http.Client{Timeout: time.Second}
-	for i := 0; i < 600; i++ {
-		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-		if resp, err := cl.Do(req); err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				fmt.Printf("gateway answering on %s\n", strings.TrimSuffix(url, "/healthz"))
-				return
-			}
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(100 * time.Millisecond):
-		}
-	}
-}
-
-// prefixWriter prefixes each line a child prints with its name.
-func prefixWriter(name string, w *os.File) *lineWriter {
-	return &lineWriter{prefix: fmt.Sprintf("%-7s| ", name), w: w}
-}
-
-type lineWriter struct {
-	mu     sync.Mutex
-	prefix string
-	w      *os.File
-	buf    []byte
-}
-
-func (l *lineWriter) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.buf = append(l.buf, p...)
-	for {
-		i := strings.IndexByte(string(l.buf), '\n')
-		if i < 0 {
-			break
-		}
-		fmt.Fprintf(l.w, "%s%s\n", l.prefix, l.buf[:i])
-		l.buf = l.buf[i+1:]
-	}
-	return len(p), nil
 }

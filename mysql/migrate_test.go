@@ -1,4 +1,4 @@
-package main
+package mysql_test
 
 import (
 	"context"
@@ -6,15 +6,16 @@ import (
 	"testing"
 
 	"github.com/coupondrop/coupon/internal/testenv"
-	"github.com/go-sql-driver/mysql"
+	"github.com/coupondrop/coupon/mysql"
+	driver "github.com/go-sql-driver/mysql"
 )
 
-// TestMigrateCreatesDatabaseIdempotently runs migrate twice on a database
+// TestMigrateCreatesDatabaseIdempotently runs Migrate (couponctl migrate) twice on a database
 // that does not exist yet: the first run creates it and the tables, the
 // second changes nothing.
 func TestMigrateCreatesDatabaseIdempotently(t *testing.T) {
 	testenv.Integration(t)
-	cfg, err := mysql.ParseDSN(testenv.MySQLDSN)
+	cfg, err := driver.ParseDSN(testenv.MySQLDSN)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -29,7 +30,7 @@ func TestMigrateCreatesDatabaseIdempotently(t *testing.T) {
 	cfg.DBName = name
 	ctx := context.Background()
 	for i := 1; i <= 2; i++ {
-		if err := migrateDB(ctx, cfg.FormatDSN()); err != nil {
+		if err := mysql.Migrate(ctx, cfg.FormatDSN(), testenv.Logger(t)); err != nil {
 			t.Fatalf("migrate run %d: %v", i, err)
 		}
 	}
@@ -46,7 +47,7 @@ func TestMigrateCreatesDatabaseIdempotently(t *testing.T) {
 	if versions < 1 {
 		t.Fatal("no migration recorded")
 	}
-	if err := migrateDB(ctx, "root@tcp(127.0.0.1:1)/"); err == nil {
+	if err := mysql.Migrate(ctx, "root@tcp(127.0.0.1:1)/", nil); err == nil {
 		t.Fatal("a DSN without a database was accepted")
 	}
 }

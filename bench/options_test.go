@@ -1,4 +1,4 @@
-package main
+package bench
 
 import (
 	"strings"
@@ -7,18 +7,18 @@ import (
 	"github.com/coupondrop/coupon/internal/cli"
 )
 
-func parseBenchFlags(t *testing.T, args ...string) (*benchFlags, error) {
+func parseOptions(t *testing.T, args ...string) (Options, error) {
 	t.Helper()
 	fs := cli.New("bench")
-	var f benchFlags
-	f.bind(fs)
+	o := DefaultOptions()
+	o.Bind(fs)
 	if err := fs.Parse(args); err != nil {
-		return nil, err
+		return o, err
 	}
-	return &f, f.validate()
+	return o, o.Validate()
 }
 
-func TestBenchPhases(t *testing.T) {
+func TestOptionsPhases(t *testing.T) {
 	tests := []struct {
 		name    string
 		args    []string
@@ -35,7 +35,7 @@ func TestBenchPhases(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Setenv("COUPON_ADMIN_TOKEN", "")
-			f, err := parseBenchFlags(t, tt.args...)
+			o, err := parseOptions(t, tt.args...)
 			if tt.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
 					t.Fatalf("err = %v, want it to contain %q", err, tt.wantErr)
@@ -46,7 +46,7 @@ func TestBenchPhases(t *testing.T) {
 				t.Fatal(err)
 			}
 			var got []string
-			for _, p := range f.phases() {
+			for _, p := range o.Phases() {
 				got = append(got, p.Name)
 				if p.Supply >= int64(p.Load.Requests) && p.InTable {
 					t.Errorf("phase %s: supply %d is not below demand %d", p.Name, p.Supply, p.Load.Requests)
