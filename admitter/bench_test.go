@@ -20,27 +20,35 @@ import (
 )
 
 // BenchmarkAdmit compares one round trip per Admit with batched pipelines,
-// each admitting distinct users to one coupon from many goroutines, and
-// prints them beside redis-benchmark's rate for the same script. CPU per
-// admission (this process, and the Redis server) is printed too: on a
-// shared 2-core machine it is steadier than the rate. On the 2-core dev
-// machine (2026-11-29): batched 292k admits/s at 2.3 Redis-CPU µs each,
-// unbatched 78k at 11.8; with one script call per user instead of one per
-// coupon of a pipeline, batched was 127k at 6.4.
+// each admitting distinct users from many goroutines to one hot coupon or
+// to 1,000 coupons round robin, and prints them beside redis-benchmark's
+// rate for the same script. Batched is one admit script call per pipeline
+// whatever its coupons; "batched-per-coupon" is how the gate batched before
+// (one call per coupon of a pipeline: about one user per call over 1,000
+// coupons). Users per script call and CPU per admission (this process, and
+// the Redis server) are printed too: on a shared 2-core machine CPU is
+// steadier than the rate. On the 2-core dev machine (2026-11-29, one
+// coupon): batched 292k admits/s at 2.3 Redis-CPU µs each, unbatched 78k at
+// 11.8; with one script call per user instead of one per coupon of a
+// pipeline, batched was 127k at 6.4.
 //
-//	go test ./admitter -run x -bench Admit -benchtime 3s
+//	make gobench BENCH=Admit BENCHTIME=3s PKG=./admitter
 func BenchmarkAdmit(b *testing.B) {
 	const goroutines = 128 // concurrent requests in flight, as in the gateway
 	unbatched := admitter.DefaultConfig()
 	unbatched.BatchMax = 1
 	variants := []struct {
-		name string
-		cfg  admitter.Config
+		name    string
+		cfg     admitter.Config
+		coupons int64
+		before  bool // one script call per coupon
 	}{
-		{"unbatched", unbatched},
-		{"batched", admitter.DefaultConfig()},
+		{"unbatched/coupons-1", unbatched, 1, false},
+		{"batched/coupons-1", admitter.DefaultConfig(), 1, false},
+		{"batched-per-coupon/coupons-1000", admitter.DefaultConfig(), 1000, true},
+		{"batched/coupons-1000", admitter.DefaultConfig(), 1000, false},
 	}
-	type figures struct{ rate, clientCPU, redisCPU float64 }
+	type figures struct{ rate, clientCPU, redisCPU, perCall float64 }
 	got := map[string]figures{}
 	for _, v := range variants {
 		b.Run(v.name, func(b *testing.B) {
@@ -51,33 +59,47 @@ func BenchmarkAdmit(b *testing.B) {
 				b.Fatal(err)
 			}
 			defer g.Close()
-			id := testenv.RandomCouponID()
-			ctx := context.Background()
-			if err := g.Init(ctx, id, 1<<40); err != nil {
-				b.Fatal(err)
+			if v.before {
+				admitter.OneCallPerCoupon(g)
 			}
-			defer func() { _ = g.Drop(ctx, id) }()
+			ctx := context.Background()
+			ids := make([]int64, v.coupons)
+			for i := range ids {
+				ids[i] = testenv.RandomCouponID()
+				if err := g.Init(ctx, ids[i], 1<<40); err != nil {
+					b.Fatal(err)
+				}
+			}
+			defer func() {
+				for _, id := range ids {
+					_ = g.Drop(ctx, id)
+				}
+			}()
 			var user atomic.Int64
 			b.SetParallelism(max(1, goroutines/runtime.GOMAXPROCS(0)))
-			cpu0, rcpu0 := processCPU(), redisCPU(b, client)
+			st0, cpu0, rcpu0 := g.Stats(), processCPU(), redisCPU(b, client)
 			b.ResetTimer()
 			b.RunParallel(func(pb *testing.PB) {
 				for pb.Next() {
-					if _, err := g.Admit(ctx, id, user.Add(1), 1<<40); err != nil {
+					u := user.Add(1)
+					if _, err := g.Admit(ctx, ids[u%v.coupons], u, 1<<40); err != nil {
 						b.Error(err)
 						return
 					}
 				}
 			})
 			b.StopTimer()
+			st := g.Stats()
 			f := figures{
 				rate:      float64(b.N) / b.Elapsed().Seconds(),
 				clientCPU: (processCPU() - cpu0).Seconds() * 1e6 / float64(b.N),
 				redisCPU:  (redisCPU(b, client) - rcpu0).Seconds() * 1e6 / float64(b.N),
+				perCall:   admitter.Stats{Calls: st.Calls - st0.Calls, Users: st.Users - st0.Users}.UsersPerCall(),
 			}
 			b.ReportMetric(f.rate, "admits/s")
 			b.ReportMetric(f.clientCPU, "client-cpu-µs/op")
 			b.ReportMetric(f.redisCPU, "redis-cpu-µs/op")
+			b.ReportMetric(f.perCall, "users/call")
 			got[v.name] = f
 		})
 	}
@@ -93,12 +115,12 @@ func BenchmarkAdmit(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	base := got["unbatched"].rate
-	fmt.Printf("\nAdmit: %d goroutines, distinct users, one coupon (GOMAXPROCS %d)\n", goroutines, runtime.GOMAXPROCS(0))
-	fmt.Printf("  %-28s %10s %10s %12s %12s %16s\n", "", "admits/s", "vs unbat.", "client µs/op", "redis µs/op", "1/redis-cpu (/s)")
+	base := got["unbatched/coupons-1"].rate
+	fmt.Printf("\nAdmit: %d goroutines, distinct users (GOMAXPROCS %d)\n", goroutines, runtime.GOMAXPROCS(0))
+	fmt.Printf("  %-34s %10s %10s %10s %12s %12s %16s\n", "", "admits/s", "vs unbat.", "users/call", "client µs/op", "redis µs/op", "1/redis-cpu (/s)")
 	for _, v := range variants {
 		if f, ok := got[v.name]; ok {
-			fmt.Printf("  %-28s %10.0f %9.2fx %12.1f %12.1f %16.0f\n", v.name, f.rate, f.rate/base, f.clientCPU, f.redisCPU, 1e6/f.redisCPU)
+			fmt.Printf("  %-34s %10.0f %9.2fx %10.1f %12.1f %12.1f %16.0f\n", v.name, f.rate, f.rate/max(base, 1), f.perCall, f.clientCPU, f.redisCPU, 1e6/f.redisCPU)
 		}
 	}
 	fmt.Println("  Redis ceiling of the admission script (redis-benchmark EVALSHA, same script, random users):")

@@ -43,6 +43,12 @@ func TestGateOnRedisCluster(t *testing.T) {
 	if len(owners) < len(addrs) {
 		t.Fatalf("coupons reach %d of %d masters", len(owners), len(addrs))
 	}
+	// A batch makes one script call per slot: slot must be the cluster's.
+	for _, id := range ids {
+		if s, err := cc.ClusterKeySlot(ctx, SeqKey(id)).Result(); err != nil || s != int64(slot(id)) {
+			t.Errorf("coupon %d: CLUSTER KEYSLOT %d (%v), slot %d", id, s, err, slot(id))
+		}
+	}
 	for _, id := range ids {
 		if err := g.Init(ctx, id, 50); err != nil { // the supply below
 			t.Fatal(err)

@@ -6,3 +6,7 @@ var (
 	UsersKey = usersKey
 	SeqKey   = seqKey
 )
+
+// OneCallPerCoupon makes g's batches send one script call per coupon, as
+// the gate did before calls carried several coupons (benchmarks compare).
+func OneCallPerCoupon(g *Gate) { g.perCoupon = true }

@@ -9,12 +9,12 @@ import (
 	"net"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
 
 	"github.com/coupondrop/coupon"
+	"github.com/coupondrop/coupon/internal/batch"
 	"github.com/coupondrop/coupon/internal/cli"
 	"github.com/coupondrop/coupon/lua"
 	"github.com/redis/go-redis/v9"
@@ -170,6 +170,11 @@ type Gate struct {
 	// waitReplicas > 0: each admit pipeline ends with WAIT waitReplicas waitMillis.
 	waitReplicas int
 	waitMillis   int64
+
+	cluster   bool // one admit script call per hash slot, not one per pipeline
+	perCoupon bool // one admit script call per coupon (how it was before; benchmarks compare)
+
+	calls, users atomic.Int64 // admit script calls sent and the users they carried (Stats)
 }
 
 // New connects to Redis (checking it answers), loads the scripts and
@@ -213,10 +218,12 @@ func NewFromClient(client redis.UniversalClient, cfg Config, logger *slog.Logger
 	logger = cli.OrDiscard(logger)
 	ctx, cancel := context.WithTimeout(context.Background(), cfg.DialTimeout+cfg.ReadTimeout)
 	defer cancel()
-	if _, cluster := client.(*redis.ClusterClient); cluster && cfg.WaitReplicas > 0 {
+	_, cluster := client.(*redis.ClusterClient)
+	if cluster && cfg.WaitReplicas > 0 {
 		return nil, errors.New("redis: waiting for replicas (WAIT) is not available with the cluster client")
 	}
 	g := &Gate{
+		cluster:      cluster,
 		client:       client,
 		logger:       logger,
 		admit:        redis.NewScript(lua.Admit),
@@ -255,6 +262,25 @@ func (g *Gate) Close() error {
 		return g.client.Close()
 	}
 	return nil
+}
+
+// Stats are the gate's counters since it opened: admit script calls sent
+// and the users they carried.
+type Stats struct {
+	Calls, Users int64
+}
+
+// UsersPerCall is Users/Calls (0 before the first call).
+func (s Stats) UsersPerCall() float64 {
+	if s.Calls == 0 {
+		return 0
+	}
+	return float64(s.Users) / float64(s.Calls)
+}
+
+// Stats returns the gate's counters.
+func (g *Gate) Stats() Stats {
+	return Stats{Calls: g.calls.Load(), Users: g.users.Load()}
 }
 
 // Client returns the underlying Redis client (for readiness checks).
@@ -313,7 +339,7 @@ func (g *Gate) Admit(ctx context.Context, couponID, userID, total int64) (int64,
 	if g.batch != nil {
 		g.batch.admit(ctx, r)
 	} else {
-		g.admitGroups(ctx, [][]*admitReq{{r}})
+		g.admitCalls(ctx, g.split([][]*admitReq{{r}}))
 	}
 	if r.err != nil {
 		if mayHaveRun(r.err) {
@@ -526,124 +552,48 @@ func unavailable(err error) bool {
 }
 
 // batcher runs concurrent Admit calls as pipelines of EVALSHA, one script
-// call per coupon of a batch: a loop takes the queued calls once a pipeline
-// slot is free, so batches grow with load and a lone call goes out at once.
-// (A timed collection window was measured slower: with callers waiting on
-// replies, it only adds latency.)
+// call for every coupon of a batch (one per hash slot with Redis Cluster):
+// the batch loop takes the queued calls once a pipeline slot is free, so
+// batches grow with load and a lone call goes out at once. (A timed
+// collection window was measured slower: with callers waiting on replies,
+// it only adds latency.)
 type batcher struct {
-	g         *Gate
-	max       int
-	reqs      chan *admitReq
-	slots     chan struct{} // one token per pipeline in flight
-	mu        sync.RWMutex  // held (read) while sending to reqs; Close takes it to close reqs
-	closed    bool
-	wg        sync.WaitGroup
-	closeOnce sync.Once
+	q *batch.Batcher[*admitReq]
 }
 
 type admitReq struct {
 	couponID, userID, total int64
-	claimed                 atomic.Bool // set by whoever decides first: the loop (send) or the caller (abandon)
 	code, rank              int64
 	err                     error
-	done                    chan struct{}
 }
 
 func newBatcher(g *Gate, max, pipelines int) *batcher {
-	b := &batcher{
-		g:     g,
-		max:   max,
-		reqs:  make(chan *admitReq, 4*max),
-		slots: make(chan struct{}, pipelines),
-	}
-	b.wg.Add(1)
-	go b.loop()
-	return b
+	return &batcher{q: batch.New(batch.Config[*admitReq]{Max: max, Slots: pipelines, WaitSent: true,
+		// Callers' contexts are honoured while queued; once sent, the
+		// pipeline is bounded by the client's timeouts.
+		Run: func(reqs []*admitReq) { g.admitCalls(context.Background(), g.split(groupByCoupon(reqs))) }})}
 }
 
 var errClosed = &coupon.Error{Code: coupon.EUNAVAILABLE, Message: "The admission gate is shutting down; please retry."}
 
 // admit queues r and waits until its batch set its outcome.
 func (b *batcher) admit(ctx context.Context, r *admitReq) {
-	r.done = make(chan struct{})
-	b.mu.RLock()
-	if b.closed {
-		b.mu.RUnlock()
+	switch err := b.q.Do(ctx, r); {
+	case errors.Is(err, batch.ErrClosed):
 		r.err = errClosed
-		return
-	}
-	select {
-	case b.reqs <- r:
-		b.mu.RUnlock()
-	case <-ctx.Done():
-		b.mu.RUnlock()
-		r.err = fmt.Errorf("%w: %w", errQueued, ctx.Err())
-		return
-	}
-	select {
-	case <-r.done:
-	case <-ctx.Done():
-		if r.claimed.CompareAndSwap(false, true) { // not sent yet: abandon it
-			r.err = fmt.Errorf("%w: %w", errQueued, ctx.Err())
-			return
-		}
-		<-r.done // sent: the reply tells what happened
+	case err != nil: // given up while queued: nothing was sent
+		r.err = fmt.Errorf("%w: %w", errQueued, err)
 	}
 }
 
-func (b *batcher) loop() {
-	defer b.wg.Done()
-	for first := range b.reqs {
-		b.slots <- struct{}{} // wait for a free pipeline; calls queue meanwhile
-		batch := make([]*admitReq, 1, b.max)
-		batch[0] = first
-		b.wg.Add(1)
-		go b.exec(b.drain(batch))
-	}
-}
-
-// drain appends the calls queued right now, up to max.
-func (b *batcher) drain(batch []*admitReq) []*admitReq {
-	for len(batch) < b.max {
-		select {
-		case r, ok := <-b.reqs:
-			if !ok {
-				return batch
-			}
-			batch = append(batch, r)
-		default:
-			return batch
-		}
-	}
-	return batch
-}
-
-func (b *batcher) exec(batch []*admitReq) {
-	defer b.wg.Done()
-	defer func() { <-b.slots }()
-	live := batch[:0]
-	for _, r := range batch {
-		if r.claimed.CompareAndSwap(false, true) { // else abandoned by its caller
-			live = append(live, r)
-		}
-	}
-	if len(live) == 0 {
-		return
-	}
-	b.g.admitGroups(context.Background(), groupByCoupon(live)) // callers' contexts are honoured while queued
-	for _, r := range live {
-		close(r.done)
-	}
-}
-
-// admitGroups runs the admit script once per group in one pipeline and sets
-// each call's code, rank or error. With waitReplicas, the pipeline ends with
+// admitCalls runs the admit script calls in one pipeline and sets each
+// request's code, rank or error. With waitReplicas, the pipeline ends with
 // WAIT: its admissions stand only when enough replicas acknowledged them
 // (the WAIT covers every write of the connection so far, so it covers the
 // scripts before it); otherwise they are released (releaseUnacked).
-func (g *Gate) admitGroups(ctx context.Context, groups [][]*admitReq) {
-	cmds, wait := g.runAdmits(ctx, groups)
-	waits := make([]*redis.Cmd, len(groups)) // the WAIT that covers each group
+func (g *Gate) admitCalls(ctx context.Context, calls []scriptCall) {
+	cmds, wait := g.runAdmits(ctx, calls)
+	waits := make([]*redis.Cmd, len(calls)) // the WAIT that covers each call
 	for i := range waits {
 		waits[i] = wait
 	}
@@ -651,11 +601,11 @@ func (g *Gate) admitGroups(ctx context.Context, groups [][]*admitReq) {
 		// The server lost its script cache (restart, SCRIPT FLUSH): those
 		// commands did not run. Load the script and run them again.
 		if err := g.admit.Load(ctx, g.client).Err(); err == nil {
-			var retry [][]*admitReq
+			var retry []scriptCall
 			var at []int
 			for i, c := range cmds {
 				if redis.HasErrorPrefix(c.Err(), "NOSCRIPT") {
-					retry, at = append(retry, groups[i]), append(at, i)
+					retry, at = append(retry, calls[i]), append(at, i)
 				}
 			}
 			again, wait := g.runAdmits(ctx, retry)
@@ -666,16 +616,20 @@ func (g *Gate) admitGroups(ctx context.Context, groups [][]*admitReq) {
 	}
 	var unacked []*admitReq
 	var short *redis.Cmd
-	for i, group := range groups {
-		res, err := parseAdmit(cmds[i], len(group))
-		for j, r := range group {
-			if err != nil {
-				r.err = err
-				continue
-			}
-			r.code, r.rank = res[j].code, res[j].rank
-			if r.code == lua.AdmitOK && !g.acked(waits[i]) {
-				unacked, short = append(unacked, r), waits[i]
+	for i, c := range calls {
+		res, err := parseAdmit(cmds[i], c.users)
+		k := 0
+		for _, group := range c.groups {
+			for _, r := range group {
+				if err != nil {
+					r.err = err
+					continue
+				}
+				r.code, r.rank = res[k].code, res[k].rank
+				k++
+				if r.code == lua.AdmitOK && !g.acked(waits[i]) {
+					unacked, short = append(unacked, r), waits[i]
+				}
 			}
 		}
 	}
@@ -684,18 +638,69 @@ func (g *Gate) admitGroups(ctx context.Context, groups [][]*admitReq) {
 	}
 }
 
-// runAdmits sends one EVALSHA per group in one pipeline, then the WAIT if
-// replicas are waited for (nil otherwise).
-func (g *Gate) runAdmits(ctx context.Context, groups [][]*admitReq) ([]*redis.Cmd, *redis.Cmd) {
-	cmds := make([]*redis.Cmd, len(groups))
-	pipe := g.client.Pipeline()
-	for i, group := range groups {
-		args := make([]any, 1, 1+len(group))
-		args[0] = group[0].total
-		for _, r := range group {
-			args = append(args, r.userID)
+// scriptCall is one admit script call: groups of several coupons (their
+// users in order) and how many users they hold.
+type scriptCall struct {
+	groups [][]*admitReq
+	users  int
+}
+
+// split puts a batch's groups into script calls: one for all of them, or
+// with Redis Cluster one per hash slot (a script's keys must share a slot).
+// A coupon has two groups in one call only with two totals; the script
+// runs them in turn.
+func (g *Gate) split(groups [][]*admitReq) []scriptCall {
+	if g.perCoupon {
+		calls := make([]scriptCall, len(groups))
+		for i, gr := range groups {
+			calls[i] = scriptCall{groups: [][]*admitReq{gr}, users: len(gr)}
 		}
-		cmds[i] = g.admit.EvalSha(ctx, pipe, admitKeys(group[0].couponID), args...)
+		return calls
+	}
+	if !g.cluster {
+		c := scriptCall{groups: groups}
+		for _, gr := range groups {
+			c.users += len(gr)
+		}
+		return []scriptCall{c}
+	}
+	var calls []scriptCall
+	at := map[uint16]int{}
+	for _, gr := range groups {
+		sl := slot(gr[0].couponID)
+		i, ok := at[sl]
+		if !ok {
+			i = len(calls)
+			at[sl] = i
+			calls = append(calls, scriptCall{})
+		}
+		calls[i].groups = append(calls[i].groups, gr)
+		calls[i].users += len(gr)
+	}
+	return calls
+}
+
+// runAdmits sends the calls (EVALSHA each) in one pipeline, one round trip
+// per Redis node, then the WAIT if replicas are waited for (nil otherwise).
+func (g *Gate) runAdmits(ctx context.Context, calls []scriptCall) ([]*redis.Cmd, *redis.Cmd) {
+	cmds := make([]*redis.Cmd, len(calls))
+	pipe := g.client.Pipeline()
+	for i, c := range calls {
+		g.calls.Add(1)
+		g.users.Add(int64(c.users))
+		keys := make([]string, 0, 3*len(c.groups))
+		args := make([]any, 0, 2*len(c.groups)+c.users)
+		for _, group := range c.groups {
+			keys = append(keys, admitKeys(group[0].couponID)...)
+			args = append(args, group[0].total)
+			if len(c.groups) > 1 {
+				args = append(args, len(group))
+			}
+			for _, r := range group {
+				args = append(args, r.userID)
+			}
+		}
+		cmds[i] = g.admit.EvalSha(ctx, pipe, keys, args...)
 	}
 	var wait *redis.Cmd
 	if g.waitReplicas > 0 {
@@ -774,12 +779,4 @@ func noScript(cmds []*redis.Cmd) bool {
 }
 
 // close stops taking calls, runs those queued and waits for all in flight.
-func (b *batcher) close() {
-	b.closeOnce.Do(func() {
-		b.mu.Lock()
-		b.closed = true
-		close(b.reqs)
-		b.mu.Unlock()
-		b.wg.Wait()
-	})
-}
+func (b *batcher) close() { b.q.Close() }

@@ -413,7 +413,7 @@ func TestRedisDown(t *testing.T) {
 func TestBatchedCancelWhileQueued(t *testing.T) {
 	g := mustOpenGate(t, configWith(func(c *Config) { c.BatchPipelines = 1 }))
 	id := newCoupon(t, g)
-	g.batch.slots <- struct{}{} // occupy the only pipeline: calls queue up
+	release := g.batch.q.Occupy() // occupy the only pipeline: calls queue up
 	ctx, cancel := context.WithCancel(context.Background())
 	errc := make(chan error, 1)
 	go func() {
@@ -421,7 +421,7 @@ func TestBatchedCancelWhileQueued(t *testing.T) {
 		errc <- err
 	}()
 	testenv.Eventually(t, 5*time.Second, func() error {
-		if len(g.batch.reqs) != 0 {
+		if g.batch.q.Queued() != 0 {
 			return errors.New("call not yet taken by the batch loop")
 		}
 		return nil
@@ -430,7 +430,7 @@ func TestBatchedCancelWhileQueued(t *testing.T) {
 	if err := <-errc; !errors.Is(err, context.Canceled) {
 		t.Fatalf("cancelled queued admit: %v, want context.Canceled", err)
 	}
-	<-g.batch.slots
+	release()
 	mustAdmit(t, g, id, 2, 10, 1) // the abandoned call never ran: user 2 gets rank 1
 	if _, ok, _ := g.Rank(context.Background(), id, 1); ok {
 		t.Fatal("abandoned admission was executed")

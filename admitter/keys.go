@@ -1,6 +1,10 @@
 package admitter
 
-import "github.com/coupondrop/coupon"
+import (
+	"strconv"
+
+	"github.com/coupondrop/coupon"
+)
 
 // Redis keys of one coupon's gate state; only this package spells them. All
 // share the hash tag {<id>} (coupon.RedisKey), so they live in one Redis
@@ -40,3 +44,20 @@ const (
 	ChangesChannel    = "coupon:changes"
 	ChangesVersionKey = "coupon:changes:version"
 )
+
+// slot is the Redis Cluster hash slot of a coupon's gate keys: CRC16
+// (XMODEM) of the hash tag, modulo 16384.
+func slot(couponID int64) uint16 {
+	var crc uint16
+	for _, b := range []byte(strconv.FormatInt(couponID, 10)) {
+		crc ^= uint16(b) << 8
+		for range 8 {
+			if crc&0x8000 != 0 {
+				crc = crc<<1 ^ 0x1021
+			} else {
+				crc <<= 1
+			}
+		}
+	}
+	return crc % 16384
+}

@@ -143,3 +143,23 @@ func admitConcurrently(t *testing.T, g *Gate, supply map[int64]int64, users int6
 		}
 	}
 }
+
+// TestAdmitScriptSeveralCoupons calls the admit script once for three
+// coupons (per coupon: total, count, users): each coupon's users get what
+// a call of their own would give.
+func TestAdmitScriptSeveralCoupons(t *testing.T) {
+	g := mustOpenGate(t, configWith(func(c *Config) { c.BatchMax = 1 }))
+	ctx := context.Background()
+	a, b, c := newCoupon(t, g), newCoupon(t, g), newCoupon(t, g)
+	g.client.Del(ctx, SeqKey(c))
+	keys := append(append(admitKeys(a), admitKeys(b)...), admitKeys(c)...)
+	args := []any{2, 3, 10, 11, 12, 5, 2, 20, 20, 10, 1, 30}
+	got, err := redis.NewScript(lua.Admit).Run(ctx, g.client, keys, args...).Int64Slice()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []int64{lua.AdmitOK, 1, lua.AdmitOK, 2, lua.AdmitSoldOut, 0, lua.AdmitOK, 1, lua.AdmitAlready, 1, lua.AdmitLost, 0}
+	if !slices.Equal(got, want) {
+		t.Fatalf("reply %v, want %v", got, want)
+	}
+}

@@ -346,3 +346,61 @@ func TestReportRenders(t *testing.T) {
 		t.Errorf("report.json: %d phases, ratios %+v; want 3 and %+v", len(decoded.Phases), decoded.Ratios, want)
 	}
 }
+
+// TestGoalsRender: the goals are ratios of this run's phases (async over
+// the HTTP ceiling, many coupons over one, open-model p99 over the
+// ceiling's), in the table, report.json and the page, with the CPU and
+// batching lines; a ceiling phase has no verification columns.
+func TestGoalsRender(t *testing.T) {
+	mk := func(name string, rate, p99 float64, ceiling bool) *PhaseResult {
+		p := &PhaseResult{Spec: PhaseSpec{Name: name, Strategy: coupon.StrategyAsync, Ceiling: ceiling}, Model: "closed c=256", Requests: 100}
+		p.Stats.AcceptedPerSec, p.Stats.Latency = rate, Latency{P50: 1, P95: 2, P99: p99}
+		p.Sink.Drained = true
+		if !ceiling {
+			p.Verdict = Verify([]DBState{state(1, 1, 1, 1)}, map[Key]int{{1, 1}: 1})
+			p.CPU = &CPUCost{MachinePerReq: 120, Procs: []ProcessCPU{{Name: "gateway", MicrosPerReply: 50}, {Name: "kafka", MicrosPerReply: 20}}}
+			p.Batching = &Batching{RecordsPerRequest: 61.5, UsersPerCall: 30}
+		}
+		return p
+	}
+	r := &Report{Started: time.Now(), Phases: []*PhaseResult{
+		mk(PhaseCeiling, 50000, 2, true), mk(PhaseAsync, 25000, 20, false), mk(PhaseAsyncMany, 20000, 30, false),
+		mk(PhaseAsyncOpen, 10000, 8, false), mk(PhaseCeilingOpen, 10000, 2, true),
+	}}
+	goals := r.Goals()
+	if len(goals) != 3 || goals[0].Value != 0.5 || !goals[0].Met() || goals[1].Value != 0.8 || goals[1].Met() || goals[2].Value != 4 || goals[2].Met() {
+		t.Fatalf("goals %+v", goals)
+	}
+	if !r.OK() {
+		t.Fatal("ceiling phases must not fail the verification")
+	}
+	var sb strings.Builder
+	r.WriteTable(&sb)
+	table := sb.String()
+	for _, want := range []string{
+		"async / HTTP ceiling: async / ceiling accepted req/s = 0.50 (goal >= 0.40: reached)",
+		"many coupons / one hot coupon: async-many / async accepted req/s = 0.80 (goal >= 0.85: not reached)",
+		"open-model p99 / HTTP ceiling's: async-open / ceiling-open p99 = 4.00 (goal <= 3.00: not reached)",
+		"(no system)", "machine 120 µs/accepted = gateway 50 + kafka 20  61.5 records per produce request, 30.0 users per script call",
+	} {
+		if !strings.Contains(table, want) {
+			t.Errorf("table lacks %q:\n%s", want, table)
+		}
+	}
+	sb.Reset()
+	if err := r.WriteHTML(&sb); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"Goals (ratios of this run", "HTTP ceiling: parsing and answer only", "61.5", "gateway 50"} {
+		if !strings.Contains(sb.String(), want) {
+			t.Errorf("page lacks %q", want)
+		}
+	}
+	b, _ := json.Marshal(r)
+	var decoded struct {
+		Goals []Goal `json:"goals"`
+	}
+	if err := json.Unmarshal(b, &decoded); err != nil || !slices.Equal(decoded.Goals, goals) {
+		t.Errorf("report.json goals %+v (%v), want %+v", decoded.Goals, err, goals)
+	}
+}

@@ -8,10 +8,12 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -42,13 +44,13 @@ type Options struct {
 	AsyncConcurrency, AsyncRequests, AsyncSupply          int
 	OpenRate, WarmupRequests                              int
 	OpenDuration                                          time.Duration
-	DupPercent, Coupons                                   int
+	DupPercent, Coupons, ManyCoupons                      int
 	RedisBenchRequests                                    int
 	DrainTimeout, RequestTimeout                          time.Duration
 }
 
-// Phase names --strategies takes.
-var phaseNames = []string{"db-lock", "redis-lock", "async", "async-open"}
+// Phase names --strategies takes, in the order they run.
+var phaseNames = []string{"db-lock", "redis-lock", PhaseCeiling, PhaseAsync, PhaseAsyncMany, PhaseAsyncOpen, PhaseCeilingOpen}
 
 // DefaultOptions are the defaults of couponctl bench.
 func DefaultOptions() Options {
@@ -56,8 +58,8 @@ func DefaultOptions() Options {
 		Strategies:          append([]string(nil), phaseNames...),
 		BaselineConcurrency: 32, BaselineRequests: 3000, BaselineSupply: 2000,
 		AsyncConcurrency: 256, AsyncRequests: 120000, AsyncSupply: 80000,
-		OpenRate: 10000, WarmupRequests: 40000, OpenDuration: 4 * time.Second,
-		DupPercent: 10, Coupons: 1, RedisBenchRequests: 100000,
+		OpenRate: 0, WarmupRequests: 40000, OpenDuration: 4 * time.Second,
+		DupPercent: 10, Coupons: 1, ManyCoupons: 1000, RedisBenchRequests: 100000,
 		DrainTimeout: time.Minute, RequestTimeout: 10 * time.Second,
 	}
 }
@@ -71,7 +73,7 @@ func (o *Options) Bind(fs *cli.FlagSet) {
 	fs.StringVar(&o.RedisAddr, "redis-addr", "COUPON_BENCH_REDIS_ADDR", o.RedisAddr, "Redis for redis-benchmark, with --url (default: the stack profile's)")
 	fs.StringVar(&o.BinDir, "bin-dir", "COUPON_BIN_DIR", o.BinDir, "use the gateway and sinker binaries in this folder instead of building them")
 	fs.StringVar(&o.OutDir, "out", "COUPON_BENCH_OUT", o.OutDir, "results folder (default <repo>/bench-results)")
-	fs.ListVar(&o.Strategies, "strategies", "COUPON_BENCH_STRATEGIES", o.Strategies, "phases to run: db-lock, redis-lock, async (closed model), async-open (open model)")
+	fs.ListVar(&o.Strategies, "strategies", "COUPON_BENCH_STRATEGIES", o.Strategies, "phases to run: db-lock, redis-lock, ceiling (the HTTP ceiling, closed model), async (one hot coupon, closed model), async-many (--many-coupons round robin, closed model), async-open and ceiling-open (open model at --open-rate)")
 	fs.IntVar(&o.BaselineConcurrency, "baseline-concurrency", "COUPON_BENCH_BASELINE_CONCURRENCY", o.BaselineConcurrency, "closed-model workers for db-lock and redis-lock")
 	fs.IntVar(&o.BaselineRequests, "baseline-requests", "COUPON_BENCH_BASELINE_REQUESTS", o.BaselineRequests, "requests per baseline phase")
 	fs.IntVar(&o.BaselineSupply, "baseline-supply", "COUPON_BENCH_BASELINE_SUPPLY", o.BaselineSupply, "supply of each baseline coupon (below demand)")
@@ -79,10 +81,11 @@ func (o *Options) Bind(fs *cli.FlagSet) {
 	fs.IntVar(&o.AsyncRequests, "async-requests", "COUPON_BENCH_ASYNC_REQUESTS", o.AsyncRequests, "requests of the async closed-model phase")
 	fs.IntVar(&o.AsyncSupply, "async-supply", "COUPON_BENCH_ASYNC_SUPPLY", o.AsyncSupply, "supply of each async coupon (below demand)")
 	fs.IntVar(&o.WarmupRequests, "warmup-requests", "COUPON_BENCH_WARMUP_REQUESTS", o.WarmupRequests, "unmeasured async requests before the phases, so the JIT, pools and caches are warm (0: none)")
-	fs.IntVar(&o.OpenRate, "open-rate", "COUPON_BENCH_OPEN_RATE", o.OpenRate, "arrival rate of the async open-model phase, req/s")
+	fs.IntVar(&o.OpenRate, "open-rate", "COUPON_BENCH_OPEN_RATE", o.OpenRate, "arrival rate of the open-model phases, req/s (0: half the async phase's accepted req/s, or 5000 without it)")
 	fs.DurationVar(&o.OpenDuration, "open-duration", "COUPON_BENCH_OPEN_DURATION", o.OpenDuration, "length of the open-model phase")
 	fs.IntVar(&o.DupPercent, "dup-percent", "COUPON_BENCH_DUP_PERCENT", o.DupPercent, "share of requests repeating an earlier user, percent (closed-model phases)")
 	fs.IntVar(&o.Coupons, "coupons", "COUPON_BENCH_COUPONS", o.Coupons, "coupons per phase: 1 is one hot coupon, more spread the load (round robin)")
+	fs.IntVar(&o.ManyCoupons, "many-coupons", "COUPON_BENCH_MANY_COUPONS", o.ManyCoupons, "coupons of the async-many phase (round robin; the async supply is shared among them)")
 	fs.IntVar(&o.RedisBenchRequests, "redis-benchmark-requests", "COUPON_BENCH_REDIS_REQUESTS", o.RedisBenchRequests, "EVALSHA calls of the redis-benchmark run, one user per call (0: skip)")
 	fs.DurationVar(&o.DrainTimeout, "drain-timeout", "COUPON_BENCH_DRAIN_TIMEOUT", o.DrainTimeout, "bound on waiting for the sinker to write every accepted request")
 	fs.DurationVar(&o.RequestTimeout, "request-timeout", "COUPON_BENCH_REQUEST_TIMEOUT", o.RequestTimeout, "per-request timeout of the load generator")
@@ -96,10 +99,13 @@ func (o Options) Validate() error {
 		n    int
 	}{{"baseline-concurrency", o.BaselineConcurrency}, {"baseline-requests", o.BaselineRequests}, {"baseline-supply", o.BaselineSupply},
 		{"async-concurrency", o.AsyncConcurrency}, {"async-requests", o.AsyncRequests}, {"async-supply", o.AsyncSupply},
-		{"open-rate", o.OpenRate}, {"coupons", o.Coupons}} {
+		{"coupons", o.Coupons}, {"many-coupons", o.ManyCoupons}} {
 		if v.n < 1 {
 			errs = append(errs, fmt.Errorf("--%s must be at least 1 (it is %d)", v.name, v.n))
 		}
+	}
+	if o.OpenRate < 0 {
+		errs = append(errs, fmt.Errorf("--open-rate must not be negative (it is %d)", o.OpenRate))
 	}
 	if o.WarmupRequests < 0 {
 		errs = append(errs, fmt.Errorf("--warmup-requests must not be negative (it is %d)", o.WarmupRequests))
@@ -112,7 +118,7 @@ func (o Options) Validate() error {
 	}
 	for _, s := range o.Strategies {
 		if !o.known(s) {
-			errs = append(errs, fmt.Errorf("--strategies: unknown phase %q (want db-lock, redis-lock, async, async-open)", s))
+			errs = append(errs, fmt.Errorf("--strategies: unknown phase %q (want %s)", s, strings.Join(phaseNames, ", ")))
 		}
 	}
 	if o.URL != "" && o.AdminToken == "" {
@@ -150,18 +156,55 @@ func (o Options) Phases() []PhaseSpec {
 				Load: Load{Requests: o.BaselineRequests, Concurrency: o.BaselineConcurrency, DupShare: dup, UserBase: 1, Seed: 1, Timeout: o.RequestTimeout}})
 		}
 	}
-	if want["async"] {
-		out = append(out, PhaseSpec{Name: "async", Strategy: coupon.StrategyAsync, Coupons: o.Coupons, Supply: int64(o.AsyncSupply), InTable: true, DrainTimeout: o.DrainTimeout,
-			Load: Load{Requests: o.AsyncRequests, Concurrency: o.AsyncConcurrency, DupShare: dup, UserBase: 1, Seed: 2, Timeout: o.RequestTimeout}})
+	// The ceiling, the hot coupon and the many coupons get the same load
+	// (requests, workers, duplicates): their ratios are the goals.
+	closed := Load{Requests: o.AsyncRequests, Concurrency: o.AsyncConcurrency, DupShare: dup, UserBase: 1, Seed: 2, Timeout: o.RequestTimeout}
+	if want[PhaseCeiling] {
+		out = append(out, PhaseSpec{Name: PhaseCeiling, Strategy: coupon.StrategyAsync, Coupons: o.Coupons, Ceiling: true, Load: closed})
 	}
-	if want["async-open"] {
-		n := int(float64(o.OpenRate) * o.OpenDuration.Seconds())
-		// Supply covers every request: this phase measures the accepted
-		// path's latency at a fixed arrival rate, not the sell-out.
-		out = append(out, PhaseSpec{Name: "async-open", Strategy: coupon.StrategyAsync, Coupons: o.Coupons, Supply: int64(n/o.Coupons + 1), DrainTimeout: o.DrainTimeout,
-			Load: Load{Requests: n, Rate: float64(o.OpenRate), Concurrency: 512, UserBase: 1, Seed: 3, Timeout: o.RequestTimeout, MaxDuration: o.OpenDuration + 30*time.Second}})
+	if want[PhaseAsync] {
+		out = append(out, PhaseSpec{Name: PhaseAsync, Strategy: coupon.StrategyAsync, Coupons: o.Coupons, Supply: int64(o.AsyncSupply), InTable: true, DrainTimeout: o.DrainTimeout,
+			Load: closed})
+	}
+	if want[PhaseAsyncMany] {
+		// The same total supply over the coupons: they sell out at the same
+		// point of the phase as the hot coupon does.
+		out = append(out, PhaseSpec{Name: PhaseAsyncMany, Strategy: coupon.StrategyAsync, Coupons: o.ManyCoupons,
+			Supply: int64(max(1, o.AsyncSupply/o.ManyCoupons)), DrainTimeout: o.DrainTimeout, Load: closed})
 	}
 	return out
+}
+
+// OpenPhases returns the open-model phases at rate req/s: the gateway on
+// the hot coupon, then the HTTP ceiling at the same offered rate (their
+// p99s are a goal's ratio).
+func (o Options) OpenPhases(rate int) []PhaseSpec {
+	want := o.wanted()
+	n := int(float64(rate) * o.OpenDuration.Seconds())
+	open := Load{Requests: n, Rate: float64(rate), Concurrency: 512, UserBase: 1, Seed: 3, Timeout: o.RequestTimeout, MaxDuration: o.OpenDuration + 30*time.Second}
+	var out []PhaseSpec
+	if want[PhaseAsyncOpen] {
+		// Supply covers every request: this phase measures the accepted
+		// path's latency at a fixed arrival rate, not the sell-out.
+		out = append(out, PhaseSpec{Name: PhaseAsyncOpen, Strategy: coupon.StrategyAsync, Coupons: o.Coupons, Supply: int64(n/o.Coupons + 1), DrainTimeout: o.DrainTimeout, Load: open})
+	}
+	if want[PhaseCeilingOpen] {
+		out = append(out, PhaseSpec{Name: PhaseCeilingOpen, Strategy: coupon.StrategyAsync, Coupons: o.Coupons, Ceiling: true, Load: open})
+	}
+	return out
+}
+
+// OpenRateAfter is the open phases' rate: OpenRate, else half of what the
+// async closed phase accepted (the goal's point: the open model at half the
+// closed-model maximum), else 5,000.
+func (o Options) OpenRateAfter(r *Report) int {
+	if o.OpenRate > 0 {
+		return o.OpenRate
+	}
+	if p := r.byName(PhaseAsync); p != nil && p.Stats.AcceptedPerSec > 0 {
+		return max(1, int(p.Stats.AcceptedPerSec/2))
+	}
+	return 5000
 }
 
 // Warmup returns the unmeasured async phase run before the others, if any:
@@ -170,7 +213,7 @@ func (o Options) Phases() []PhaseSpec {
 // them. Every request is accepted (supply covers them all).
 func (o Options) Warmup() (PhaseSpec, bool) {
 	want := o.wanted()
-	if o.WarmupRequests == 0 || !(want["async"] || want["async-open"]) {
+	if o.WarmupRequests == 0 || !(want[PhaseAsync] || want[PhaseAsyncMany] || want[PhaseAsyncOpen]) {
 		return PhaseSpec{}, false
 	}
 	return PhaseSpec{Name: "warm-up", Strategy: coupon.StrategyAsync, Coupons: 1, Supply: int64(o.WarmupRequests), DrainTimeout: o.DrainTimeout,
@@ -223,7 +266,7 @@ func Compare(ctx context.Context, o Options, local Local, command string, out io
 	}
 	specs := o.Phases()
 	warmSpec, warm := o.Warmup()
-	r := &runner{out: out, total: len(specs) + 3, started: started}
+	r := &runner{out: out, total: len(specs) + len(o.OpenPhases(1)) + 3, started: started}
 	if f, ok := out.(*os.File); ok {
 		if fi, err := f.Stat(); err == nil && fi.Mode()&os.ModeCharDevice != 0 {
 			r.tty = true
@@ -252,6 +295,9 @@ func Compare(ctx context.Context, o Options, local Local, command string, out io
 			return err
 		}
 		target.BaseURL, target.AdminToken, dsn, redisAddr = sys.url, sys.token, sys.dsn, sys.redisAddr
+		target.CeilingURL, target.CPU = sys.ceilingURL, NewCPUProbe(sys.pids(local.Stack))
+		gatewayMetrics := sys.url + "/metrics"
+		target.Counters = func(ctx context.Context) (GatewayCounters, error) { return scrapeCounters(ctx, gatewayMetrics) }
 	} else {
 		if dsn == "" {
 			dsn = local.Stack.MySQLDSN(local.Database)
@@ -290,7 +336,11 @@ func Compare(ctx context.Context, o Options, local Local, command string, out io
 		}
 	}
 
-	for _, spec := range specs {
+	runOne := func(spec PhaseSpec) error {
+		if spec.Ceiling && target.CeilingURL == "" {
+			r.step("phase %s: skipped (no ceiling server: --url, or no ceiling binary in --bin-dir)", spec.Name)
+			return nil
+		}
 		r.step("phase %s: %s, %d requests, supply %d x %d coupon(s), %d%% duplicates",
 			spec.Name, spec.Model(), spec.Load.Requests, spec.Supply, spec.Coupons, int(spec.Load.DupShare*100))
 		spec.Load.Progress = r.progress(spec.Load.Requests)
@@ -302,14 +352,32 @@ func Compare(ctx context.Context, o Options, local Local, command string, out io
 		s := res.Stats
 		r.say("      %d accepted (%s req/s), %d already, %d sold out, %d errors; p99 %.1f ms; rows %d, verified %s",
 			s.Accepted, strconv.FormatFloat(s.AcceptedPerSec, 'f', 0, 64), s.Already, s.SoldOut, s.Errors, s.Latency.P99, res.Sink.Rows, okWord(res.Verdict.OK() && res.Sink.Drained))
+		if res.CPU != nil {
+			r.say("      cpu: %s", res.CPU)
+		}
+		if b := res.Batching; b != nil {
+			r.say("      batching: %.1f records per produce request, %.1f users per script call", b.RecordsPerRequest, b.UsersPerCall)
+		}
 		report.Phases = append(report.Phases, res)
-		if sys != nil && spec.Strategy == coupon.StrategyAsync {
+		if sys != nil && spec.Strategy == coupon.StrategyAsync && !spec.Ceiling {
 			// The bench's coupons are done with: dropping their gate keys
 			// keeps the dev Redis (and its append-only file rewrites, which
 			// would skew the next phase) small from run to run.
 			if err := dropGateKeys(ctx, redisAddr, res.CouponIDs); err != nil {
 				r.say("      could not drop the gate keys of the phase's coupons: %v", err)
 			}
+		}
+		return nil
+	}
+	for _, spec := range specs {
+		if err := runOne(spec); err != nil {
+			return err
+		}
+	}
+	// The open-model phases run at a rate derived from the closed ones.
+	for _, spec := range o.OpenPhases(o.OpenRateAfter(report)) {
+		if err := runOne(spec); err != nil {
+			return err
 		}
 	}
 
@@ -318,7 +386,7 @@ func Compare(ctx context.Context, o Options, local Local, command string, out io
 		speed.MaxAccepted, speed.Concurrency = p.Stats.AcceptedPerSec, p.Spec.Load.Concurrency
 	}
 	for _, p := range report.Phases {
-		if p.Spec.Name == "async-open" {
+		if p.Spec.Name == PhaseAsyncOpen {
 			speed.OpenRate, speed.OpenAchieved, speed.OpenLatency, speed.OpenErrors = p.Stats.OfferedPerSec, p.Stats.AcceptedPerSec, p.Stats.Latency, p.Stats.Errors
 		}
 	}
@@ -417,6 +485,7 @@ func loadAvg() string {
 // system is the stack, gateway and sinker a run started.
 type system struct {
 	url, token, dsn, redisAddr string
+	ceilingURL                 string // the HTTP ceiling server ("": none)
 	brokers                    []string
 	topics                     []string
 	children                   proc.Group
@@ -452,8 +521,8 @@ func startSystem(ctx context.Context, o Options, local Local, dir string, r *run
 	binDir := o.BinDir
 	if binDir == "" {
 		binDir = filepath.Join(dir, "bin")
-		r.step("build gateway and sinker into %s", binDir)
-		for _, name := range []string{"gateway", "sinker"} {
+		r.step("build gateway, sinker and ceiling into %s", binDir)
+		for _, name := range []string{"gateway", "sinker", "ceiling"} {
 			cmd := exec.CommandContext(ctx, "go", "build", "-o", filepath.Join(binDir, name), "./cmd/"+name)
 			cmd.Dir = local.Root
 			if out, err := cmd.CombinedOutput(); err != nil {
@@ -472,6 +541,11 @@ func startSystem(ctx context.Context, o Options, local Local, dir string, r *run
 	if err != nil {
 		return sys, err
 	}
+	ceilingAddr, err := proc.FreeAddr()
+	if err != nil {
+		return sys, err
+	}
+	sys.ceilingURL = "http://" + ceilingAddr
 	b := make([]byte, 24)
 	_, _ = rand.Read(b)
 	sys.token, sys.url = hex.EncodeToString(b), "http://"+httpAddr
@@ -496,25 +570,91 @@ func startSystem(ctx context.Context, o Options, local Local, dir string, r *run
 		"COUPON_METRICS_ADDR="+metricsAddr,
 		"COUPON_LOG_LEVEL=warn",
 	)
-	r.step("start sinker and gateway (%s); logs in %s", sys.url, dir)
-	for _, name := range []string{"sinker", "gateway"} {
+	r.step("start sinker, gateway (%s) and the HTTP ceiling (%s); logs in %s", sys.url, sys.ceilingURL, dir)
+	for _, name := range []string{"sinker", "gateway", "ceiling"} {
+		if _, err := os.Stat(filepath.Join(binDir, name)); err != nil && name == "ceiling" {
+			// A --bin-dir from before the ceiling existed: no ceiling phases.
+			r.say("      no ceiling binary in %s: the ceiling phases are skipped", binDir)
+			sys.ceilingURL = ""
+			continue
+		}
 		logf, err := os.Create(filepath.Join(dir, name+".log"))
 		if err != nil {
 			return sys, err
 		}
-		c, err := proc.Start(name, filepath.Join(binDir, name), nil, env, logf, logf, func() { logf.Close() })
+		childEnv := env
+		if name == "ceiling" {
+			childEnv = append(slices.Clone(env), "COUPON_HTTP_ADDR="+ceilingAddr)
+		}
+		c, err := proc.Start(name, filepath.Join(binDir, name), nil, childEnv, logf, logf, func() { logf.Close() })
 		if err != nil {
 			logf.Close()
 			return sys, err
 		}
 		sys.children = append(sys.children, c)
 	}
-	for _, w := range []struct{ name, url string }{{"sinker", "http://" + metricsAddr + "/readyz"}, {"gateway", sys.url + "/readyz"}} {
+	ready := []struct{ name, url string }{{"sinker", "http://" + metricsAddr + "/readyz"}, {"gateway", sys.url + "/readyz"}}
+	if sys.ceilingURL != "" {
+		ready = append(ready, struct{ name, url string }{"ceiling", sys.ceilingURL + "/readyz"})
+	}
+	for _, w := range ready {
 		if err := sys.children.WaitReady(ctx, w.url, 60*time.Second); err != nil {
 			return sys, fmt.Errorf("%s not ready (see %s): %w", w.name, filepath.Join(dir, w.name+".log"), err)
 		}
 	}
 	return sys, nil
+}
+
+// pids are the processes whose CPU a phase reports: the children, the
+// stack's servers and this process (the load generator).
+func (s *system) pids(st *stack.Stack) map[string]int {
+	m := map[string]int{"load generator": os.Getpid()}
+	for _, c := range s.children {
+		m[c.Name] = c.Pid()
+	}
+	for name, pid := range st.PIDs() {
+		m[name] = pid
+	}
+	return m
+}
+
+// scrapeCounters reads the gateway's batching counters from its /metrics.
+func scrapeCounters(ctx context.Context, url string) (GatewayCounters, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return GatewayCounters{}, err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return GatewayCounters{}, fmt.Errorf("gateway metrics: %w", err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 4<<20))
+	if err != nil {
+		return GatewayCounters{}, fmt.Errorf("gateway metrics: %w", err)
+	}
+	var c GatewayCounters
+	for _, line := range strings.Split(string(b), "\n") {
+		name, v, ok := strings.Cut(line, " ")
+		if !ok {
+			continue
+		}
+		f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+		if err != nil {
+			continue
+		}
+		switch name {
+		case "coupon_gateway_kafka_produce_requests_total":
+			c.ProduceRequests = f
+		case "coupon_gateway_kafka_records_total":
+			c.Records = f
+		case "coupon_gateway_gate_script_calls_total":
+			c.ScriptCalls = f
+		case "coupon_gateway_gate_script_users_total":
+			c.ScriptUsers = f
+		}
+	}
+	return c, nil
 }
 
 // stop ends the gateway and sinker and deletes the run's topics.

@@ -188,6 +188,27 @@ func (r *Report) ratioChart() template.HTML {
 	return hbarChart("How many times async's accepted req/s, this run and the seed", "ratio (×)", false, gs)
 }
 
+// goalCharts draws each goal's ratio beside its target, one chart per goal
+// on its own linear axis from 0 (the bars compare like the ratios).
+func (r *Report) goalCharts() []template.HTML {
+	var out []template.HTML
+	for _, g := range r.Goals() {
+		color := "#c53030"
+		if g.Met() {
+			color = "#276749"
+		}
+		op := "≥"
+		if g.AtMost {
+			op = "≤"
+		}
+		out = append(out, hbarChart(fmt.Sprintf("%s (%s / %s, %s)", g.Name, g.Of, g.Over, g.What), "ratio", false, []group{{Label: g.Name, Bars: []bar{
+			{Label: "this run", V: g.Value, Value: fmt.Sprintf("%.2f", g.Value), Color: color},
+			{Label: "goal " + op, V: g.Target, Value: fmt.Sprintf("%.2f", g.Target), Color: seedColor},
+		}}}))
+	}
+	return out
+}
+
 func (r *Report) latencyChart() template.HTML {
 	var gs []group
 	for _, p := range r.Phases {
@@ -225,17 +246,27 @@ tr.seed td{color:#718096;font-style:italic}.ok{color:#276749}.fail{color:#c53030
 {{else}}<p class="fail">Verification FAILED: see the table.</p>{{end}}
 <h2>Comparison</h2>
 <table><tr><th>strategy</th><th>model</th><th>requests</th><th>dup share</th><th>supply</th><th>accepted req/s</th><th>p50 / p95 / p99 ms</th><th>errors</th><th>rows persisted/s</th><th>sink drain</th><th>over-issued</th><th>duplicates</th><th>accepted = rows</th></tr>
-{{range .R.Phases}}<tr><td>{{.Spec.Name}}</td><td>{{.Model}}</td><td>{{.Requests}}</td><td>{{pct .DupShare}}</td><td>{{.Verdict.Total}}</td><td>{{rate .Stats.AcceptedPerSec}}</td>
+{{range .R.Phases}}{{if .Spec.Ceiling}}<tr><td>{{.Spec.Name}}</td><td>{{.Model}}</td><td>{{.Requests}}</td><td>{{pct .DupShare}}</td><td></td><td>{{rate .Stats.AcceptedPerSec}}</td>
+<td>{{ms .Stats.Latency.P50}} / {{ms .Stats.Latency.P95}} / {{ms .Stats.Latency.P99}}</td><td>{{.Stats.Errors}}</td><td colspan="5">HTTP ceiling: parsing and answer only</td></tr>
+{{else}}<tr><td>{{.Spec.Name}}</td><td>{{.Model}}</td><td>{{.Requests}}</td><td>{{pct .DupShare}}</td><td>{{.Verdict.Total}}</td><td>{{rate .Stats.AcceptedPerSec}}</td>
 <td>{{ms .Stats.Latency.P50}} / {{ms .Stats.Latency.P95}} / {{ms .Stats.Latency.P99}}</td><td>{{.Stats.Errors}}</td><td>{{rate .Sink.RowsPerSec}}</td><td>{{drain .}}</td>
 <td class="{{if .Verdict.OverIssued}}fail{{else}}ok{{end}}">{{check .Verdict.OverIssued}}</td><td class="{{if .Verdict.Duplicates}}fail{{else}}ok{{end}}">{{check .Verdict.Duplicates}}</td>
 <td class="{{if .Verdict.LostAccepted}}fail{{else}}ok{{end}}">{{.Verdict.Accepted}} / {{.Verdict.Rows}}</td></tr>
-{{end}}{{range .R.Seed}}<tr class="seed"><td>{{.Label}}</td><td>locust</td><td></td><td></td><td></td><td>{{rate0 .ReqPerSec}}</td><td></td><td></td><td>{{rate0 .RowsPerSec}}</td><td></td><td></td><td></td><td></td></tr>
+{{end}}{{end}}{{range .R.Seed}}<tr class="seed"><td>{{.Label}}</td><td>locust</td><td></td><td></td><td></td><td>{{rate0 .ReqPerSec}}</td><td></td><td></td><td>{{rate0 .RowsPerSec}}</td><td></td><td></td><td></td><td></td></tr>
 {{end}}</table>
 <h2>Ratios</h2>
 <table><tr><th>async over</th><th>this run</th><th>the seed</th><th>the seed's figures</th></tr>
 {{range .Ratios}}<tr><td>{{.Baseline}}</td><td>{{if .Ratio}}{{printf "%.1f×" .Ratio}}{{else}}not measured{{end}}</td><td>{{printf "%.1f×" .SeedRatio}}</td><td>{{.SeedLabel}}</td></tr>
 {{end}}</table>
 <figure>{{.RatioChart}}</figure>
+{{if .Goals}}<h2>Goals (ratios of this run's phases)</h2><ul>
+{{range .Goals}}<li class="{{if .Met}}ok{{else}}fail{{end}}">{{.}}</li>
+{{end}}</ul>{{range .GoalCharts}}<figure>{{.}}</figure>{{end}}{{end}}
+{{if .Costs}}<h2>CPU per accepted request and batching</h2>
+<table><tr><th>phase</th><th>machine µs/accepted</th><th>by process, µs/accepted</th><th>records per produce request</th><th>users per script call</th></tr>
+{{range .Costs}}<tr><td>{{.Spec.Name}}</td><td>{{with .CPU}}{{printf "%.0f" .MachinePerReq}}{{end}}</td><td style="text-align:left">{{with .CPU}}{{range .Procs}}{{.Name}} {{printf "%.0f" .MicrosPerReply}} · {{end}}{{end}}</td>
+<td>{{with .Batching}}{{printf "%.1f" .RecordsPerRequest}}{{end}}</td><td>{{with .Batching}}{{printf "%.1f" .UsersPerCall}}{{end}}</td></tr>
+{{end}}</table>{{end}}
 {{with .R.Speed}}<h2>Async path speed</h2><ul>
 {{if .MaxAccepted}}<li>max accepted (closed model, c={{.Concurrency}}, 202 only after the Kafka ack): <b>{{rate .MaxAccepted}} req/s</b></li>{{end}}
 {{if .OpenRate}}<li>open model at {{rate .OpenRate}} req/s offered: {{rate .OpenAchieved}} req/s answered 2xx, p50 {{ms .OpenLatency.P50}} / p95 {{ms .OpenLatency.P95}} / <b>p99 {{ms .OpenLatency.P99}} ms</b>, {{.OpenErrors}} errors</li>{{end}}
@@ -259,5 +290,17 @@ func (r *Report) WriteHTML(w io.Writer) error {
 	return reportTmpl.Execute(w, map[string]any{
 		"R": r, "OK": r.OK(), "Ratios": r.Comparisons(), "RatioChart": r.ratioChart(),
 		"Throughput": r.throughputChart(), "Latency": r.latencyChart(),
+		"Goals": r.Goals(), "GoalCharts": r.goalCharts(), "Costs": r.costed(),
 	})
+}
+
+// costed are the phases with a CPU or batching measurement.
+func (r *Report) costed() []*PhaseResult {
+	var out []*PhaseResult
+	for _, p := range r.Phases {
+		if p.CPU != nil || p.Batching != nil {
+			out = append(out, p)
+		}
+	}
+	return out
 }

@@ -25,7 +25,7 @@ func TestOptionsPhases(t *testing.T) {
 		want    []string // phase names in order
 		wantErr string
 	}{
-		{name: "defaults run every strategy", want: []string{"db-lock", "redis-lock", "async", "async-open"}},
+		{name: "defaults run every phase", want: []string{"db-lock", "redis-lock", "ceiling", "async", "async-many", "async-open", "ceiling-open"}},
 		{name: "a subset keeps the order", args: []string{"--strategies", "async-open,db-lock"}, want: []string{"db-lock", "async-open"}},
 		{name: "unknown phase", args: []string{"--strategies", "db-lock,queue"}, wantErr: `unknown phase "queue"`},
 		{name: "zero supply", args: []string{"--baseline-supply", "0"}, wantErr: "--baseline-supply must be at least 1"},
@@ -46,7 +46,7 @@ func TestOptionsPhases(t *testing.T) {
 				t.Fatal(err)
 			}
 			var got []string
-			for _, p := range o.Phases() {
+			for _, p := range append(o.Phases(), o.OpenPhases(1000)...) {
 				got = append(got, p.Name)
 				if p.Supply >= int64(p.Load.Requests) && p.InTable {
 					t.Errorf("phase %s: supply %d is not below demand %d", p.Name, p.Supply, p.Load.Requests)
@@ -56,5 +56,43 @@ func TestOptionsPhases(t *testing.T) {
 				t.Fatalf("phases %v, want %v", got, tt.want)
 			}
 		})
+	}
+}
+
+// TestBenchOpenRate: the open phases run at --open-rate, else at half the
+// async phase's accepted req/s (the goal's point), the gateway's and the
+// ceiling's at the same rate; the ceiling, hot and many-coupon phases get
+// the same closed load, the many coupons sharing the hot coupon's supply.
+func TestBenchOpenRate(t *testing.T) {
+	t.Setenv("COUPON_ADMIN_TOKEN", "")
+	o, err := parseOptions(t)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &Report{Phases: []*PhaseResult{{Spec: PhaseSpec{Name: PhaseAsync}, Stats: Stats{AcceptedPerSec: 9001}}}}
+	if got := o.OpenRateAfter(r); got != 4500 {
+		t.Errorf("open rate after 9001 req/s: %d, want 4500", got)
+	}
+	if got := o.OpenRateAfter(&Report{}); got != 5000 {
+		t.Errorf("open rate without an async phase: %d, want 5000", got)
+	}
+	for _, p := range o.OpenPhases(4500) {
+		if p.Load.Rate != 4500 {
+			t.Errorf("phase %s at %v req/s, want 4500", p.Name, p.Load.Rate)
+		}
+	}
+	if o, err = parseOptions(t, "--open-rate", "700"); err != nil || o.OpenRateAfter(r) != 700 {
+		t.Errorf("--open-rate 700: %v, rate %d", err, o.OpenRateAfter(r))
+	}
+	byName := map[string]PhaseSpec{}
+	for _, p := range o.Phases() {
+		byName[p.Name] = p
+	}
+	c, hot, many := byName[PhaseCeiling], byName[PhaseAsync], byName[PhaseAsyncMany]
+	same := func(a, b Load) bool {
+		return a.Requests == b.Requests && a.Concurrency == b.Concurrency && a.DupShare == b.DupShare && a.Seed == b.Seed
+	}
+	if !c.Ceiling || !same(c.Load, hot.Load) || !same(many.Load, hot.Load) || many.Coupons != 1000 || many.Supply*1000 != hot.Supply {
+		t.Errorf("ceiling %+v, hot %+v, many %+v: want the same load, 1000 coupons sharing the supply", c, hot, many)
 	}
 }

@@ -21,6 +21,43 @@ type Target struct {
 	BaseURL    string
 	AdminToken string
 	DB         *mysql.DB
+	// CeilingURL is the HTTP ceiling server (gateway.NewCeiling) that
+	// Ceiling phases load instead of the gateway ("": none).
+	CeilingURL string
+	// CPU, when set, is sampled at each phase's start and after its sink
+	// drained: the phase's CPU per accepted request, by process.
+	CPU *CPUProbe
+	// Counters, when set, reads the gateway's batching counters at the
+	// same moments (see GatewayCounters).
+	Counters func(context.Context) (GatewayCounters, error)
+}
+
+// GatewayCounters are the gateway's batching counters: produce requests
+// and the records they carried, admit script calls and the users they
+// carried (coupon_gateway_kafka_* and coupon_gateway_gate_* metrics).
+type GatewayCounters struct {
+	ProduceRequests float64 `json:"produceRequests"`
+	Records         float64 `json:"records"`
+	ScriptCalls     float64 `json:"scriptCalls"`
+	ScriptUsers     float64 `json:"scriptUsers"`
+}
+
+// Batching is what a phase's batching looked like in the gateway.
+type Batching struct {
+	RecordsPerRequest float64 `json:"recordsPerProduceRequest"`
+	UsersPerCall      float64 `json:"usersPerScriptCall"`
+}
+
+// batching returns the per-request figures between two counter readings.
+func batching(before, after GatewayCounters) *Batching {
+	b := &Batching{}
+	if n := after.ProduceRequests - before.ProduceRequests; n > 0 {
+		b.RecordsPerRequest = (after.Records - before.Records) / n
+	}
+	if n := after.ScriptCalls - before.ScriptCalls; n > 0 {
+		b.UsersPerCall = (after.ScriptUsers - before.ScriptUsers) / n
+	}
+	return b
 }
 
 // CreateCoupon creates a coupon through the admin API and returns its ID.
@@ -103,6 +140,9 @@ type PhaseSpec struct {
 	// DrainTimeout bounds the wait for the sinker to write every accepted
 	// request after the load (async); 0 means one minute.
 	DrainTimeout time.Duration `json:"-"`
+	// Ceiling phases load Target.CeilingURL: no coupon is created and
+	// nothing is verified (Coupons are made-up IDs 1..Coupons).
+	Ceiling bool `json:"ceiling,omitempty"`
 }
 
 // Model names the load model of a phase.
@@ -141,11 +181,16 @@ type PhaseResult struct {
 	Sink      Sink      `json:"sink"`
 	Verdict   Verdict   `json:"verdict"`
 	DB        []DBState `json:"db"`
+	CPU       *CPUCost  `json:"cpu,omitempty"`
+	Batching  *Batching `json:"batching,omitempty"`
 }
 
 // RunPhase creates the phase's coupons, drives the load, waits for the sink
 // to drain, and verifies the result against MySQL. say gets progress lines.
 func RunPhase(ctx context.Context, t Target, spec PhaseSpec, say func(format string, args ...any)) (*PhaseResult, error) {
+	if spec.Ceiling {
+		return runCeiling(ctx, t, spec)
+	}
 	res := &PhaseResult{Spec: spec, Model: spec.Model(), Requests: spec.Load.Requests, DupShare: spec.Load.DupShare}
 	for i := range max(spec.Coupons, 1) {
 		id, err := t.CreateCoupon(ctx, fmt.Sprintf("bench %s #%d", spec.Name, i+1), spec.Supply, spec.Strategy)
@@ -156,6 +201,7 @@ func RunPhase(ctx context.Context, t Target, spec PhaseSpec, say func(format str
 	}
 	l := spec.Load
 	l.BaseURL, l.Strategy, l.Coupons = t.BaseURL, spec.Strategy, res.CouponIDs
+	m := t.measure(ctx)
 	// Poll the phase's issued count in MySQL while the load runs and after, until
 	// every accepted request has its row: when that happened gives the
 	// persisted rate and the drain time, on the client's clock.
@@ -235,6 +281,7 @@ func RunPhase(ctx context.Context, t Target, spec PhaseSpec, say func(format str
 	}
 	stopPolling()
 	<-polled
+	res.CPU, res.Batching = m.done(ctx, res.Stats.Accepted)
 	if !drainedAt.IsZero() {
 		res.Sink.Drained = true
 		if spec.Strategy == coupon.StrategyAsync {
@@ -268,6 +315,64 @@ func RunPhase(ctx context.Context, t Target, spec PhaseSpec, say func(format str
 	}
 	res.Verdict = Verify(res.DB, res.Stats.AcceptedUsers)
 	return res, nil
+}
+
+// runCeiling drives a Ceiling phase.
+func runCeiling(ctx context.Context, t Target, spec PhaseSpec) (*PhaseResult, error) {
+	if t.CeilingURL == "" {
+		return nil, fmt.Errorf("phase %s: no ceiling server", spec.Name)
+	}
+	res := &PhaseResult{Spec: spec, Model: spec.Model(), Requests: spec.Load.Requests, DupShare: spec.Load.DupShare, Sink: Sink{Drained: true}}
+	l := spec.Load
+	l.BaseURL, l.Strategy = t.CeilingURL, ""
+	for i := range max(spec.Coupons, 1) {
+		l.Coupons = append(l.Coupons, int64(i+1))
+	}
+	m := t.measure(ctx)
+	r, err := Run(ctx, l)
+	if err != nil {
+		return nil, fmt.Errorf("phase %s: %w", spec.Name, err)
+	}
+	res.Stats = Summarize(r)
+	res.CPU, _ = m.done(ctx, res.Stats.Accepted)
+	return res, nil
+}
+
+// measurement is a phase's CPU and counter readings at its start.
+type measurement struct {
+	t        Target
+	cpu      CPUSample
+	counters *GatewayCounters
+}
+
+func (t Target) measure(ctx context.Context) measurement {
+	m := measurement{t: t}
+	if t.CPU != nil {
+		m.cpu = t.CPU.Sample()
+	}
+	if t.Counters != nil {
+		if c, err := t.Counters(ctx); err == nil {
+			m.counters = &c
+		}
+	}
+	return m
+}
+
+// done returns the phase's CPU cost and batching since the start (nil for
+// what is not measured).
+func (m measurement) done(ctx context.Context, accepted int64) (*CPUCost, *Batching) {
+	var cpu *CPUCost
+	var b *Batching
+	if m.t.CPU != nil {
+		c := Cost(m.cpu, m.t.CPU.Sample(), accepted)
+		cpu = &c
+	}
+	if m.counters != nil {
+		if c, err := m.t.Counters(ctx); err == nil {
+			b = batching(*m.counters, c)
+		}
+	}
+	return cpu, b
 }
 
 func pause(ctx context.Context, d time.Duration) error {

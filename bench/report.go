@@ -76,13 +76,90 @@ func (c Comparison) String() string {
 	return fmt.Sprintf("async / %s accepted req/s: %s   (seed: %s = %.0fx)", c.Baseline, ours, c.SeedLabel, c.SeedRatio)
 }
 
-// MarshalJSON adds the comparisons to the report's fields.
+// MarshalJSON adds the comparisons and the goals to the report's fields.
 func (r *Report) MarshalJSON() ([]byte, error) {
 	type plain Report
 	return json.Marshal(struct {
 		*plain
 		Ratios []Comparison `json:"ratios"`
-	}{(*plain)(r), r.Comparisons()})
+		Goals  []Goal       `json:"goals"`
+	}{(*plain)(r), r.Comparisons(), r.Goals()})
+}
+
+// Phase names the goals read (couponctl bench's phases).
+const (
+	PhaseCeiling     = "ceiling"      // the HTTP ceiling, closed model
+	PhaseAsync       = "async"        // one hot coupon, closed model
+	PhaseAsyncMany   = "async-many"   // many coupons round robin, closed model
+	PhaseAsyncOpen   = "async-open"   // one hot coupon, open model
+	PhaseCeilingOpen = "ceiling-open" // the HTTP ceiling, open model at async-open's rate
+)
+
+// Goal is one ratio of two phases of this run with the value it should
+// reach (issue 10): async over the HTTP ceiling, many coupons over one,
+// and the open model's p99 over the ceiling's at the same offered rate.
+type Goal struct {
+	Name   string  `json:"name"`
+	Of     string  `json:"of"`   // phase
+	Over   string  `json:"over"` // phase
+	What   string  `json:"what"` // "accepted req/s" or "p99"
+	Value  float64 `json:"value"`
+	Target float64 `json:"target"`
+	AtMost bool    `json:"atMost"` // the goal is Value <= Target (else >=)
+}
+
+// Met reports whether the goal is reached.
+func (g Goal) Met() bool {
+	if g.AtMost {
+		return g.Value <= g.Target
+	}
+	return g.Value >= g.Target
+}
+
+// String is the goal as the table prints it.
+func (g Goal) String() string {
+	op, verdict := ">=", "not reached"
+	if g.AtMost {
+		op = "<="
+	}
+	if g.Met() {
+		verdict = "reached"
+	}
+	return fmt.Sprintf("%s: %s / %s %s = %.2f (goal %s %.2f: %s)", g.Name, g.Of, g.Over, g.What, g.Value, op, g.Target, verdict)
+}
+
+// byName returns the phase of that name, or nil.
+func (r *Report) byName(name string) *PhaseResult {
+	for _, p := range r.Phases {
+		if p.Spec.Name == name {
+			return p
+		}
+	}
+	return nil
+}
+
+// Goals returns the goals whose two phases ran.
+func (r *Report) Goals() []Goal {
+	var out []Goal
+	for _, g := range []Goal{
+		{Name: "async / HTTP ceiling", Of: PhaseAsync, Over: PhaseCeiling, What: "accepted req/s", Target: 0.40},
+		{Name: "many coupons / one hot coupon", Of: PhaseAsyncMany, Over: PhaseAsync, What: "accepted req/s", Target: 0.85},
+		{Name: "open-model p99 / HTTP ceiling's", Of: PhaseAsyncOpen, Over: PhaseCeilingOpen, What: "p99", Target: 3, AtMost: true},
+	} {
+		of, over := r.byName(g.Of), r.byName(g.Over)
+		if of == nil || over == nil {
+			continue
+		}
+		a, b := of.Stats.AcceptedPerSec, over.Stats.AcceptedPerSec
+		if g.What == "p99" {
+			a, b = of.Stats.Latency.P99, over.Stats.Latency.P99
+		}
+		if b > 0 {
+			g.Value = a / b
+			out = append(out, g)
+		}
+	}
+	return out
 }
 
 // Speed holds the async path's speed figures (issue 3) beside the rate of
@@ -225,6 +302,11 @@ func (r *Report) WriteTable(out io.Writer) {
 	fmt.Fprintln(w, name("strategy")+"\tmodel\taccepted req/s\tp50 / p95 / p99 ms\terrors\trows persisted/s\tsink drain\tover-issued\tduplicates\taccepted = rows\t")
 	for _, p := range r.Phases {
 		s := p.Stats
+		if p.Spec.Ceiling {
+			fmt.Fprintf(w, "%s\t%s\t%s\t%s / %s / %s\t%d\t-\t-\t-\t-\t(no system)\t\n", name(p.Spec.Name), p.Model, fmtRate(s.AcceptedPerSec),
+				fmtMs(s.Latency.P50), fmtMs(s.Latency.P95), fmtMs(s.Latency.P99), s.Errors)
+			continue
+		}
 		acc := fmt.Sprintf("%d = %d ok", p.Verdict.Accepted, p.Verdict.Rows)
 		if !p.Verdict.AcceptedMatchesRows() {
 			acc = fmt.Sprintf("%d != %d", p.Verdict.Accepted, p.Verdict.Rows)
@@ -243,6 +325,31 @@ func (r *Report) WriteTable(out io.Writer) {
 	fmt.Fprintln(out)
 	for _, c := range r.Comparisons() {
 		fmt.Fprintln(out, c)
+	}
+	if goals := r.Goals(); len(goals) > 0 {
+		fmt.Fprintln(out)
+		for _, g := range goals {
+			fmt.Fprintln(out, g)
+		}
+	}
+	var costs []string
+	for _, p := range r.Phases {
+		line := ""
+		if p.Batching != nil && (p.Batching.RecordsPerRequest > 0 || p.Batching.UsersPerCall > 0) {
+			line = fmt.Sprintf("  %.1f records per produce request, %.1f users per script call", p.Batching.RecordsPerRequest, p.Batching.UsersPerCall)
+		}
+		if p.CPU != nil && p.CPU.MachinePerReq > 0 {
+			line = "; " + p.CPU.String() + line
+		}
+		if line != "" {
+			costs = append(costs, fmt.Sprintf("%-*s %s", nameW, p.Spec.Name, strings.TrimPrefix(line, "; ")))
+		}
+	}
+	if len(costs) > 0 {
+		fmt.Fprintln(out, "\nCPU per accepted request (machine and by process, µs; from /proc) and batching:")
+		for _, c := range costs {
+			fmt.Fprintln(out, c)
+		}
 	}
 	if sp := r.Speed; sp != nil {
 		fmt.Fprintln(out)

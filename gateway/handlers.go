@@ -251,20 +251,24 @@ func (s *Server) issue(c *fiber.Ctx) error {
 		return err
 	}
 	if cp.Strategy == coupon.StrategyAsync {
-		// Hand-built: this is the hot path.
-		b := make([]byte, 0, 80)
-		b = append(b, `{"couponId":`...)
-		b = strconv.AppendInt(b, is.CouponID, 10)
-		b = append(b, `,"userId":`...)
-		b = strconv.AppendInt(b, is.UserID, 10)
-		b = append(b, `,"rank":`...)
-		b = strconv.AppendInt(b, is.Rank, 10)
-		b = append(b, '}')
-		c.Status(fiber.StatusAccepted)
-		c.Set(fiber.HeaderContentType, fiber.MIMEApplicationJSON)
-		return c.Send(b)
+		return sendAccepted(c, is.CouponID, is.UserID, is.Rank)
 	}
 	return c.Status(fiber.StatusCreated).JSON(is)
+}
+
+// sendAccepted writes the async 202 answer, hand-built: this is the hot path.
+func sendAccepted(c *fiber.Ctx, couponID, userID, rank int64) error {
+	b := make([]byte, 0, 80)
+	b = append(b, `{"couponId":`...)
+	b = strconv.AppendInt(b, couponID, 10)
+	b = append(b, `,"userId":`...)
+	b = strconv.AppendInt(b, userID, 10)
+	b = append(b, `,"rank":`...)
+	b = strconv.AppendInt(b, rank, 10)
+	b = append(b, '}')
+	c.Status(fiber.StatusAccepted)
+	c.Set(fiber.HeaderContentType, fiber.MIMEApplicationJSON)
+	return c.Send(b)
 }
 
 // issueUser returns the user of an issue request: the body's userId, or,

@@ -9,13 +9,18 @@ import (
 	"net"
 	"os"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
 	"github.com/coupondrop/coupon"
+	"github.com/coupondrop/coupon/internal/batch"
 	"github.com/coupondrop/coupon/internal/cli"
 	kafkago "github.com/segmentio/kafka-go"
 	"github.com/segmentio/kafka-go/protocol"
+	"github.com/segmentio/kafka-go/protocol/metadata"
+	"github.com/segmentio/kafka-go/protocol/produce"
 )
 
 var _ coupon.Publisher = (*Publisher)(nil)
@@ -25,12 +30,13 @@ type Config struct {
 	Brokers []string // bootstrap addresses (required)
 	Topic   string
 
-	// BatchTimeout is how long a partition's batch waits for more records
-	// before it is sent; kafka-go's default (1s) would add a second to
-	// every answer.
+	// BatchTimeout is how long a batch that is not full waits for more
+	// records once a slot is free (one timer per batch). Default 0: a batch
+	// is what queued while the batches in flight were busy, so a lone
+	// record goes out at once and batches grow with load.
 	BatchTimeout time.Duration
-	BatchSize    int   // records per produce request at most
-	BatchBytes   int64 // bytes per produce request at most
+	BatchSize    int   // records per batch at most (all partitions)
+	BatchBytes   int64 // bytes per batch at most (all partitions)
 
 	// WriteTimeout bounds one produce attempt (dial, send, broker ack) and
 	// metadata reads.
@@ -56,8 +62,8 @@ func DefaultConfig() Config {
 	return Config{
 		Brokers:      []string{"127.0.0.1:9092"},
 		Topic:        coupon.DefaultTopic,
-		BatchTimeout: 2 * time.Millisecond,
-		BatchSize:    256,
+		BatchTimeout: 0,
+		BatchSize:    1024,
 		BatchBytes:   1 << 20,
 		WriteTimeout: 5 * time.Second,
 		DialTimeout:  2 * time.Second,
@@ -74,7 +80,7 @@ func (c *Config) Bind(fs *cli.FlagSet) {
 	fs.KafkaBrokersVar(&c.Brokers)
 	fs.TopicVar(&c.Topic)
 	fs.IntVar(&c.MaxAttempts, "publish-attempts", "COUPON_PUBLISH_ATTEMPTS", c.MaxAttempts, "tries of one publish (transient errors only)")
-	fs.DurationVar(&c.BatchTimeout, "kafka-batch-timeout", "COUPON_KAFKA_BATCH_TIMEOUT", c.BatchTimeout, "how long a produce batch waits for more records")
+	fs.DurationVar(&c.BatchTimeout, "kafka-batch-timeout", "COUPON_KAFKA_BATCH_TIMEOUT", c.BatchTimeout, "how long a produce batch that is not full waits for more records (0: it takes what queued meanwhile)")
 }
 
 // Validate reports every problem at once.
@@ -93,7 +99,7 @@ func (c Config) Validate() error {
 	}
 	add(c.Topic == "", "topic is required (COUPON_TOPIC)")
 	add(c.MaxAttempts < 1, "publish attempts must be at least 1 (COUPON_PUBLISH_ATTEMPTS), not %d", c.MaxAttempts)
-	add(c.BatchTimeout <= 0, "batch timeout must be positive (COUPON_KAFKA_BATCH_TIMEOUT), not %s", c.BatchTimeout)
+	add(c.BatchTimeout < 0, "batch timeout must not be negative (COUPON_KAFKA_BATCH_TIMEOUT), not %s", c.BatchTimeout)
 	add(c.BatchSize < 1 || c.BatchBytes < 1, "batch size and bytes must be positive")
 	add(c.WriteTimeout <= 0 || c.DialTimeout <= 0 || c.MetadataTTL <= 0, "write and dial timeouts and the metadata TTL must be positive")
 	add(c.RetryBackoff < 0, "retry backoff must not be negative")
@@ -101,16 +107,36 @@ func (c Config) Validate() error {
 	return errors.Join(errs...)
 }
 
-// Publisher writes admissions to the admitted-request topic through one
-// shared kafka-go Writer: acks from all in-sync replicas, Murmur2 key
-// hashing (the Java client's partitioner), key = coupon ID. Concurrent
-// Publish calls share produce requests.
+// Publisher writes admissions to the admitted-request topic: acks from all
+// in-sync replicas, Murmur2 key hashing (the Java client's partitioner),
+// key = coupon ID. Concurrent Publish calls share produce requests across
+// coupons and partitions: a loop takes the records queued while the
+// in-flight requests were busy (so a lone record goes out at once and
+// batches grow with load), groups them by partition and the partitions by
+// leader, and sends one produce request per leader broker, each record's
+// outcome taken from its partition's answer.
 type Publisher struct {
-	w         *kafkago.Writer
 	transport *kafkago.Transport
+	addr      net.Addr
 	cfg       Config
 	logger    *slog.Logger
+
+	batch     *batch.Batcher[*record]
+	closeOnce sync.Once
+
+	batches, requests, records atomic.Int64 // counters for Stats
+	partitionIDs               atomic.Pointer[[]int]
 }
+
+// record is one Publish attempt and its outcome.
+type record struct {
+	key, value []byte
+	err        error
+}
+
+// InFlight is how many produce batches the publisher keeps in flight at
+// once; records queue meanwhile and make the next batch.
+const InFlight = 2
 
 // New returns a publisher; it connects lazily (see Ready). A nil logger
 // logs nothing.
@@ -125,28 +151,13 @@ func New(cfg Config, logger *slog.Logger) (*Publisher, error) {
 		MetadataTTL: cfg.MetadataTTL,
 		ClientID:    cfg.ClientID,
 	}
-	w := &kafkago.Writer{
-		Addr:         kafkago.TCP(cfg.Brokers...),
-		Topic:        cfg.Topic,
-		Balancer:     balancer,
-		RequiredAcks: kafkago.RequireAll,
-		BatchTimeout: cfg.BatchTimeout,
-		BatchSize:    cfg.BatchSize,
-		BatchBytes:   cfg.BatchBytes,
-		WriteTimeout: cfg.WriteTimeout,
-		ReadTimeout:  cfg.WriteTimeout,
-		// One attempt per WriteMessages: kafka-go's own retries would hide
-		// an earlier attempt that may have landed behind a final error that
-		// looks certain. Publish retries and remembers instead.
-		MaxAttempts: 1,
-		Transport:   transport,
-		ErrorLogger: kafkago.LoggerFunc(func(msg string, args ...any) {
-			logger.Debug("kafka writer: " + fmt.Sprintf(msg, args...))
-		}),
-	}
+	p := &Publisher{transport: transport, addr: kafkago.TCP(cfg.Brokers...), cfg: cfg, logger: logger}
+	p.batch = batch.New(batch.Config[*record]{Max: cfg.BatchSize, Slots: InFlight, Linger: cfg.BatchTimeout,
+		Size: func(r *record) int64 { return int64(len(r.key) + len(r.value) + recordOverhead) }, MaxSize: cfg.BatchBytes,
+		Run: p.exec})
 	logger.Info("kafka publisher ready", "brokers", cfg.Brokers, "topic", cfg.Topic,
-		"batch_timeout", cfg.BatchTimeout, "batch_size", cfg.BatchSize, "write_timeout", cfg.WriteTimeout)
-	return &Publisher{w: w, transport: transport, cfg: cfg, logger: logger}, nil
+		"batch_size", cfg.BatchSize, "write_timeout", cfg.WriteTimeout)
+	return p, nil
 }
 
 // Publish writes a to the topic and returns once all in-sync replicas
@@ -157,14 +168,192 @@ func (p *Publisher) Publish(ctx context.Context, a coupon.Admission) error {
 	if err != nil {
 		return fmt.Errorf("publish admission of user %d to coupon %d: %w: %w", a.UserID, a.CouponID, coupon.ErrPublishFailed, err)
 	}
-	msg := kafkago.Message{Key: coupon.EventKey(a.CouponID), Value: value}
+	key := coupon.EventKey(a.CouponID)
 	err = publishWithRetry(ctx, p.cfg.MaxAttempts, p.cfg.RetryBackoff, func(ctx context.Context) error {
-		return p.w.WriteMessages(ctx, msg)
+		return p.send(ctx, key, value)
 	})
 	if err != nil {
 		return fmt.Errorf("publish admission of user %d to coupon %d: %w", a.UserID, a.CouponID, err)
 	}
 	return nil
+}
+
+// errClosed is the answer of a closed publisher (io.ErrClosedPipe, as
+// kafka-go's Writer answers).
+var errClosed = fmt.Errorf("kafka publisher closed: %w", io.ErrClosedPipe)
+
+// send queues one record for the next batch and waits for its outcome. If
+// ctx ends while it is queued, nothing is sent (batch.ErrNotSent); once
+// sent, ctx's end returns ctx's error (the outcome is then unknown).
+func (p *Publisher) send(ctx context.Context, key, value []byte) error {
+	if n := int64(len(key) + len(value) + recordOverhead); n > p.cfg.BatchBytes {
+		return kafkago.MessageTooLargeError{Message: kafkago.Message{Key: key, Value: value}}
+	}
+	r := &record{key: key, value: value}
+	switch err := p.batch.Do(ctx, r); {
+	case errors.Is(err, batch.ErrClosed):
+		return errClosed
+	case err != nil:
+		return err
+	}
+	return r.err
+}
+
+// recordOverhead bounds a record's framing in a record batch (length,
+// attributes, timestamp and offset deltas, key and value lengths, headers).
+const recordOverhead = 32
+
+// exec produces a batch's records under one deadline.
+func (p *Publisher) exec(records []*record) {
+	ctx, cancel := context.WithTimeout(context.Background(), p.cfg.WriteTimeout)
+	defer cancel()
+	p.produce(ctx, records)
+}
+
+// produce writes records in one produce request per leader broker (sent
+// at once) and sets each record's err from its partition's answer.
+func (p *Publisher) produce(ctx context.Context, records []*record) {
+	p.batches.Add(1)
+	p.records.Add(int64(len(records)))
+	leaders, err := p.leaders(ctx)
+	if err != nil {
+		for _, r := range records {
+			r.err = err
+		}
+		return
+	}
+	ids := p.partitions(len(leaders))
+	// byPartition keeps each partition's records in queue order.
+	byPartition := map[int][]*record{}
+	byLeader := map[int32][]int{} // leader -> its partitions, in first-seen order
+	for _, r := range records {
+		part := balancer.Balance(kafkago.Message{Key: r.key}, ids...)
+		if _, ok := byPartition[part]; !ok {
+			byLeader[leaders[part]] = append(byLeader[leaders[part]], part)
+		}
+		byPartition[part] = append(byPartition[part], r)
+	}
+	now := time.Now()
+	send := func(parts []int) {
+		p.requests.Add(1)
+		req := &produce.Request{Acks: int16(kafkago.RequireAll), Timeout: int32(p.cfg.WriteTimeout.Milliseconds()),
+			Topics: []produce.RequestTopic{{Topic: p.cfg.Topic, Partitions: make([]produce.RequestPartition, len(parts))}}}
+		for i, part := range parts {
+			rs := byPartition[part]
+			recs := make([]protocol.Record, len(rs))
+			for j, r := range rs {
+				recs[j] = protocol.Record{Time: now, Key: protocol.NewBytes(r.key), Value: protocol.NewBytes(r.value)}
+			}
+			req.Topics[0].Partitions[i] = produce.RequestPartition{Partition: int32(part),
+				RecordSet: protocol.RecordSet{Version: 2, Records: protocol.NewRecordReader(recs...)}}
+		}
+		answers := partitionErrors(p.transport.RoundTrip(ctx, p.addr, req))
+		for _, part := range parts {
+			err := answers.of(part)
+			for _, r := range byPartition[part] {
+				r.err = err
+			}
+		}
+	}
+	var wg sync.WaitGroup
+	for _, parts := range byLeader {
+		if len(byLeader) == 1 {
+			send(parts)
+			break
+		}
+		wg.Go(func() { send(parts) })
+	}
+	wg.Wait()
+}
+
+// answers are a produce response's outcome per partition.
+type answers struct {
+	err   error           // the whole request failed (nothing answered)
+	codes map[int32]int16 // partition -> error code
+}
+
+// partitionErrors reads a produce round trip's result.
+func partitionErrors(m protocol.Message, err error) answers {
+	if err != nil {
+		return answers{err: err}
+	}
+	res, ok := m.(*produce.Response)
+	if !ok {
+		return answers{err: fmt.Errorf("kafka produce: unexpected response %T", m)}
+	}
+	a := answers{codes: map[int32]int16{}}
+	for _, t := range res.Topics {
+		for _, pr := range t.Partitions {
+			a.codes[pr.Partition] = pr.ErrorCode
+		}
+	}
+	return a
+}
+
+// errNoAnswer: the broker's response did not mention the partition, so its
+// records may or may not be in the log.
+var errNoAnswer = errors.New("kafka produce: no answer for the partition")
+
+// of returns partition's outcome: nil (appended), its broker error code,
+// the request's error, or errNoAnswer.
+func (a answers) of(partition int) error {
+	if a.err != nil {
+		return a.err
+	}
+	code, ok := a.codes[int32(partition)]
+	switch {
+	case !ok:
+		return errNoAnswer
+	case code != 0:
+		return kafkago.Error(code)
+	}
+	return nil
+}
+
+// leaders returns the leader broker of each partition of the topic, from
+// the transport's cached metadata (no round trip; refreshed every
+// MetadataTTL and after errors).
+func (p *Publisher) leaders(ctx context.Context) ([]int32, error) {
+	m, err := p.transport.RoundTrip(ctx, p.addr, &metadata.Request{TopicNames: []string{p.cfg.Topic}})
+	if err != nil {
+		return nil, err
+	}
+	for _, t := range m.(*metadata.Response).Topics {
+		if t.Name != p.cfg.Topic {
+			continue
+		}
+		if t.ErrorCode != 0 {
+			return nil, kafkago.Error(t.ErrorCode)
+		}
+		if len(t.Partitions) == 0 {
+			break
+		}
+		out := make([]int32, len(t.Partitions))
+		for i := range out {
+			out[i] = -1
+		}
+		for _, part := range t.Partitions {
+			if int(part.PartitionIndex) < len(out) {
+				out[part.PartitionIndex] = part.LeaderID
+			}
+		}
+		return out, nil
+	}
+	return nil, kafkago.UnknownTopicOrPartition
+}
+
+// partitions returns the partition IDs 0..n-1 the balancer picks from
+// (the writer's list: the same placement as kafka-go's Writer).
+func (p *Publisher) partitions(n int) []int {
+	if ids := p.partitionIDs.Load(); ids != nil && len(*ids) == n {
+		return *ids
+	}
+	ids := make([]int, n)
+	for i := range ids {
+		ids[i] = i
+	}
+	p.partitionIDs.Store(&ids)
+	return ids
 }
 
 // publishWithRetry calls write up to attempts times while the error is
@@ -232,7 +421,7 @@ func sleep(ctx context.Context, d time.Duration) error {
 func (p *Publisher) Ready(ctx context.Context) error {
 	t := &kafkago.Transport{Dial: p.cfg.Dial, DialTimeout: p.cfg.DialTimeout, ClientID: p.cfg.ClientID}
 	defer t.CloseIdleConnections()
-	cl := &kafkago.Client{Addr: p.w.Addr, Transport: t, Timeout: p.cfg.WriteTimeout}
+	cl := &kafkago.Client{Addr: p.addr, Transport: t, Timeout: p.cfg.WriteTimeout}
 	md, err := cl.Metadata(ctx, &kafkago.MetadataRequest{Topics: []string{p.cfg.Topic}})
 	if err != nil {
 		return fmt.Errorf("kafka metadata: %w", err)
@@ -256,17 +445,34 @@ func (p *Publisher) Ready(ctx context.Context) error {
 	return fmt.Errorf("kafka topic %s: not found", p.cfg.Topic)
 }
 
-// Stats returns the writer's counters since the previous call (kafka-go
-// resets them on every read): produce requests, records, batch sizes and
-// times. For profiling a run (the gateway's pprof listener serves it).
-func (p *Publisher) Stats() kafkago.WriterStats { return p.w.Stats() }
+// Stats are the publisher's counters since it started: batches (one per
+// round of queued records), produce requests (one per leader broker of a
+// batch) and records sent (attempts, retries included).
+type Stats struct {
+	Batches, Requests, Records int64
+}
 
-// Close flushes pending records, waits for their acks and closes the
-// connections.
+// RecordsPerRequest is Records/Requests (0 before the first request).
+func (s Stats) RecordsPerRequest() float64 {
+	if s.Requests == 0 {
+		return 0
+	}
+	return float64(s.Records) / float64(s.Requests)
+}
+
+// Stats returns the counters (the gateway's pprof listener serves them).
+func (p *Publisher) Stats() Stats {
+	return Stats{Batches: p.batches.Load(), Requests: p.requests.Load(), Records: p.records.Load()}
+}
+
+// Close stops taking records, sends those queued, waits for their acks and
+// closes the connections.
 func (p *Publisher) Close() error {
-	err := p.w.Close()
-	p.transport.CloseIdleConnections()
-	return err
+	p.closeOnce.Do(func() {
+		p.batch.Close()
+		p.transport.CloseIdleConnections()
+	})
+	return nil
 }
 
 // Outcome is what a failed produce may have done to the log.
@@ -287,10 +493,11 @@ func (o Outcome) String() string {
 	return "maybe-sent"
 }
 
-// Classify tells from a kafka-go write error whether the record may be in
-// the log. It answers NotSent only for errors raised before the request
-// was written to a connection (dial failures, no leader or topic known,
-// a closed writer, a record too large for the batch) and for broker error
+// Classify tells from a produce error whether the record may be in the log.
+// It answers NotSent only for errors raised before the request was written
+// to a connection (dial failures, no leader or topic known, partitions of
+// one request with different leaders, a record given up while queued, a
+// closed publisher, a record too large for the batch) and for broker error
 // codes that mean the partition rejected the request without appending it;
 // anything else, including timeouts, broken connections, a cancelled
 // context and unrecognised errors, is MaybeSent.
@@ -299,9 +506,14 @@ func Classify(err error) Outcome {
 	var kerr kafkago.Error
 	var mtl kafkago.MessageTooLargeError
 	var op *net.OpError
+	var route *produce.Error
 	switch {
 	case err == nil:
 		return NotSent
+	case errors.Is(err, batch.ErrNotSent):
+		return NotSent // its caller gave up while it was queued
+	case errors.As(err, &route):
+		return NotSent // no broker to route the request to (kafka-go raises it before sending)
 	case errors.As(err, &op) && op.Op == "dial":
 		return NotSent // never connected (a dial timeout included)
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
@@ -371,11 +583,14 @@ func Retryable(err error) bool {
 	err = firstWriteError(err)
 	var kerr kafkago.Error
 	var op *net.OpError
+	var route *produce.Error
 	switch {
 	case err == nil:
 		return false
 	case errors.As(err, &op) && op.Op == "dial":
 		return true
+	case errors.As(err, &route) && !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, context.Canceled):
+		return true // leaders moved under the cached metadata
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded),
 		errors.Is(err, os.ErrDeadlineExceeded), errors.Is(err, io.ErrClosedPipe):
 		return false // a timed-out attempt has spent the caller's budget

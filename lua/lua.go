@@ -4,10 +4,12 @@ package lua
 
 import _ "embed"
 
-// Admit admits one or more users to a coupon, in order. KEYS: users hash,
-// seq counter, total (the gate's supply, which wins over ARGV's). ARGV:
-// total, then the userIds. Returns a flat array with one
-// {code, rank} pair per userId: see the AdmitXxx codes.
+// Admit admits one or more users to one or more coupons, each coupon's in
+// order. KEYS: per coupon, users hash, seq counter, total (the gate's
+// supply, which wins over ARGV's). ARGV: for one coupon, total, then the
+// userIds; for several, per coupon: total, the number of its userIds, then
+// those. Returns a flat array with one {code, rank} pair per userId, in
+// argument order: see the AdmitXxx codes.
 //
 //go:embed admit.lua
 var Admit string

@@ -19,7 +19,7 @@ type Config struct {
 	DLQTopic    string        // the dead-letter topic
 	GroupID     string        // the consumer group every sinker process joins
 	MySQL       mysql.Config  // the store; its pool needs a connection per worker
-	BatchSize   int           // records per batch (one transaction, one partition) at most
+	BatchSize   int           // records per batch (one transaction over one worker's partitions) at most
 	Workers     int           // batches settled at once, each on its own partitions
 	BatchWait   time.Duration // how long a batch waits for more records after its first
 	MetricsAddr string        // /metrics, /healthz, /readyz; empty disables
@@ -53,11 +53,12 @@ func DefaultConfig() Config {
 		DLQTopic: coupon.DefaultDeadLetterTopic,
 		GroupID:  coupon.DefaultSinkerGroup,
 		MySQL:    db,
-		// A batch is one partition's records (fetch.go); 10,000 instead of
-		// 5,000 gains only ~5% on the 2-core reference machine (BenchmarkSink).
+		// A batch is one worker's partitions' records (fetch.go); 10,000
+		// instead of 5,000 gains only ~5% on the 2-core reference machine
+		// (BenchmarkSink).
 		BatchSize: 5000,
-		// Two workers: with per-partition batches, two transactions at once
-		// gain 7-28% on the 2-core reference machine (BenchmarkSink).
+		// Two workers: two transactions at once gain 7-28% on the 2-core
+		// reference machine (BenchmarkSink).
 		Workers:         2,
 		BatchWait:       100 * time.Millisecond,
 		MetricsAddr:     "127.0.0.1:9464",
@@ -77,7 +78,7 @@ func (c *Config) Bind(fs *cli.FlagSet) {
 	fs.DLQTopicVar(&c.DLQTopic)
 	fs.GroupIDVar(&c.GroupID)
 	c.MySQL.Bind(fs)
-	fs.IntVar(&c.BatchSize, "batch-size", "COUPON_BATCH_SIZE", c.BatchSize, "records per batch (one transaction, one partition) at most")
+	fs.IntVar(&c.BatchSize, "batch-size", "COUPON_BATCH_SIZE", c.BatchSize, "records per batch (one transaction over one worker's partitions) at most")
 	fs.IntVar(&c.Workers, "workers", "COUPON_SINK_WORKERS", c.Workers, "batches written at once, each worker owning partition % workers")
 	fs.DurationVar(&c.BatchWait, "batch-wait", "COUPON_BATCH_WAIT", c.BatchWait, "how long a batch waits for more records after its first")
 	fs.StringVar(&c.MetricsAddr, "metrics-addr", "COUPON_METRICS_ADDR", c.MetricsAddr, "address of /metrics, /healthz and /readyz (empty: off)")

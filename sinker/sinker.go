@@ -188,8 +188,8 @@ func (s *Sinker) Run(ctx context.Context) error {
 		stopWatch()
 		<-watchDone
 	}()
-	// Pipeline: the fetcher gathers and decodes the next per-partition
-	// batches (fetch.go) while Workers goroutines settle them, each worker
+	// Pipeline: the fetcher gathers and decodes the next batches, one
+	// worker's partitions each (fetch.go), while Workers goroutines settle them, each worker
 	// owning the partitions p with p % Workers == its index, so one
 	// partition's batches are settled in order by one worker. A coupon lives
 	// in one partition, so workers never contend for a coupon's lock.

@@ -12,6 +12,7 @@ import (
 
 	"github.com/coupondrop/coupon"
 	"github.com/coupondrop/coupon/internal/testenv"
+	couponkafka "github.com/coupondrop/coupon/kafka"
 	"github.com/coupondrop/coupon/sinker"
 	"github.com/segmentio/kafka-go"
 )
@@ -274,4 +275,36 @@ func TestMetricsListenerTimeouts(t *testing.T) {
 	})
 	testenv.AssertIdleClosed(t, cfg.MetricsAddr, "/healthz", 5*time.Second)
 	testenv.AssertIdleClosed(t, cfg.MetricsAddr, "/metrics", 5*time.Second)
+}
+
+// TestBatchesSpanPartitions: traffic spread over many coupons, hence over
+// every partition, is written in batches that each span the partitions of
+// their worker, not one batch per partition (whose transactions would shrink
+// with the partitions): with one worker and a backlog over 12 partitions,
+// fewer batches than partitions; every row exactly once.
+func TestBatchesSpanPartitions(t *testing.T) {
+	const parts, coupons, perCoupon = 12, 24, 100
+	db := testenv.MustOpenDB(t)
+	b := backlog{topic: testenv.MustCreateTopic(t, parts), dlq: testenv.MustCreateTopic(t, 1), parts: parts, perCoupon: perCoupon, userBase: 1 << 33}
+	used := map[int]bool{}
+	var msgs []kafka.Message
+	for range coupons {
+		id := mustCreateCoupon(t, db, perCoupon)
+		b.coupons = append(b.coupons, id)
+		used[couponkafka.PartitionOf(id, parts)] = true
+		msgs = append(msgs, admissionMessages(t, admissions(id, b.userBase, perCoupon))...)
+	}
+	if len(used) < 4 {
+		t.Fatalf("the coupons fall in %d partitions only: the test proves little", len(used))
+	}
+	mustProduce(t, b.topic, msgs)
+	group := "sinker-span-" + testenv.RandomID()
+	p := startSinkerProc(t, b.topic, b.dlq, group, "COUPON_SINK_WORKERS=1", "COUPON_BATCH_WAIT=2s", "COUPON_LOG_LEVEL=debug")
+	waitCommitted(t, b.topic, group, b.parts, time.Minute)
+	b.mustExact(t)
+	if n := p.batches(); n >= len(used) {
+		t.Errorf("%d batches for records in %d partitions: batches do not span partitions", n, len(used))
+	} else {
+		t.Logf("%d records in %d partitions written in %d batches", len(msgs), len(used), n)
+	}
 }

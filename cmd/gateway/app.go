@@ -127,10 +127,12 @@ func run(ctx context.Context, cfg config, logger *slog.Logger) error {
 		}
 	}
 
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(batchingMetrics(gate, pub)...)
 	deps := gateway.Deps{
 		Store: db, Gate: gate, Publisher: pub, Changes: gate,
 		Issuers:  map[coupon.Strategy]coupon.Issuer{},
-		Registry: prometheus.NewRegistry(),
+		Registry: reg,
 		Lag:      kafka.NewLag(cfg.Kafka.Brokers, cfg.Kafka.Topic, cfg.SinkerGroup, cfg.HTTP.LiveRefresh),
 		Checks: map[string]gateway.Check{
 			"redis": func(ctx context.Context) error { return gate.Client().Ping(ctx).Err() },
@@ -176,5 +178,24 @@ func run(ctx context.Context, cfg config, logger *slog.Logger) error {
 func closeLogged(logger *slog.Logger, what string, closeFn func() error) {
 	if err := closeFn(); err != nil {
 		logger.Warn("close "+what, "err", err)
+	}
+}
+
+// batchingMetrics count the gateway's batching (couponctl bench reads them
+// per phase): produce requests and the records they carried, admit script
+// calls and the users they carried.
+func batchingMetrics(gate *admitter.Gate, pub *kafka.Publisher) []prometheus.Collector {
+	counter := func(name, help string, f func() int64) prometheus.Collector {
+		return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help}, func() float64 { return float64(f()) })
+	}
+	return []prometheus.Collector{
+		counter("coupon_gateway_kafka_produce_requests_total", "Kafka produce requests sent (one per leader broker of a batch).",
+			func() int64 { return pub.Stats().Requests }),
+		counter("coupon_gateway_kafka_records_total", "Records the produce requests carried (attempts, retries included).",
+			func() int64 { return pub.Stats().Records }),
+		counter("coupon_gateway_gate_script_calls_total", "Admit script calls sent by the gate's batches.",
+			func() int64 { return gate.Stats().Calls }),
+		counter("coupon_gateway_gate_script_users_total", "Users the admit script calls carried.",
+			func() int64 { return gate.Stats().Users }),
 	}
 }

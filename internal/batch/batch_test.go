@@ -1,0 +1,141 @@
+package batch
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/coupondrop/coupon/internal/testenv"
+)
+
+type call struct {
+	n      int
+	result int
+}
+
+// TestBatchesGrowWithLoad: calls queued while the only slot is busy go out
+// together in queue order, up to Max, and each caller gets its own result.
+func TestBatchesGrowWithLoad(t *testing.T) {
+	var mu sync.Mutex
+	var batches [][]int
+	b := New(Config[*call]{Max: 4, Slots: 1, Size: func(c *call) int64 { return int64(c.n) }, MaxSize: 1000,
+		Run: func(cs []*call) {
+			mu.Lock()
+			defer mu.Unlock()
+			var ns []int
+			for _, c := range cs {
+				c.result = c.n * 10
+				ns = append(ns, c.n)
+			}
+			batches = append(batches, ns)
+		}})
+	defer b.Close()
+	release := b.Occupy()
+	var wg sync.WaitGroup
+	calls := make([]*call, 6)
+	for i := range calls {
+		calls[i] = &call{n: i + 1}
+		wg.Go(func() {
+			if err := b.Do(context.Background(), calls[i]); err != nil {
+				t.Errorf("call %d: %v", i, err)
+			}
+		})
+		// One at a time, so the queue order is known.
+		testenv.Eventually(t, 5*time.Second, func() error {
+			if b.Queued() != min(i, 5) && b.Queued() != i+1 {
+				return errors.New("not queued yet")
+			}
+			return nil
+		})
+	}
+	release()
+	wg.Wait()
+	for _, c := range calls {
+		if c.result != c.n*10 {
+			t.Errorf("call %d: result %d", c.n, c.result)
+		}
+	}
+	// Calls 2..6 were queued one after the other (call 1 may have raced
+	// call 2 to the queue): they run in that order.
+	var order []int
+	for _, ns := range batches {
+		if len(ns) > 4 {
+			t.Errorf("batch %v over Max", ns)
+		}
+		for _, n := range ns {
+			if n > 1 {
+				order = append(order, n)
+			}
+		}
+	}
+	if len(order) != 5 || len(batches) > 3 || !slices.IsSorted(order) {
+		t.Errorf("batches %v: want 6 calls in 2 or 3 batches, in queue order", batches)
+	}
+}
+
+// TestGivenUpWhileQueued: calls whose context ends while they are queued
+// (one held by the loop waiting for a slot, one still in the queue) are
+// never run and say so; with WaitSent, a call already in a batch waits for
+// its outcome when its context ends.
+func TestGivenUpWhileQueued(t *testing.T) {
+	ran := make(chan int, 4)
+	started, hold := make(chan struct{}), make(chan struct{})
+	b := New(Config[*call]{Max: 1, Slots: 1, WaitSent: true, Run: func(cs []*call) {
+		for _, c := range cs {
+			if c.n == 1 {
+				close(started)
+				<-hold
+			}
+			ran <- c.n
+		}
+	}})
+	defer b.Close()
+	var once sync.Once
+	unhold := func() { once.Do(func() { close(hold) }) }
+	defer unhold() // before Close, even when the test fails early
+
+	ctx1, cancel1 := context.WithCancel(context.Background())
+	first := make(chan error, 1)
+	go func() { first <- b.Do(ctx1, &call{n: 1}) }()
+	<-started // call 1 runs and holds the only slot
+	ctx2, cancel2 := context.WithCancel(context.Background())
+	later := make(chan error, 2)
+	go func() { later <- b.Do(ctx2, &call{n: 2}) }()
+	testenv.Eventually(t, 5*time.Second, func() error {
+		if b.Queued() != 0 {
+			return errors.New("call 2 not taken by the loop")
+		}
+		return nil
+	})
+	go func() { later <- b.Do(ctx2, &call{n: 3}) }()
+	testenv.Eventually(t, 5*time.Second, func() error {
+		if b.Queued() != 1 {
+			return errors.New("call 3 not queued")
+		}
+		return nil
+	})
+	cancel2()
+	for range 2 {
+		if err := <-later; !errors.Is(err, ErrNotSent) || !errors.Is(err, context.Canceled) {
+			t.Errorf("queued call cancelled: %v, want ErrNotSent and context.Canceled", err)
+		}
+	}
+	cancel1() // in a batch already: WaitSent waits for it
+	unhold()
+	if err := <-first; err != nil {
+		t.Errorf("call in a batch: %v, want its outcome", err)
+	}
+	b.Close()
+	close(ran)
+	for n := range ran {
+		if n != 1 {
+			t.Errorf("the abandoned call %d ran", n)
+		}
+	}
+	if err := b.Do(context.Background(), &call{n: 4}); !errors.Is(err, ErrClosed) {
+		t.Errorf("Do after Close: %v, want ErrClosed", err)
+	}
+}
