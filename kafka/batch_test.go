@@ -3,7 +3,6 @@ package kafka
 import (
 	"context"
 	"errors"
-	"net"
 	"strings"
 	"testing"
 	"time"
@@ -121,13 +120,7 @@ func TestPublishBatchUnknownWhenAckLost(t *testing.T) {
 	}
 	const partitions = 3
 	topic := testenv.MustCreateTopic(t, partitions)
-	px := startProxy(t, brokers()[0])
-	cfg := testConfig(topic)
-	cfg.WriteTimeout = time.Second
-	cfg.Dial = func(ctx context.Context, network, _ string) (net.Conn, error) {
-		return (&net.Dialer{}).DialContext(ctx, network, px.addr())
-	}
-	p := mustNewPublisher(t, cfg)
+	p, px := mustNewProxiedPublisher(t, topic)
 	ctx := context.Background()
 	coupons := couponsInPartitions(t, partitions, 0, 1, 2)
 	for _, c := range coupons { // every partition's leader ready (see TestProduceBatchOutcomePerPartition)

@@ -366,13 +366,7 @@ func TestPublishUnknownWhenAckLost(t *testing.T) {
 		t.Skipf("the proxy stands in for the only broker; the test Kafka has %d (COUPON_STACK_KAFKA_NODES=3)", n)
 	}
 	topic := testenv.MustCreateTopic(t, 1)
-	px := startProxy(t, brokers()[0])
-	cfg := testConfig(topic)
-	cfg.WriteTimeout = time.Second
-	cfg.Dial = func(ctx context.Context, network, _ string) (net.Conn, error) {
-		return (&net.Dialer{}).DialContext(ctx, network, px.addr())
-	}
-	p := mustNewPublisher(t, cfg)
+	p, px := mustNewProxiedPublisher(t, topic)
 	ctx := context.Background()
 	warm := coupon.Admission{CouponID: 5, UserID: 1, Rank: 1, AdmittedAt: time.Now()}
 	if err := p.Publish(ctx, warm); err != nil {
@@ -393,6 +387,19 @@ func TestPublishUnknownWhenAckLost(t *testing.T) {
 	if !found {
 		t.Error("the record whose ack was lost is not in the topic: this test no longer shows why the outcome is unknown")
 	}
+}
+
+// mustNewProxiedPublisher returns a publisher on topic whose connections
+// go through a proxy to the only broker, with a one-second write timeout.
+func mustNewProxiedPublisher(t *testing.T, topic string) (*Publisher, *proxy) {
+	t.Helper()
+	px := startProxy(t, brokers()[0])
+	cfg := testConfig(topic)
+	cfg.WriteTimeout = time.Second
+	cfg.Dial = func(ctx context.Context, network, _ string) (net.Conn, error) {
+		return (&net.Dialer{}).DialContext(ctx, network, px.addr())
+	}
+	return mustNewPublisher(t, cfg), px
 }
 
 type proxy struct {
