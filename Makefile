@@ -34,7 +34,7 @@ BENCH_FLAGS ?=
 
 BINARIES := $(notdir $(wildcard cmd/*))
 
-.PHONY: all up down up-test down-test status status-test build run test test-short bench gobench k6-check rules-check lint fmt clean migrate-test
+.PHONY: all up down up-test down-test status status-test build run test test-cluster test-short bench gobench k6-check rules-check lint fmt clean migrate-test
 
 all: build
 
@@ -74,6 +74,16 @@ test: migrate-test ## every test against the test stack; prints a summary line
 	@set -o pipefail; $(TEST_ENV) $(GO) test -json -count=1 -timeout $(TEST_TIMEOUT) $(TEST_FLAGS) $(PKG) \
 		| tee $(TEST_STATE)/go-test.json | $(GO) run ./internal/tools/testsum
 
+# The kill tests (build tag cluster): private replicated stacks (three Kafka
+# nodes, Redis with Sentinels), gateways and sinkers as processes, kill -9 of
+# each kind of node under load. Slower than the rest; .ci/run runs them.
+CLUSTER_RUN ?= ^TestCluster
+CLUSTER_PKG ?= ./cmd/gateway
+test-cluster: migrate-test ## the kill tests on replicated private stacks (build tag cluster); prints a summary line
+	@echo "go test -tags cluster -count=1 -run '$(CLUSTER_RUN)' $(CLUSTER_PKG) (shared MariaDB on $(TEST_MYSQL_PORT))"
+	@set -o pipefail; $(TEST_ENV) $(GO) test -json -count=1 -timeout $(TEST_TIMEOUT) -tags cluster -run '$(CLUSTER_RUN)' $(TEST_FLAGS) $(CLUSTER_PKG) \
+		| tee $(TEST_STATE)/go-test-cluster.json | $(GO) run ./internal/tools/testsum
+
 test-short: ## unit tests only (no stack)
 	$(GO) test -count=1 -short $(PKG)
 
@@ -93,6 +103,7 @@ lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go' -not -path './.state/*')); \
 	if [ -n "$$out" ]; then echo "gofmt -l: these files need gofmt:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
+	$(GO) vet -tags cluster $(CLUSTER_PKG)
 
 fmt:
 	gofmt -w $$(git ls-files '*.go')

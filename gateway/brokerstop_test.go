@@ -4,14 +4,12 @@ import (
 	"context"
 	"fmt"
 	"net/http"
-	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/coupondrop/coupon"
 	"github.com/coupondrop/coupon/gateway"
+	"github.com/coupondrop/coupon/internal/droptest"
 	"github.com/coupondrop/coupon/internal/testenv"
 	"github.com/coupondrop/coupon/kafka"
 )
@@ -33,82 +31,19 @@ func TestBrokerStopMidLoad(t *testing.T) {
 	}})
 	id := h.createCoupon(map[string]any{"name": "brokerstop", "totalQuantity": 1_000_000})
 
-	type outcome int
-	const (
-		accepted outcome = iota
-		failed           // 503: certainly not queued, released
-		unknown          // 503: outcome unknown, kept pending
-	)
-	var (
-		mu       sync.Mutex
-		outcomes = map[int64]outcome{}
-		ranks    = map[int64]int64{}
-		odd      []string
-		nextUser atomic.Int64
-		stopLoad atomic.Bool
-		wg       sync.WaitGroup
-	)
-	count := func(o outcome) (n int) {
-		mu.Lock()
-		defer mu.Unlock()
-		for _, v := range outcomes {
-			if v == o {
-				n++
-			}
-		}
-		return n
-	}
-	nextUser.Store(testenv.RandomCouponID())
-	loadDeadline := time.Now().Add(2 * time.Minute)
-	for range 16 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for !stopLoad.Load() && time.Now().Before(loadDeadline) {
-				u := nextUser.Add(1)
-				r, err := h.try("POST", fmt.Sprintf("/v1/coupons/%d/issues", id), fmt.Sprintf(`{"userId": %d}`, u))
-				mu.Lock()
-				switch {
-				case err != nil:
-					odd = append(odd, err.Error())
-				case r.status == http.StatusAccepted:
-					outcomes[u], ranks[u] = accepted, r.int("rank")
-				case r.status == http.StatusServiceUnavailable && strings.Contains(r.message(), "could not be queued"):
-					outcomes[u] = failed
-				case r.status == http.StatusServiceUnavailable && strings.Contains(r.message(), "outcome of the request is unknown"):
-					outcomes[u] = unknown
-				default:
-					odd = append(odd, fmt.Sprintf("user %d: %d %s %s", u, r.status, r.code(), r.message()))
-				}
-				mu.Unlock()
-			}
-		}()
-	}
-	testenv.Eventually(t, 60*time.Second, func() error {
-		if n := count(accepted); n < 300 {
-			return fmt.Errorf("%d accepted before the stop", n)
-		}
-		return nil
-	})
+	load := droptest.Start(droptest.Config{Client: h.client, Bases: []string{h.url}, CouponID: id, Within: 2 * time.Minute})
+	testenv.Eventually(t, 60*time.Second, load.AtLeast(droptest.Accepted, 300))
 	stopCtx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
 	if err := st.Stop(stopCtx, "kafka"); err != nil {
 		t.Fatalf("stop kafka: %v", err)
 	}
 	// Load goes on against the stopped broker until certain failures show.
-	testenv.Eventually(t, 60*time.Second, func() error {
-		if n := count(failed); n < 50 {
-			return fmt.Errorf("%d certain failures so far", n)
-		}
-		return nil
-	})
-	stopLoad.Store(true)
-	wg.Wait()
-	if len(odd) > 0 {
-		t.Fatalf("%d odd answers, first: %s", len(odd), odd[0])
-	}
-	nAcc, nFailed, nUnknown := count(accepted), count(failed), count(unknown)
-	t.Logf("accepted %d, failed (released) %d, unknown (pending) %d", nAcc, nFailed, nUnknown)
+	testenv.Eventually(t, 60*time.Second, load.AtLeast(droptest.Retry, 50))
+	load.Stop()
+	res := load.Wait(t)
+	t.Logf("%s", res)
+	nAcc, nUnknown := res.Counts[droptest.Accepted], res.Counts[droptest.Unknown]
 
 	// The gate holds exactly the 202s and the unknown outcomes.
 	if n, err := h.gate.Admitted(ctx, id); err != nil || n != int64(nAcc+nUnknown) {
@@ -122,13 +57,8 @@ func TestBrokerStopMidLoad(t *testing.T) {
 		t.Fatalf("restart kafka: %v", err)
 	}
 	// Released slots are reusable: every certainly-failed user retries.
-	var retried []int64
-	for u, o := range outcomes {
-		if o == failed {
-			retried = append(retried, u)
-		}
-	}
-	for _, u := range retried {
+	outcomes, ranks := res.Users, res.Ranks
+	for _, u := range res.Of(droptest.Retry) {
 		var r response
 		testenv.Eventually(t, 60*time.Second, func() error {
 			r = h.issue(id, u)
@@ -137,7 +67,7 @@ func TestBrokerStopMidLoad(t *testing.T) {
 			}
 			return nil
 		})
-		outcomes[u], ranks[u] = accepted, r.int("rank")
+		outcomes[u], ranks[u] = droptest.Accepted, r.int("rank")
 	}
 
 	// Every 202 has its record with its rank; a certainly-failed attempt
@@ -151,7 +81,7 @@ func TestBrokerStopMidLoad(t *testing.T) {
 		records[a.UserID] = append(records[a.UserID], a.Rank)
 	}
 	for u, o := range outcomes {
-		if o != accepted {
+		if o != droptest.Accepted {
 			continue
 		}
 		found := false

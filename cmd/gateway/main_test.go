@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"database/sql"
-	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -11,7 +10,6 @@ import (
 	"reflect"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -19,6 +17,7 @@ import (
 	"github.com/coupondrop/coupon/admitter"
 	"github.com/coupondrop/coupon/gateway"
 	"github.com/coupondrop/coupon/internal/cli"
+	"github.com/coupondrop/coupon/internal/droptest"
 	"github.com/coupondrop/coupon/internal/testenv"
 	"github.com/coupondrop/coupon/kafka"
 	"github.com/coupondrop/coupon/mysql"
@@ -123,7 +122,7 @@ func TestParseConfigDefaults(t *testing.T) {
 // exits 0, and every 202 it gave ends up as an issued row with its rank.
 func TestSIGTERMUnderLoad(t *testing.T) {
 	testenv.Integration(t)
-	db := testenv.MustOpenDB(t) // migrated
+	store := testenv.MustOpenStore(t) // migrated
 	topic := testenv.MustCreateTopic(t, 3)
 	dlq := testenv.MustCreateTopic(t, 1)
 	addr := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
@@ -157,7 +156,7 @@ func TestSIGTERMUnderLoad(t *testing.T) {
 	sk := mustStartSinker(t, topic, dlq)
 
 	load := startIssueLoad(client, base, couponID, 60*time.Second)
-	testenv.Eventually(t, 30*time.Second, load.atLeast(300))
+	testenv.Eventually(t, 30*time.Second, load.AtLeast(droptest.Accepted, 300))
 	if err := syscall.Kill(os.Getpid(), syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
@@ -169,94 +168,31 @@ func TestSIGTERMUnderLoad(t *testing.T) {
 	case <-time.After(30 * time.Second):
 		t.Fatal("gateway did not exit within 30s of SIGTERM")
 	}
-	accepted := load.wait(t)
-	t.Logf("%d accepted before shutdown", len(accepted))
+	load.Stop()
+	res := load.Wait(t)
+	t.Logf("before shutdown: %s", res)
 
 	// Every 202 is an issued row with its rank.
-	mustAllIssued(t, db, couponID, accepted, 60*time.Second)
+	droptest.Check(t, store, nil, couponID, supply, res, 60*time.Second)
 	sk()
 }
 
-// mustCreateCoupon creates an async coupon of supply 1,000,000 through the
-// admin API and returns its ID.
+// supply is the coupons' of mustCreateCoupon: more than any load takes.
+const supply = 1_000_000
+
+// mustCreateCoupon creates an async coupon of supply through the admin API
+// and returns its ID.
 func mustCreateCoupon(t *testing.T, client *http.Client, base, token, name string) int64 {
 	t.Helper()
-	return createCoupon(t, client, base, token, name, 1_000_000)
+	return createCoupon(t, client, base, token, name, supply)
 }
 
-// issueLoad is 16 workers issuing a coupon to fresh users until the gateway
-// stops answering or the deadline passes. Answers other than 202 and 503
-// unavailable are odd.
-type issueLoad struct {
-	mu       sync.Mutex
-	accepted map[int64]int64 // user -> rank
-	odd      []string
-	wg       sync.WaitGroup
-}
-
-func startIssueLoad(client *http.Client, base string, couponID int64, within time.Duration) *issueLoad {
-	l := &issueLoad{accepted: map[int64]int64{}}
-	var nextUser atomic.Int64
-	nextUser.Store(testenv.RandomCouponID())
-	deadline := time.Now().Add(within)
-	for range 16 {
-		l.wg.Add(1)
-		go func() {
-			defer l.wg.Done()
-			for time.Now().Before(deadline) {
-				u := nextUser.Add(1)
-				resp, err := client.Post(fmt.Sprintf("%s/v1/coupons/%d/issues", base, couponID), "application/json",
-					strings.NewReader(fmt.Sprintf(`{"userId":%d}`, u)))
-				if err != nil {
-					return // the gateway closed its listener
-				}
-				var body struct {
-					Rank  int64
-					Error string
-				}
-				err = json.NewDecoder(resp.Body).Decode(&body)
-				resp.Body.Close()
-				l.mu.Lock()
-				switch {
-				case resp.StatusCode == http.StatusAccepted && err == nil:
-					l.accepted[u] = body.Rank
-				case resp.StatusCode == http.StatusServiceUnavailable && body.Error == "unavailable":
-				default:
-					l.odd = append(l.odd, fmt.Sprintf("user %d: %d %s %v", u, resp.StatusCode, body.Error, err))
-				}
-				l.mu.Unlock()
-			}
-		}()
-	}
-	return l
-}
-
-// count returns how many requests were accepted so far.
-func (l *issueLoad) count() int {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return len(l.accepted)
-}
-
-// atLeast is a condition for testenv.Eventually: n requests accepted.
-func (l *issueLoad) atLeast(n int) func() error {
-	return func() error {
-		if got := l.count(); got < n {
-			return fmt.Errorf("%d accepted so far", got)
-		}
-		return nil
-	}
-}
-
-// wait waits for the workers, fails on odd answers and returns the
-// accepted users with their ranks.
-func (l *issueLoad) wait(t *testing.T) map[int64]int64 {
-	t.Helper()
-	l.wg.Wait()
-	if len(l.odd) > 0 {
-		t.Fatalf("%d odd answers, first: %s", len(l.odd), l.odd[0])
-	}
-	return l.accepted
+// startIssueLoad is 16 clients issuing the coupon (of supply) to fresh
+// users through base until the gateway refuses connections, or within
+// passes; a connection broken by the shutdown is an unknown outcome.
+func startIssueLoad(client *http.Client, base string, couponID int64, within time.Duration) *droptest.Load {
+	return droptest.Start(droptest.Config{Client: client, Bases: []string{base}, CouponID: couponID, Within: within,
+		GatewaysMayDie: true, StopWhenRefused: true})
 }
 
 // mustAllIssued waits until every accepted user of couponID is an issued

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/coupondrop/coupon/internal/droptest"
 	"github.com/coupondrop/coupon/internal/testenv"
 )
 
@@ -21,7 +22,7 @@ import (
 // issued row with its rank.
 func TestProcessesSIGTERMUnderLoad(t *testing.T) {
 	testenv.Integration(t)
-	db := testenv.MustOpenDB(t)
+	store := testenv.MustOpenStore(t)
 	bins := buildBinaries(t, "gateway", "sinker")
 	topic := testenv.MustCreateTopic(t, 3)
 	dlq := testenv.MustCreateTopic(t, 1)
@@ -43,18 +44,19 @@ func TestProcessesSIGTERMUnderLoad(t *testing.T) {
 
 	// The sinker stops mid-load (finishing and committing its batch); a
 	// second one takes the group over.
-	testenv.Eventually(t, 60*time.Second, load.atLeast(300))
+	testenv.Eventually(t, 60*time.Second, load.AtLeast(droptest.Accepted, 300))
 	sinkerA.terminate(t, 20*time.Second)
 	sinkerB := startSinker("sinker-b")
 
 	// The gateway stops mid-load: it drains the requests in flight.
-	testenv.Eventually(t, 60*time.Second, load.atLeast(load.count()+300))
-	beforeTERM := load.count()
+	testenv.Eventually(t, 60*time.Second, load.AtLeast(droptest.Accepted, load.Count(droptest.Accepted)+300))
+	beforeTERM := load.Count(droptest.Accepted)
 	gw.terminate(t, 20*time.Second)
-	accepted := load.wait(t)
-	t.Logf("%d accepted, %d of them answered after SIGTERM", len(accepted), len(accepted)-beforeTERM)
+	load.Stop()
+	res := load.Wait(t)
+	t.Logf("%s; %d accepted after SIGTERM", res, res.Counts[droptest.Accepted]-beforeTERM)
 
-	mustAllIssued(t, db, couponID, accepted, 90*time.Second)
+	droptest.Check(t, store, nil, couponID, supply, res, 90*time.Second)
 	sinkerB.terminate(t, 20*time.Second)
 }
 
@@ -177,4 +179,14 @@ func (p *binProc) logTail() string {
 		b = b[len(b)-4000:]
 	}
 	return string(b)
+}
+
+// kill sends SIGKILL (a crash: nothing drains) and waits until the process is gone.
+func (p *binProc) kill(t *testing.T) {
+	t.Helper()
+	if err := p.cmd.Process.Kill(); err != nil {
+		t.Fatalf("kill -9 %s: %v", p.name, err)
+	}
+	<-p.done
+	t.Logf("killed %s (-9)", p.name)
 }
