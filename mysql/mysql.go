@@ -20,6 +20,20 @@ type DB struct {
 
 // Open validates cfg, opens its pool and checks the server answers.
 func Open(ctx context.Context, cfg Config) (*DB, error) {
+	db, err := OpenPool(cfg)
+	if err != nil {
+		return nil, err
+	}
+	if err := db.PingContext(ctx); err != nil {
+		_ = db.Close()
+		return nil, fmt.Errorf("ping mysql: %w", err)
+	}
+	return db, nil
+}
+
+// OpenPool is Open without the ping: the pool connects on first use, so a
+// caller can start while MySQL is down and wait for it (the sinker).
+func OpenPool(cfg Config) (*DB, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -30,10 +44,6 @@ func Open(ctx context.Context, cfg Config) (*DB, error) {
 	db.SetMaxOpenConns(cfg.MaxConns)
 	db.SetMaxIdleConns(cfg.MaxConns)
 	db.SetConnMaxIdleTime(5 * time.Minute)
-	if err := db.PingContext(ctx); err != nil {
-		_ = db.Close()
-		return nil, fmt.Errorf("ping mysql: %w", err)
-	}
 	return &DB{db: db}, nil
 }
 

@@ -15,6 +15,8 @@ import (
 	"github.com/coupondrop/coupon"
 	"github.com/coupondrop/coupon/infra/stack"
 	"github.com/coupondrop/coupon/internal/testenv"
+	"github.com/coupondrop/coupon/sinker"
+	driver "github.com/go-sql-driver/mysql"
 	"github.com/segmentio/kafka-go"
 )
 
@@ -45,6 +47,29 @@ func TestRidesOutDatabaseKill(t *testing.T) {
 	o := startOutageRun(t, db, testenv.KafkaBrokers, nil, dsn)
 
 	o.killAndRestart(t, st, stack.MySQL, func() {})
+}
+
+// TestWaitsForDatabaseAtStart: a sinker started while MariaDB is down does
+// not exit: /readyz answers 503 naming MySQL, it logs the outage once, and
+// once MariaDB is up it writes every acknowledged admission exactly once.
+func TestWaitsForDatabaseAtStart(t *testing.T) {
+	st := testenv.MustStartPrivate(t, stack.MySQL)
+	db, dsn := testenv.MustOpenStackDB(t, st)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	o := startOutageRunUnready(t, db, testenv.KafkaBrokers, nil, dsn, func() {
+		if err := st.Stop(ctx, stack.MySQL); err != nil {
+			t.Fatalf("stop mysql: %v", err)
+		}
+	})
+	o.waitUnready(t, "mysql: ")
+	o.waitLog(t, `level=WARN msg="mysql unavailable`)
+	o.alive(t)
+	if err := st.Start(ctx, stack.MySQL); err != nil {
+		t.Fatalf("start mysql: %v", err)
+	}
+	o.finish(t)
+	o.mustLogOutageOnce(t, stack.MySQL)
 }
 
 // killAndRestart kills service -9 once the sinker has written rows, waits
@@ -82,10 +107,19 @@ type outageRun struct {
 	readyAt time.Time // when finish saw /readyz answer 200 again
 }
 
-// startOutageRun creates coupons and a topic (on topicBrokers when set,
-// else the test stack's), starts the built sinker against brokers and dsn,
-// and starts publishing.
+// startOutageRun starts an outage run (startOutageRunUnready) and waits
+// until the sinker is ready.
 func startOutageRun(t *testing.T, db *sql.DB, brokers, topicBrokers []string, dsn string) *outageRun {
+	t.Helper()
+	o := startOutageRunUnready(t, db, brokers, topicBrokers, dsn, nil)
+	o.waitReady(t)
+	return o
+}
+
+// startOutageRunUnready creates coupons and a topic (on topicBrokers when
+// set, else the test stack's), runs before (if set), starts the built
+// sinker against brokers and dsn, and starts publishing.
+func startOutageRunUnready(t *testing.T, db *sql.DB, brokers, topicBrokers []string, dsn string, before func()) *outageRun {
 	t.Helper()
 	if topicBrokers == nil {
 		topicBrokers = testenv.KafkaBrokers
@@ -96,12 +130,13 @@ func startOutageRun(t *testing.T, db *sql.DB, brokers, topicBrokers []string, ds
 	for range 4 {
 		coupons = append(coupons, mustCreateCoupon(t, db, 10_000_000))
 	}
+	if before != nil {
+		before()
+	}
 	addr := "127.0.0.1:" + strconv.Itoa(testenv.FreePort(t))
 	p := startSinkerProc(t, topic, dlq, "sinker-outage-"+testenv.RandomID(),
 		"COUPON_KAFKA_BROKERS="+strings.Join(brokers, ","), "COUPON_MYSQL_DSN="+dsn, "COUPON_METRICS_ADDR="+addr)
-	o := &outageRun{db: db, sinker: p, metrics: addr, load: startAdmissionLoad(t, brokers, topic, coupons)}
-	o.waitReady(t)
-	return o
+	return &outageRun{db: db, sinker: p, metrics: addr, load: startAdmissionLoad(t, brokers, topic, coupons)}
 }
 
 // waitRows waits until the sinker has written n rows.
@@ -407,4 +442,28 @@ func (l *admissionLoad) stop(t *testing.T) (acked, unknown map[int64]map[int64]b
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.acked, l.unknown
+}
+
+// TestRefusedDatabaseEndsRun: a MySQL that answers and refuses the sinker
+// (an unknown user: a configuration error) ends Run with an error naming
+// it, instead of being waited for.
+func TestRefusedDatabaseEndsRun(t *testing.T) {
+	testenv.Integration(t)
+	cfg := testConfig(testenv.MustCreateTopic(t, 1), testenv.MustCreateTopic(t, 1))
+	dsn, err := driver.ParseDSN(testenv.MySQLDSN)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dsn.User, dsn.Passwd = "no_such_user_"+testenv.RandomID(), "x"
+	cfg.MySQL.DSN = dsn.FormatDSN()
+	s, err := sinker.New(cfg, testenv.Logger(t))
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	defer s.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := s.Run(ctx); err == nil || !strings.Contains(err.Error(), "refused the connection") || ctx.Err() != nil {
+		t.Fatalf("Run with an unknown MySQL user: %v (ctx %v); want a refused connection", err, ctx.Err())
+	}
 }

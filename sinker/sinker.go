@@ -57,17 +57,15 @@ type Sinker struct {
 	watch     *kafkaWatch
 }
 
-// New opens MySQL and prepares the Kafka reader (joining the group happens
-// on the first fetch in Run) and the dead-letter writer. A nil logger logs
-// nothing.
+// New prepares the MySQL pool (it connects in Run, which waits for MySQL),
+// the Kafka reader (joining the group happens on the first fetch in Run)
+// and the dead-letter writer. A nil logger logs nothing.
 func New(cfg Config, logger *slog.Logger) (*Sinker, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
 	logger = cli.OrDiscard(logger)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	db, err := mysql.Open(ctx, cfg.MySQL)
+	db, err := mysql.OpenPool(cfg.MySQL)
 	if err != nil {
 		return nil, fmt.Errorf("sinker: %w", err)
 	}
@@ -177,6 +175,12 @@ func (s *Sinker) Run(ctx context.Context) error {
 	})
 	defer stop()
 
+	if err := s.waitMySQL(ctx); err != nil {
+		return err
+	}
+	if ctx.Err() != nil {
+		return nil // stopped while waiting for MySQL
+	}
 	s.log.Info("sinker started", "topic", s.cfg.Topic, "group", s.cfg.GroupID)
 	watchCtx, stopWatch := context.WithCancel(ctx)
 	watchDone := make(chan struct{})
@@ -481,6 +485,34 @@ func retry(ctx, settleCtx context.Context, down *outage, waitFor, what string, f
 		}
 		delay = min(delay*2, 5*time.Second)
 	}
+}
+
+// waitMySQL waits until MySQL answers before consuming: a MySQL unreachable
+// at start is an outage like one later (/readyz 503 naming it,
+// coupon_sinker_unavailable{dependency="mysql"} 1, one WARN after
+// outageGrace), waited out with backoff, not a reason to exit. A server
+// that answers and refuses (wrong password, unknown database) is a
+// configuration error and ends Run. It returns nil when ctx ends first.
+func (s *Sinker) waitMySQL(ctx context.Context) error {
+	var refused error
+	err := retry(ctx, ctx, s.mysqlDown, "MySQL at "+s.mysqlAddr, "connect", func() error {
+		pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		defer cancel()
+		err := s.db.PingContext(pctx)
+		var merr *driver.MySQLError
+		if errors.As(err, &merr) {
+			refused = err
+			return nil
+		}
+		return err
+	})
+	switch {
+	case refused != nil:
+		return fmt.Errorf("sinker: MySQL at %s refused the connection: %w", s.mysqlAddr, refused)
+	case err != nil && ctx.Err() == nil:
+		return fmt.Errorf("sinker: %w", err)
+	}
+	return nil
 }
 
 // serveMetrics starts the metrics and health listener.
