@@ -25,6 +25,10 @@ TEST_ENV := COUPON_TEST_REDIS_ADDR=127.0.0.1:$(TEST_REDIS_PORT) \
 	COUPON_TEST_MYSQL_DSN='root@tcp(127.0.0.1:$(TEST_MYSQL_PORT))/coupon_test?parseTime=true&loc=UTC&multiStatements=true' \
 	COUPON_TEST_KAFKA_BROKERS=$(TEST_KAFKA_BROKERS) \
 	COUPON_TEST_ARTIFACTS=$(TEST_STATE)/artifacts
+# On a Redis Cluster the tests' clients must be cluster clients (testenv.RedisCluster).
+ifeq ($(COUPON_STACK_REDIS_MODE),cluster)
+TEST_ENV += COUPON_TEST_REDIS_CLUSTER=1
+endif
 TEST_TIMEOUT ?= 30m
 TEST_FLAGS ?=
 PKG ?= ./...

@@ -397,7 +397,9 @@ func TestRedisDown(t *testing.T) {
 	}
 
 	// A gate whose Redis goes away answers unavailable, promptly.
-	client := redis.NewClient(&redis.Options{Addr: testenv.RedisAddr, MaxRetries: -1})
+	opts := testenv.RedisOptions()
+	opts.MaxRetries = -1
+	client := redis.NewUniversalClient(opts)
 	g, err := NewFromClient(client, DefaultConfig(), testenv.Logger(t))
 	if err != nil {
 		t.Fatal(err)

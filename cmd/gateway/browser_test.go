@@ -41,7 +41,7 @@ func TestDropPageInBrowser(t *testing.T) {
 	const token = "browser-test-admin-token"
 	addr := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
 	cfg, _, err := parseConfig([]string{"--http-addr", addr, "--admin-token", token,
-		"--redis-addrs", testenv.RedisAddr, "--mysql-dsn", testenv.MySQLDSN, "--kafka-brokers", strings.Join(testenv.KafkaBrokers, ","),
+		"--redis-addrs", testenv.RedisAddr, fmt.Sprintf("--redis-cluster=%t", testenv.RedisCluster), "--mysql-dsn", testenv.MySQLDSN, "--kafka-brokers", strings.Join(testenv.KafkaBrokers, ","),
 		"--topic", topic, "--group-id", group, "--log-format", "text", "--log-level", "warn"})
 	if err != nil {
 		t.Fatal(err)

@@ -65,7 +65,7 @@ func TestClusterKillEachNodeUnderLoad(t *testing.T) {
 	}
 	gatewayEnv := []string{
 		"COUPON_REDIS_ADDRS=" + strings.Join(st.SentinelAddrs(), ","), "COUPON_REDIS_MASTER_NAME=" + stack.SentinelMaster,
-		"COUPON_REDIS_WAIT_REPLICAS=1", "COUPON_KAFKA_BROKERS=" + brokers, "COUPON_PUBLISH_TIMEOUT=10s",
+		"COUPON_REDIS_CLUSTER=false", "COUPON_REDIS_WAIT_REPLICAS=1", "COUPON_KAFKA_BROKERS=" + brokers, "COUPON_PUBLISH_TIMEOUT=10s",
 	}
 	startGW := func(name string) node {
 		p, base := startGateway(t, name, bins["gateway"], client, token, topic, gatewayEnv...)

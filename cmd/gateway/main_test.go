@@ -132,7 +132,7 @@ func TestSIGTERMUnderLoad(t *testing.T) {
 	logs := &syncWriter{w: &bytes.Buffer{}}
 	go func() {
 		code <- realMain([]string{"--http-addr", addr, "--admin-token", token,
-			"--redis-addrs", testenv.RedisAddr, "--mysql-dsn", testenv.MySQLDSN, "--kafka-brokers", strings.Join(testenv.KafkaBrokers, ","),
+			"--redis-addrs", testenv.RedisAddr, fmt.Sprintf("--redis-cluster=%t", testenv.RedisCluster), "--mysql-dsn", testenv.MySQLDSN, "--kafka-brokers", strings.Join(testenv.KafkaBrokers, ","),
 			"--topic", topic, "--log-format", "text", "--log-level", "warn", "--shutdown-timeout", "10s"}, logs)
 	}()
 	base := "http://" + addr

@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -66,10 +67,10 @@ func TestProcessesSIGTERMUnderLoad(t *testing.T) {
 func startGateway(t *testing.T, name, path string, client *http.Client, token, topic string, env ...string) (*binProc, string) {
 	t.Helper()
 	addr := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
-	p := startBinary(t, name, path, append([]string{
-		"COUPON_HTTP_ADDR=" + addr, "COUPON_ADMIN_TOKEN=" + token, "COUPON_REDIS_ADDRS=" + testenv.RedisAddr,
+	p := startBinary(t, name, path, slices.Concat([]string{
+		"COUPON_HTTP_ADDR=" + addr, "COUPON_ADMIN_TOKEN=" + token,
 		"COUPON_MYSQL_DSN=" + testenv.MySQLDSN, "COUPON_KAFKA_BROKERS=" + strings.Join(testenv.KafkaBrokers, ","), "COUPON_TOPIC=" + topic,
-		"COUPON_LOG_FORMAT=text"}, env...)...)
+		"COUPON_LOG_FORMAT=text"}, testenv.RedisGatewayEnv(), env)...)
 	base := "http://" + addr
 	testenv.Eventually(t, 60*time.Second, func() error {
 		if p.exited() {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"testing"
 
+	"github.com/coupondrop/coupon"
 	"github.com/coupondrop/coupon/internal/testenv"
 )
 
@@ -39,7 +40,9 @@ func TestParseCSV(t *testing.T) {
 func TestAdmitCeiling(t *testing.T) {
 	testenv.MustOpenRedis(t)
 	id := testenv.RandomCouponID()
-	res, err := AdmitCeiling(context.Background(), Options{Addr: testenv.RedisAddr, Requests: 20_000, CouponID: id})
+	// One node's ceiling: on a Redis Cluster, the node of the coupon's slot.
+	addr := testenv.RedisNodeOf(t, coupon.RedisKey(id, "seq"))
+	res, err := AdmitCeiling(context.Background(), Options{Addr: addr, Requests: 20_000, CouponID: id})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -35,6 +35,43 @@ var (
 	KafkaBrokers = cli.List(env("COUPON_TEST_KAFKA_BROKERS", "127.0.0.1:19092"))
 )
 
+// RedisCluster says the test Redis is a Redis Cluster (make test with
+// COUPON_STACK_REDIS_MODE=cluster sets COUPON_TEST_REDIS_CLUSTER): clients
+// must be cluster clients, RedisAddr is a seed node.
+var RedisCluster = os.Getenv("COUPON_TEST_REDIS_CLUSTER") != ""
+
+// RedisOptions returns the client options of the test Redis: its address,
+// the cluster client when RedisCluster. Callers may adjust them.
+func RedisOptions() *redis.UniversalOptions {
+	return &redis.UniversalOptions{Addrs: []string{RedisAddr}, IsClusterMode: RedisCluster}
+}
+
+// RedisNodeOf returns the address of the test Redis node that holds key:
+// RedisAddr, or on a Redis Cluster the primary of the key's slot (for tools
+// that talk to one node, like redis-benchmark).
+func RedisNodeOf(tb testing.TB, key string) string {
+	tb.Helper()
+	if !RedisCluster {
+		return RedisAddr
+	}
+	c := MustOpenRedis(tb).(*redis.ClusterClient)
+	node, err := c.MasterForKey(context.Background(), key)
+	if err != nil {
+		tb.Fatalf("the Redis Cluster node of %s: %v", key, err)
+	}
+	return node.Options().Addr
+}
+
+// RedisGatewayEnv is the environment that points a gateway or couponctl
+// process at the test Redis.
+func RedisGatewayEnv() []string {
+	env := []string{"COUPON_REDIS_ADDRS=" + RedisAddr}
+	if RedisCluster {
+		env = append(env, "COUPON_REDIS_CLUSTER=true")
+	}
+	return env
+}
+
 func env(k, def string) string {
 	if v := os.Getenv(k); v != "" {
 		return v
@@ -74,11 +111,12 @@ func RandomCouponID() int64 {
 	return 1<<40 + int64(b[0])<<24 | int64(b[1])<<16 | int64(b[2])<<8 | int64(b[3])
 }
 
-// MustOpenRedis returns a client of the test Redis, closed at cleanup.
+// MustOpenRedis returns a client of the test Redis (a cluster client when
+// RedisCluster), closed at cleanup.
 func MustOpenRedis(tb testing.TB) redis.UniversalClient {
 	tb.Helper()
 	Integration(tb)
-	c := redis.NewUniversalClient(&redis.UniversalOptions{Addrs: []string{RedisAddr}})
+	c := redis.NewUniversalClient(RedisOptions())
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if err := c.Ping(ctx).Err(); err != nil {
