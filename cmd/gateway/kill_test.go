@@ -50,7 +50,9 @@ func TestClusterKillEachNodeUnderLoad(t *testing.T) {
 			t.Fatalf("create topic %s: %v", tp, err)
 		}
 	}
-	gate, err := admitter.New(admitter.Config{Addrs: st.SentinelAddrs(), MasterName: stack.SentinelMaster}, testenv.Logger(t))
+	gcfg := admitter.DefaultConfig()
+	gcfg.Addrs, gcfg.MasterName = st.SentinelAddrs(), stack.SentinelMaster
+	gate, err := admitter.New(gcfg, testenv.Logger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
