@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"net/http"
 	"os"
 	"os/exec"
@@ -294,7 +293,7 @@ func Compare(ctx context.Context, o Options, local Local, command string, out io
 		if err != nil {
 			return err
 		}
-		target.BaseURL, target.AdminToken, dsn, redisAddr = sys.url, sys.token, sys.dsn, sys.redisAddr
+		target.BaseURL, target.AdminToken, dsn, redisAddr = sys.url, sys.token, sys.clients.MySQLDSN, sys.redisAddr
 		target.CeilingURL, target.CPU = sys.ceilingURL, NewCPUProbe(sys.pids(local.Stack))
 		gatewayMetrics := sys.url + "/metrics"
 		target.Counters = func(ctx context.Context) (GatewayCounters, error) { return scrapeCounters(ctx, gatewayMetrics) }
@@ -330,7 +329,7 @@ func Compare(ctx context.Context, o Options, local Local, command string, out io
 			return fmt.Errorf("warm-up failed: sink drained %t, problems %q", res.Sink.Drained, res.Verdict.Problems)
 		}
 		if sys != nil {
-			if err := dropGateKeys(ctx, redisAddr, res.CouponIDs); err != nil {
+			if err := sys.dropGateKeys(ctx, res.CouponIDs); err != nil {
 				r.say("      could not drop the gate keys of the warm-up coupon: %v", err)
 			}
 		}
@@ -363,7 +362,7 @@ func Compare(ctx context.Context, o Options, local Local, command string, out io
 			// The bench's coupons are done with: dropping their gate keys
 			// keeps the dev Redis (and its append-only file rewrites, which
 			// would skew the next phase) small from run to run.
-			if err := dropGateKeys(ctx, redisAddr, res.CouponIDs); err != nil {
+			if err := sys.dropGateKeys(ctx, res.CouponIDs); err != nil {
 				r.say("      could not drop the gate keys of the phase's coupons: %v", err)
 			}
 		}
@@ -426,9 +425,9 @@ func Compare(ctx context.Context, o Options, local Local, command string, out io
 }
 
 // dropGateKeys deletes the gate state of finished bench coupons.
-func dropGateKeys(ctx context.Context, addr string, couponIDs []int64) error {
+func (s *system) dropGateKeys(ctx context.Context, couponIDs []int64) error {
 	cfg := admitter.DefaultConfig()
-	cfg.Addrs, cfg.BatchMax = []string{addr}, 1
+	cfg.Addrs, cfg.MasterName, cfg.BatchMax = s.clients.RedisAddrs, s.clients.RedisMaster, 1
 	gate, err := admitter.New(cfg, nil)
 	if err != nil {
 		return err
@@ -484,12 +483,13 @@ func loadAvg() string {
 
 // system is the stack, gateway and sinker a run started.
 type system struct {
-	url, token, dsn, redisAddr string
-	ceilingURL                 string // the HTTP ceiling server ("": none)
-	brokers                    []string
-	topics                     []string
-	children                   proc.Group
-	logDir                     string
+	url, token string
+	ceilingURL string // the HTTP ceiling server ("": none)
+	clients    stack.Clients
+	redisAddr  string // the primary, for redis-benchmark
+	topics     []string
+	children   proc.Group
+	logDir     string
 }
 
 // startSystem brings up the local stack, a per-run topic pair, and the
@@ -501,18 +501,18 @@ func startSystem(ctx context.Context, o Options, local Local, dir string, r *run
 	if err := st.Up(ctx); err != nil {
 		return nil, err
 	}
-	sys := &system{dsn: st.MySQLDSN(local.Database), redisAddr: st.RedisAddr(), brokers: st.KafkaBrokers(), logDir: dir}
+	sys := &system{clients: st.Clients(local.Database), redisAddr: st.RedisAddr(), logDir: dir}
 
 	// A fresh topic pair per run: the sinker starts on an empty topic, so
 	// the drain time is this run's alone. Deleted at the end.
 	run := "bench-" + filepath.Base(dir)
 	topic, dlq := coupon.DefaultTopic+"."+run, coupon.DefaultDeadLetterTopic+"."+run
-	r.step("migrate %s, create topics %s", sys.dsn, topic)
-	if err := mysql.Migrate(ctx, sys.dsn, slog.New(slog.DiscardHandler)); err != nil {
+	r.step("migrate %s, create topics %s", sys.clients.MySQLDSN, topic)
+	if err := mysql.Migrate(ctx, sys.clients.MySQLDSN, nil); err != nil {
 		return sys, err
 	}
 	for _, t := range []kafka.TopicSpec{kafka.AdmittedTopic(topic, 12, 1), kafka.DeadLetterTopic(dlq, 12, 1)} {
-		if _, err := kafka.Ensure(ctx, sys.brokers, t); err != nil {
+		if _, err := kafka.Ensure(ctx, sys.clients.KafkaBrokers, t); err != nil {
 			return sys, err
 		}
 	}
@@ -558,10 +558,7 @@ func startSystem(ctx context.Context, o Options, local Local, dir string, r *run
 			env = append(env, kv)
 		}
 	}
-	env = append(env,
-		"COUPON_REDIS_ADDRS="+sys.redisAddr,
-		"COUPON_MYSQL_DSN="+sys.dsn,
-		"COUPON_KAFKA_BROKERS="+strings.Join(sys.brokers, ","),
+	env = append(append(env, sys.clients.Env()...),
 		"COUPON_TOPIC="+topic,
 		"COUPON_DLQ_TOPIC="+dlq,
 		"COUPON_GROUP_ID="+coupon.DefaultSinkerGroup+"-"+run,
@@ -665,7 +662,7 @@ func (s *system) stop(out io.Writer) {
 	if len(s.topics) > 0 {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
-		if err := kafka.DeleteTopics(ctx, s.brokers, s.topics...); err != nil {
+		if err := kafka.DeleteTopics(ctx, s.clients.KafkaBrokers, s.topics...); err != nil {
 			fmt.Fprintf(os.Stderr, "bench: %v\n", err)
 		}
 	}

@@ -45,11 +45,11 @@ func runRun(ctx context.Context, args []string) error {
 	if err := st.Up(ctx); err != nil {
 		return err
 	}
-	dsn := st.MySQLDSN(dbName(f.profile))
-	tf.brokers = st.KafkaBrokers()
+	clients := st.Clients(dbName(f.profile))
+	tf.brokers = clients.KafkaBrokers
 
 	// 2. Schema and topics.
-	if err := migrateDB(ctx, dsn); err != nil {
+	if err := migrateDB(ctx, clients.MySQLDSN); err != nil {
 		return err
 	}
 	if err := tf.ensure(ctx); err != nil {
@@ -67,16 +67,13 @@ func runRun(ctx context.Context, args []string) error {
 		fmt.Printf("\nCOUPON_ADMIN_TOKEN was unset; generated admin token for this run:\n  %s\n", token)
 	}
 
-	env := append(os.Environ(),
-		"COUPON_MYSQL_DSN="+dsn,
-		"COUPON_KAFKA_BROKERS="+strings.Join(tf.brokers, ","),
+	env := append(append(os.Environ(), clients.Env()...),
 		"COUPON_TOPIC="+tf.topic,
 		"COUPON_DLQ_TOPIC="+tf.dlq,
 		"COUPON_ADMIN_TOKEN="+token,
 		"COUPON_HTTP_ADDR="+httpAddr,
 		"COUPON_METRICS_ADDR="+metricsAddr,
 	)
-	env = append(env, redisEnv(st)...)
 
 	// 4. Gateway and sinker, when built.
 	var children proc.Group

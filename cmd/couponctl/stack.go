@@ -90,26 +90,15 @@ func runStack(ctx context.Context, args []string) error {
 	}
 }
 
+// printAddrs prints how the system reaches the stack, ready to paste
+// into a shell.
 func printAddrs(st *stack.Stack, profile string) {
-	for _, kv := range redisEnv(st) {
+	for _, kv := range st.Clients(dbName(profile)).Env() {
+		if k, v, _ := strings.Cut(kv, "="); strings.ContainsAny(v, "&?()") {
+			kv = k + "='" + v + "'"
+		}
 		fmt.Printf("  %s\n", kv)
 	}
-	fmt.Printf("  COUPON_MYSQL_DSN='%s'\n  COUPON_KAFKA_BROKERS=%s\n", st.MySQLDSN(dbName(profile)), strings.Join(st.KafkaBrokers(), ","))
-}
-
-// redisEnv is how the gateway and couponctl reach the stack's Redis: the
-// server, every node of a cluster, or the Sentinels and the master name.
-func redisEnv(st *stack.Stack) []string {
-	switch st.Config().RedisMode {
-	case stack.RedisCluster:
-		return []string{"COUPON_REDIS_ADDRS=" + strings.Join(st.RedisAddrs(), ",")}
-	case stack.RedisSentinel:
-		// One of the two replicas acknowledges each admission batch before
-		// it is published: it survives a failover of the primary.
-		return []string{"COUPON_REDIS_ADDRS=" + strings.Join(st.SentinelAddrs(), ","), "COUPON_REDIS_MASTER_NAME=" + stack.SentinelMaster,
-			"COUPON_REDIS_WAIT_REPLICAS=1"}
-	}
-	return []string{"COUPON_REDIS_ADDRS=" + st.RedisAddr()}
 }
 
 func printStatus(ctx context.Context, st *stack.Stack) error {

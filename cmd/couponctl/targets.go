@@ -8,7 +8,6 @@ import (
 	"os"
 	"strings"
 
-	"github.com/coupondrop/coupon/infra/stack"
 	"github.com/coupondrop/coupon/internal/cli"
 	"github.com/coupondrop/coupon/mysql"
 	gomysql "github.com/go-sql-driver/mysql"
@@ -100,21 +99,13 @@ func (s *servers) resolve() error {
 		return explicit
 	}
 	list := func(v []string) string { return strings.Join(v, ",") }
-	s.resolvedKB = pick("Kafka", "kafka-brokers", "COUPON_KAFKA_BROKERS", []string{"kafka-port", "kafka-nodes"}, s.brokers, st.KafkaBrokers(), list)
+	clients := st.Clients(dbName(s.stack.profile)) // as `make run` gives the gateway and sinker
+	s.resolvedKB = pick("Kafka", "kafka-brokers", "COUPON_KAFKA_BROKERS", []string{"kafka-port", "kafka-nodes"}, s.brokers, clients.KafkaBrokers, list)
 	if s.withRedis {
-		// As `make run` gives the gateway: every cluster node, the
-		// Sentinels with the master name, or the one server.
-		stackRedis, stackMaster := []string{st.RedisAddr()}, ""
-		switch st.Config().RedisMode {
-		case stack.RedisCluster:
-			stackRedis = st.RedisAddrs()
-		case stack.RedisSentinel:
-			stackRedis, stackMaster = st.SentinelAddrs(), stack.SentinelMaster
-		}
-		s.resolvedRedis = pick("Redis", "redis-addrs", "COUPON_REDIS_ADDRS", []string{"redis-port", "redis-mode"}, s.redisAddrs, stackRedis, list)
+		s.resolvedRedis = pick("Redis", "redis-addrs", "COUPON_REDIS_ADDRS", []string{"redis-port", "redis-mode"}, s.redisAddrs, clients.RedisAddrs, list)
 		s.resolvedMaster = s.redisMaster
 		if len(s.redisAddrs) == 0 && s.redisMaster == "" {
-			s.resolvedMaster = stackMaster
+			s.resolvedMaster = clients.RedisMaster
 		}
 		if s.resolvedMaster != "" {
 			s.lines[len(s.lines)-1] += " (Sentinels of master " + s.resolvedMaster + ")"
@@ -134,7 +125,7 @@ func (s *servers) resolve() error {
 		if s.dsn != "" {
 			explicit = []string{s.dsn}
 		}
-		s.resolvedDSN = pick("MySQL", "mysql-dsn", "COUPON_MYSQL_DSN", []string{"mysql-port"}, explicit, []string{st.MySQLDSN(dbName(s.stack.profile))}, showDSN)[0]
+		s.resolvedDSN = pick("MySQL", "mysql-dsn", "COUPON_MYSQL_DSN", []string{"mysql-port"}, explicit, []string{clients.MySQLDSN}, showDSN)[0]
 		if bad != nil {
 			return bad
 		}
