@@ -49,7 +49,19 @@ func (cc *couponCache) Get(ctx context.Context, id int64) (*coupon.Coupon, error
 	if e, ok := cc.cache.Get(id); ok {
 		return e.found(id)
 	}
+	return cc.load(ctx, id)
+}
+
+// load reads coupon id from the store once for every caller that missed
+// the cache at the same time, and caches what it read.
+func (cc *couponCache) load(ctx context.Context, id int64) (*coupon.Coupon, error) {
 	v, err, _ := cc.group.Do(strconv.FormatInt(id, 10), func() (any, error) {
+		// A caller that missed the cache just before an earlier load put
+		// its result there and left the group starts a new call: it finds
+		// that result here instead of loading again.
+		if e, ok := cc.cache.Get(id); ok {
+			return e, nil
+		}
 		// Detached from the first caller: the others wait on this load too.
 		lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cc.loadTimeout)
 		defer cancel()
