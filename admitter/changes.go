@@ -30,9 +30,12 @@ func (g *Gate) Announce(ctx context.Context, couponID int64) error {
 // changed(0) ("anything may have changed") when it may have missed one:
 // whenever the subscription is (re)established, and when the change
 // counter, read every poll, moved past the announcements received (a
-// message lost on a broken connection). It returns when ctx ends. changed
-// runs on one goroutine, never concurrently with itself.
-func (g *Gate) WatchChanges(ctx context.Context, poll time.Duration, changed func(couponID int64)) {
+// message lost on a broken connection). After each successful read of the
+// counter (every poll, and on each subscription) it calls current (when not
+// nil): every change announced before that read has been passed to changed.
+// It returns when ctx ends. changed and current run on one goroutine, never
+// concurrently with themselves or each other.
+func (g *Gate) WatchChanges(ctx context.Context, poll time.Duration, changed func(couponID int64), current func()) {
 	sub := g.client.Subscribe(ctx, ChangesChannel)
 	defer sub.Close()
 	msgs := make(chan any, 64)
@@ -85,10 +88,14 @@ func (g *Gate) WatchChanges(ctx context.Context, poll time.Duration, changed fun
 			switch m := m.(type) {
 			case *redis.Subscription:
 				if m.Kind == "subscribe" {
-					if v, ok := counter(); ok {
+					v, ok := counter()
+					if ok {
 						seen = v
 					}
 					changed(0)
+					if ok && current != nil {
+						current()
+					}
 				}
 			case *redis.Message:
 				id, v, err := parseChange(m.Payload)
@@ -104,9 +111,16 @@ func (g *Gate) WatchChanges(ctx context.Context, poll time.Duration, changed fun
 				changed(id)
 			}
 		case <-tick.C:
-			if v, ok := counter(); ok && v > seen {
+			v, ok := counter()
+			if !ok {
+				continue
+			}
+			if v > seen {
 				seen = v
 				changed(0)
+			}
+			if current != nil {
+				current()
 			}
 		}
 	}

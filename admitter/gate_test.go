@@ -9,6 +9,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -296,16 +297,18 @@ func TestResizeRacesAdmissions(t *testing.T) {
 
 // TestWatchChanges: an announcement reaches a watcher on another client at
 // once; a change whose message was lost (the counter raised, nothing
-// published) is noticed within the poll as "anything may have changed".
+// published) is noticed within the poll as "anything may have changed";
+// the watcher confirms (current) after its reads of the counter.
 func TestWatchChanges(t *testing.T) {
 	a := mustOpenGate(t, DefaultConfig())
 	b := mustOpenGate(t, DefaultConfig())
 	ctx, cancel := context.WithCancel(context.Background())
 	got := make(chan int64, 16)
+	var confirmed atomic.Int64
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		b.WatchChanges(ctx, 50*time.Millisecond, func(id int64) { got <- id })
+		b.WatchChanges(ctx, 50*time.Millisecond, func(id int64) { got <- id }, func() { confirmed.Add(1) })
 	}()
 	t.Cleanup(func() { cancel(); <-done })
 	next := func() int64 {
@@ -334,6 +337,13 @@ func TestWatchChanges(t *testing.T) {
 	testenv.Eventually(t, 5*time.Second, func() error {
 		if seen := next(); seen != 0 {
 			return fmt.Errorf("got change %d; want 0 for the missed one", seen)
+		}
+		return nil
+	})
+	after := confirmed.Load()
+	testenv.Eventually(t, 5*time.Second, func() error {
+		if confirmed.Load() == after {
+			return errors.New("the watcher has not confirmed since")
 		}
 		return nil
 	})

@@ -183,7 +183,8 @@ func (s *Server) gated(c *coupon.Coupon) bool {
 }
 
 // announce tells the other gateways that coupon id changed; without Redis
-// they see it when their cache entry expires (CacheTTL).
+// they see it when their cache entry expires (CacheMaxAge; CacheTTL on a
+// gateway whose feed cannot confirm either).
 func (s *Server) announce(c *fiber.Ctx, id int64) {
 	if s.changes == nil {
 		return
@@ -191,6 +192,6 @@ func (s *Server) announce(c *fiber.Ctx, id int64) {
 	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.GateTimeout)
 	defer cancel()
 	if err := s.changes.Announce(ctx, id); err != nil {
-		s.requestLogger(c).Warn("coupon change not announced; other gateways see it when their cache expires", "couponId", id, "ttl", s.cfg.CacheTTL, "err", err)
+		s.requestLogger(c).Warn("coupon change not announced; other gateways see it when their cache expires", "couponId", id, "maxAge", s.cfg.CacheMaxAge, "err", err)
 	}
 }

@@ -25,7 +25,8 @@ type Config struct {
 	PublishTimeout time.Duration // bound on one Kafka publish, independent of the client
 	StoreTimeout   time.Duration // bound on one MySQL call of a request
 
-	CacheTTL         time.Duration // coupon metadata kept in the local cache
+	CacheTTL         time.Duration // coupon metadata kept in the local cache (without a change feed confirming)
+	CacheMaxAge      time.Duration // coupon metadata kept while the change feed (Deps.Changes) confirms: at least CacheTTL
 	NegativeCacheTTL time.Duration // "no such coupon" kept in the local cache
 	CacheMaxCoupons  int           // local cache capacity, in coupons
 	ChangesPoll      time.Duration // how often the change counter is read (Deps.Changes): the bound on a missed change
@@ -51,6 +52,7 @@ func DefaultConfig() Config {
 		PublishTimeout:   3 * time.Second,
 		StoreTimeout:     3 * time.Second,
 		CacheTTL:         2 * time.Second,
+		CacheMaxAge:      time.Minute,
 		NegativeCacheTTL: time.Second,
 		CacheMaxCoupons:  100_000,
 		ChangesPoll:      250 * time.Millisecond,
@@ -80,7 +82,7 @@ func (c Config) Validate() error {
 		{"read timeout", c.ReadTimeout}, {"write timeout", c.WriteTimeout}, {"idle timeout", c.IdleTimeout},
 		{"shutdown timeout", c.ShutdownTimeout}, {"issue timeout", c.IssueTimeout}, {"gate timeout", c.GateTimeout},
 		{"publish timeout", c.PublishTimeout}, {"store timeout", c.StoreTimeout},
-		{"cache TTL", c.CacheTTL}, {"negative cache TTL", c.NegativeCacheTTL}, {"changes poll", c.ChangesPoll},
+		{"cache TTL", c.CacheTTL}, {"cache max age", c.CacheMaxAge}, {"negative cache TTL", c.NegativeCacheTTL}, {"changes poll", c.ChangesPoll},
 		{"ready cache TTL", c.ReadyCacheTTL}, {"ready timeout", c.ReadyTimeout}, {"retry-after", c.RetryAfter},
 		{"live refresh", c.LiveRefresh},
 	} {
@@ -105,7 +107,8 @@ func (c *Config) Bind(fs *cli.FlagSet) {
 	fs.DurationVar(&c.GateTimeout, "gate-timeout", "COUPON_GATE_TIMEOUT", c.GateTimeout, "bound on one Redis gate call")
 	fs.DurationVar(&c.PublishTimeout, "publish-timeout", "COUPON_PUBLISH_TIMEOUT", c.PublishTimeout, "bound on one Kafka publish (retries included)")
 	fs.DurationVar(&c.StoreTimeout, "store-timeout", "COUPON_STORE_TIMEOUT", c.StoreTimeout, "bound on one MySQL call of a request")
-	fs.DurationVar(&c.CacheTTL, "cache-ttl", "COUPON_CACHE_TTL", c.CacheTTL, "coupon metadata cached this long")
+	fs.DurationVar(&c.CacheTTL, "cache-ttl", "COUPON_CACHE_TTL", c.CacheTTL, "coupon metadata cached this long (longer, up to --cache-max-age, while the Redis change feed confirms no change was missed)")
+	fs.DurationVar(&c.CacheMaxAge, "cache-max-age", "COUPON_CACHE_MAX_AGE", c.CacheMaxAge, "coupon metadata cached at most this long while the Redis change feed confirms, every --changes-poll, that no change was missed (at least --cache-ttl)")
 	fs.DurationVar(&c.NegativeCacheTTL, "negative-cache-ttl", "COUPON_NEGATIVE_CACHE_TTL", c.NegativeCacheTTL, "an unknown coupon ID cached this long")
 	fs.DurationVar(&c.ChangesPoll, "changes-poll", "COUPON_CHANGES_POLL", c.ChangesPoll, "how often the coupon change counter is read: the latest a change missed on the Redis channel reaches this gateway")
 	fs.IntVar(&c.CacheMaxCoupons, "cache-max-coupons", "COUPON_CACHE_MAX_COUPONS", c.CacheMaxCoupons, "coupons the local cache holds at most")

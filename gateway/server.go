@@ -67,8 +67,10 @@ type ChangeFeed interface {
 	Announce(ctx context.Context, couponID int64) error
 	// WatchChanges calls changed with each changed coupon's ID, or 0 when
 	// changes may have been missed, until ctx ends; poll bounds how late a
-	// missed change is noticed.
-	WatchChanges(ctx context.Context, poll time.Duration, changed func(couponID int64))
+	// missed change is noticed. It calls current each time it has checked
+	// (at most every poll) that every change announced so far was passed to
+	// changed; it stops calling it while it cannot check (Redis unreachable).
+	WatchChanges(ctx context.Context, poll time.Duration, changed func(couponID int64), current func())
 }
 
 // Check is one readiness probe of a dependency; nil means reachable.
@@ -167,7 +169,7 @@ func New(cfg Config, deps Deps, logger *slog.Logger) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("gateway metrics: %w", err)
 	}
-	cache, err := newCouponCache(deps.Store, cfg)
+	cache, err := newCouponCache(deps.Store, cfg, deps.Changes != nil)
 	if err != nil {
 		return nil, err
 	}
@@ -226,7 +228,7 @@ func New(cfg Config, deps Deps, logger *slog.Logger) (*Server, error) {
 		s.stopWatch, s.watchDone = cancel, make(chan struct{})
 		go func() {
 			defer close(s.watchDone)
-			s.changes.WatchChanges(ctx, cfg.ChangesPoll, s.cache.invalidate)
+			s.changes.WatchChanges(ctx, cfg.ChangesPoll, s.cache.invalidate, s.cache.confirm)
 		}()
 	}
 	return s, nil
