@@ -171,12 +171,28 @@ type Holding struct {
 	IssuedAt   *time.Time  `json:"issuedAt"`   // nil while pending
 }
 
-// Issuer decides one issue request under one strategy. Implementations are
+// Issuer decides one issue request under one strategy; its caller (the
+// gateway's issue handler) treats every strategy alike. Implementations are
 // safe for concurrent use. Errors are *Error with EALREADY, ESOLDOUT,
 // ENOTFOUND, ENOTSTARTED, EENDED or EUNAVAILABLE for the expected outcomes.
 type Issuer interface {
-	// Issue admits (async: returns once the admission is durable in Kafka,
-	// Issue.IssuedAt zero) or issues (baselines: the row is committed).
-	// With EALREADY it may return the Issue the user holds (its Rank) too.
+	// Issue admits (async: returns once the admission is durable in Kafka;
+	// the Issue's Status is StatusPending) or issues (baselines: the row is
+	// committed; StatusIssued). ctx carries the request's budget: an
+	// issuer honours its deadline, except where cancelling a call would
+	// turn a certain outcome into an unknown one (async bounds its gate
+	// and publish calls by its own timeouts instead).
+	// With EALREADY it may return the Issue the user holds (its Rank, and
+	// its Status: pending while no row is written) too; nil when it knows
+	// of no such Issue beyond the error.
 	Issue(ctx context.Context, c *Coupon, userID int64, requestID string) (*Issue, error)
+}
+
+// Status tells whether is is a committed row (IssuedAt set: StatusIssued)
+// or an admission the sinker has not written yet (StatusPending).
+func (is *Issue) Status() IssueStatus {
+	if is.IssuedAt.IsZero() {
+		return StatusPending
+	}
+	return StatusIssued
 }

@@ -93,3 +93,14 @@ func BenchmarkMarshalAdmission(b *testing.B) {
 		}
 	})
 }
+
+// TestIssueStatus: an Issue with a row time is issued, one without is a
+// pending admission (the gateway answers 201 and 202 by it).
+func TestIssueStatus(t *testing.T) {
+	if got := (&coupon.Issue{Rank: 1}).Status(); got != coupon.StatusPending {
+		t.Errorf("admission without IssuedAt: %s, want %s", got, coupon.StatusPending)
+	}
+	if got := (&coupon.Issue{Rank: 1, IssuedAt: time.Now()}).Status(); got != coupon.StatusIssued {
+		t.Errorf("row with IssuedAt: %s, want %s", got, coupon.StatusIssued)
+	}
+}

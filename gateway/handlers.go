@@ -221,17 +221,10 @@ func (s *Server) issue(c *fiber.Ctx) error {
 		}
 	}
 	// fasthttp's request context ends at server shutdown: requests in
-	// flight use their own, so shutdown lets them finish. The async issuer
-	// bounds its gate and publish calls itself.
-	ctx := context.Background()
-	cp, err := s.cache.Get(ctx, id)
+	// flight use their own, so shutdown lets them finish.
+	cp, err := s.cache.Get(context.Background(), id)
 	if err != nil {
 		return err
-	}
-	if cp.Strategy != coupon.StrategyAsync {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, s.cfg.IssueTimeout)
-		defer cancel()
 	}
 	c.Locals(localStrategy, string(cp.Strategy))
 	if want != "" && want != cp.Strategy {
@@ -244,13 +237,17 @@ func (s *Server) issue(c *fiber.Ctx) error {
 	if !ok {
 		return coupon.Errorf(coupon.EUNAVAILABLE, "Strategy %s of coupon %d is not enabled on this gateway.", cp.Strategy, id)
 	}
+	// The request's budget; an issuer that must not be cancelled mid-call
+	// (async) bounds its calls itself (see coupon.Issuer).
+	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.IssueTimeout)
+	defer cancel()
 	is, err := issuer.Issue(ctx, cp, userID, requestID(c))
 	if coupon.ErrorCode(err) == coupon.EALREADY {
 		return s.alreadyIssued(c, cp, userID, is, err)
 	} else if err != nil {
 		return err
 	}
-	if cp.Strategy == coupon.StrategyAsync {
+	if is.Status() == coupon.StatusPending { // accepted, the row not written yet
 		return sendAccepted(c, is.CouponID, is.UserID, is.Rank)
 	}
 	return c.Status(fiber.StatusCreated).JSON(is)
@@ -292,7 +289,7 @@ func (s *Server) issueUser(c *fiber.Ctx) (int64, error) {
 // alreadyIssued answers 409 already_issued with the rank the user holds and
 // whether its row is written (issued) or not yet (pending), so a client
 // retrying after a timeout learns its outcome in one call. held is what
-// the issuer returned with EALREADY (the rank, for async).
+// the issuer returned with EALREADY (a pending Issue: the rank it holds).
 func (s *Server) alreadyIssued(c *fiber.Ctx, cp *coupon.Coupon, userID int64, held *coupon.Issue, cause error) error {
 	ctx, cancel := s.storeCtx()
 	defer cancel()
@@ -301,8 +298,9 @@ func (s *Server) alreadyIssued(c *fiber.Ctx, cp *coupon.Coupon, userID int64, he
 	switch {
 	case err == nil:
 		rank = is.Rank
-	case cp.Strategy == coupon.StrategyAsync && held != nil:
-		// No row yet (or MySQL did not answer): the gate's rank stands.
+	case held != nil && held.Status() == coupon.StatusPending:
+		// No row yet (or MySQL did not answer): the rank the issuer
+		// holds (the gate's) stands.
 		status, rank = coupon.StatusPending, held.Rank
 	default:
 		return joinCause(coupon.Errorf(coupon.EUNAVAILABLE,
