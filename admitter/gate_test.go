@@ -107,59 +107,6 @@ func TestAdmitOutcomes(t *testing.T) {
 	}
 }
 
-func TestAdmitConcurrent(t *testing.T) {
-	const supply, users = 1000, 5000
-	for _, v := range variants {
-		t.Run(v.name, func(t *testing.T) {
-			g := mustOpenGate(t, v.cfg)
-			id := newCoupon(t, g)
-			var mu sync.Mutex
-			byRank := map[int64]int64{}
-			byUser := map[int64]int64{}
-			codes := map[string]int{}
-			var wg sync.WaitGroup
-			start := make(chan struct{})
-			for u := int64(1); u <= users; u++ {
-				for range 2 {
-					wg.Go(func() {
-						<-start
-						rank, err := g.Admit(context.Background(), id, u, supply)
-						mu.Lock()
-						defer mu.Unlock()
-						codes[coupon.ErrorCode(err)]++
-						if err != nil {
-							return
-						}
-						if prev, dup := byUser[u]; dup {
-							t.Errorf("user %d admitted twice (ranks %d, %d)", u, prev, rank)
-						}
-						if other, dup := byRank[rank]; dup {
-							t.Errorf("rank %d given to users %d and %d", rank, other, u)
-						}
-						byUser[u], byRank[rank] = rank, u
-					})
-				}
-			}
-			close(start)
-			wg.Wait()
-			if len(byRank) != supply {
-				t.Fatalf("%d admissions, want %d (outcomes %v)", len(byRank), supply, codes)
-			}
-			for r := int64(1); r <= supply; r++ {
-				if _, ok := byRank[r]; !ok {
-					t.Errorf("rank %d missing", r)
-				}
-			}
-			if other := 2*users - supply - codes[coupon.EALREADY] - codes[coupon.ESOLDOUT]; other != 0 {
-				t.Errorf("%d answers neither admitted, already issued nor sold out: %v", other, codes)
-			}
-			if n, err := g.Admitted(context.Background(), id); err != nil || n != supply {
-				t.Errorf("Admitted = %d, %v; want %d", n, err, supply)
-			}
-		})
-	}
-}
-
 func TestReleaseFreesSlotNeverRank(t *testing.T) {
 	for _, v := range variants {
 		t.Run(v.name, func(t *testing.T) {

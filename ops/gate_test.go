@@ -13,6 +13,7 @@ import (
 	"github.com/coupondrop/coupon"
 	"github.com/coupondrop/coupon/admitter"
 	"github.com/coupondrop/coupon/internal/testenv"
+	"github.com/coupondrop/coupon/internal/testsink"
 	couponkafka "github.com/coupondrop/coupon/kafka"
 	"github.com/coupondrop/coupon/ops"
 	"github.com/redis/go-redis/v9"
@@ -45,7 +46,7 @@ func TestRebuildGateAfterFlushall(t *testing.T) {
 	if err := gate.Init(ctx, id, total); err != nil {
 		t.Fatal(err)
 	}
-	group := startSinker(t, testenv.MySQLDSN, topicName, dlq)
+	group := testsink.StartGroup(t, testenv.MySQLDSN, topicName, dlq)
 	w := newWriter(topicName)
 	defer w.Close()
 
@@ -156,7 +157,7 @@ func TestRebuildGateAfterFlushall(t *testing.T) {
 	if len(accepted) != total {
 		t.Fatalf("%d users accepted, want exactly %d", len(accepted), total)
 	}
-	waitCaughtUp(t, topic, group)
+	testsink.WaitCaughtUp(t, topic, group)
 	a, err := db.Audit(ctx, id)
 	if err != nil {
 		t.Fatal(err)
@@ -202,7 +203,7 @@ func TestReconcile(t *testing.T) {
 	if err := gate.Init(ctx, id, total); err != nil {
 		t.Fatal(err)
 	}
-	group := startSinker(t, testenv.MySQLDSN, topicName, dlq)
+	group := testsink.StartGroup(t, testenv.MySQLDSN, topicName, dlq)
 	w := newWriter(topicName)
 	defer w.Close()
 	for u := int64(1); u <= 10; u++ {
@@ -230,7 +231,7 @@ func TestReconcile(t *testing.T) {
 	if rank, err := gate.Admit(ctx, id, 99, total); err != nil || rank != 11 {
 		t.Fatalf("admit user 99: rank %d, %v; want 11", rank, err)
 	}
-	waitCaughtUp(t, topic, group)
+	testsink.WaitCaughtUp(t, topic, group)
 
 	opts := ops.ReconcileOptions{Group: group, Wait: time.Minute}
 	res, err := ops.Reconcile(ctx, db, topic, gate, []int64{id}, opts, testenv.Logger(t))
@@ -346,9 +347,9 @@ func TestRebuildGateCountsDeadLetters(t *testing.T) {
 	ctx := context.Background()
 	id := mustCreateCoupon(t, db, 2)
 	t.Cleanup(func() { _ = gate.Drop(context.Background(), id) })
-	group := startSinker(t, testenv.MySQLDSN, topicName, dlqName)
+	group := testsink.StartGroup(t, testenv.MySQLDSN, topicName, dlqName)
 	mustProduce(t, topicName, []kafka.Message{admissionMessage(t, id, 1, 1), admissionMessage(t, id, 2, 2), admissionMessage(t, id, 3, 3)})
-	waitCaughtUp(t, topic, group)
+	testsink.WaitCaughtUp(t, topic, group)
 	if rows, err := db.IssuedRanks(ctx, id); err != nil || len(rows) != 2 {
 		t.Fatalf("%d rows (%v), want 2 (the third over the total)", len(rows), err)
 	}

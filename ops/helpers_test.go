@@ -10,8 +10,6 @@ import (
 
 	"github.com/coupondrop/coupon"
 	"github.com/coupondrop/coupon/internal/testenv"
-	"github.com/coupondrop/coupon/internal/testsink"
-	couponkafka "github.com/coupondrop/coupon/kafka"
 	"github.com/coupondrop/coupon/mysql"
 	"github.com/segmentio/kafka-go"
 )
@@ -65,34 +63,6 @@ func mustProduce(tb testing.TB, topic string, msgs []kafka.Message) {
 		if err := w.WriteMessages(ctx, msgs[start:min(start+50_000, len(msgs))]...); err != nil {
 			tb.Fatalf("produce: %v", err)
 		}
-	}
-}
-
-// startSinker runs an in-process sinker on dsn until cleanup and returns
-// its group.
-func startSinker(tb testing.TB, dsn, topic, dlq string) string {
-	tb.Helper()
-	cfg := testsink.Config("ops-test", topic, dlq)
-	cfg.MySQL.DSN = dsn
-	testsink.Start(tb, cfg)
-	return cfg.GroupID
-}
-
-// waitCaughtUp waits until group has committed the topic's end offsets.
-func waitCaughtUp(tb testing.TB, t *couponkafka.Topic, group string) {
-	tb.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	n, err := t.Partitions(ctx)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	first, end, err := t.Offsets(ctx, n)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	if err := t.WaitCaughtUp(ctx, group, first, end, nil); err != nil {
-		tb.Fatal(err)
 	}
 }
 

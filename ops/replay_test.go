@@ -10,6 +10,7 @@ import (
 
 	"github.com/coupondrop/coupon"
 	"github.com/coupondrop/coupon/internal/testenv"
+	"github.com/coupondrop/coupon/internal/testsink"
 	couponkafka "github.com/coupondrop/coupon/kafka"
 	"github.com/coupondrop/coupon/mysql"
 	"github.com/coupondrop/coupon/ops"
@@ -51,8 +52,8 @@ func TestReplayAfterTruncate(t *testing.T) {
 	msgs = append(msgs, admissionMessage(t, 1<<50, 1, 1)) // unknown coupon
 	mustProduce(t, topicName, msgs)
 
-	group := startSinker(t, dsn, topicName, dlq)
-	waitCaughtUp(t, topic, group)
+	group := testsink.StartGroup(t, dsn, topicName, dlq)
+	testsink.WaitCaughtUp(t, topic, group)
 	want := mustAllRows(t, raw)
 	wantIssued := mustIssued(t, raw)
 	if len(want) != 3000+50+600+1 {
@@ -115,7 +116,7 @@ func TestReplayAfterTruncate(t *testing.T) {
 		t.Fatalf("issued_quantity after the second replay %v, want %v", got, wantIssued)
 	}
 	mustProduce(t, topicName, []kafka.Message{admissionMessage(t, ids[2], 99, 602)})
-	waitCaughtUp(t, topic, group)
+	testsink.WaitCaughtUp(t, topic, group)
 	if got := mustIssued(t, raw)[ids[2]]; got != 602 {
 		t.Errorf("after the swap the sinker raised coupon %d to %d, want 602", ids[2], got)
 	}

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/coupondrop/coupon/internal/testenv"
+	couponkafka "github.com/coupondrop/coupon/kafka"
 	"github.com/coupondrop/coupon/sinker"
 )
 
@@ -53,4 +54,34 @@ func Start(tb testing.TB, cfg sinker.Config) (stop func()) {
 	}
 	tb.Cleanup(stop)
 	return stop
+}
+
+// StartGroup runs a sinker from topic into the database at dsn, dead
+// letters to dlq, in a fresh consumer group, until the test ends, and
+// returns the group.
+func StartGroup(tb testing.TB, dsn, topic, dlq string) string {
+	tb.Helper()
+	cfg := Config("test", topic, dlq)
+	cfg.MySQL.DSN = dsn
+	Start(tb, cfg)
+	return cfg.GroupID
+}
+
+// WaitCaughtUp waits until group has committed the topic's end offsets (as
+// they are now): every record published before is written.
+func WaitCaughtUp(tb testing.TB, topic *couponkafka.Topic, group string) {
+	tb.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	n, err := topic.Partitions(ctx)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	first, end, err := topic.Offsets(ctx, n)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if err := topic.WaitCaughtUp(ctx, group, first, end, nil); err != nil {
+		tb.Fatal(err)
+	}
 }
