@@ -178,10 +178,10 @@ type Holding struct {
 type Issuer interface {
 	// Issue admits (async: returns once the admission is durable in Kafka;
 	// the Issue's Status is StatusPending) or issues (baselines: the row is
-	// committed; StatusIssued). ctx carries the request's budget: an
-	// issuer honours its deadline, except where cancelling a call would
-	// turn a certain outcome into an unknown one (async bounds its gate
-	// and publish calls by its own timeouts instead).
+	// committed; StatusIssued). Issue bounds its own time (the baselines
+	// by their timeout, async its gate and publish calls by theirs) and
+	// honours ctx, except where cancelling a call would turn a certain
+	// outcome into an unknown one (async).
 	// With EALREADY it may return the Issue the user holds (its Rank, and
 	// its Status: pending while no row is written) too; nil when it knows
 	// of no such Issue beyond the error.

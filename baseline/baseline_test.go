@@ -2,6 +2,7 @@ package baseline
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"testing"
 	"time"
@@ -168,4 +169,28 @@ func TestIssueOutcomes(t *testing.T) {
 			})
 		})
 	}
+}
+
+// TestDBLockTimeout: an issue waiting for a coupon row another transaction
+// holds gives up at its own timeout (not MySQL's 50 s lock wait), writing
+// nothing.
+func TestDBLockTimeout(t *testing.T) {
+	db := testenv.MustOpenStore(t)
+	c := mustCreateCoupon(t, db, coupon.StrategyDBLock, 5, nil, nil)
+	holder, err := testenv.MustOpenDB(t).BeginTx(context.Background(), nil) // raw: holds the row as a slow writer would
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer holder.Rollback()
+	if _, err := holder.Exec("SELECT id FROM coupons WHERE id = ? FOR UPDATE", c.ID); err != nil {
+		t.Fatal(err)
+	}
+	iss := NewDBLock(db, DBLockConfig{Timeout: 200 * time.Millisecond}, testenv.Logger(t))
+	if is, err := iss.Issue(context.Background(), c, 1, ""); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("issue behind a held row: %+v, %v; want its own deadline exceeded", is, err)
+	}
+	if err := holder.Rollback(); err != nil {
+		t.Fatal(err)
+	}
+	checkCoupon(t, db, c.ID, 0)
 }

@@ -30,11 +30,15 @@ type RedisLockConfig struct {
 	// Retries is how many more times a transaction that hit a lock conflict
 	// in MySQL is tried (under the same lock) before EUNAVAILABLE.
 	Retries int
+	// Timeout bounds one Issue: the waits for the lock and the transaction.
+	Timeout time.Duration
 }
 
-// DefaultRedisLockConfig returns the defaults: wait 2s, lease 5s.
+// DefaultRedisLockConfig returns the defaults: wait 2s, lease 5s, all
+// within 5s.
 func DefaultRedisLockConfig() RedisLockConfig {
-	return RedisLockConfig{Wait: 2 * time.Second, Lease: 5 * time.Second, BackoffMin: time.Millisecond, BackoffMax: 20 * time.Millisecond, Retries: 2}
+	return RedisLockConfig{Wait: 2 * time.Second, Lease: 5 * time.Second, BackoffMin: time.Millisecond, BackoffMax: 20 * time.Millisecond, Retries: 2,
+		Timeout: 5 * time.Second}
 }
 
 // Validate checks the settings.
@@ -48,6 +52,8 @@ func (c RedisLockConfig) Validate() error {
 		return errors.New("redis-lock backoff must satisfy 0 < min <= max")
 	case c.Retries < 0:
 		return errors.New("redis-lock retries must not be negative")
+	case c.Timeout <= 0:
+		return errors.New("redis-lock timeout must be positive")
 	}
 	return nil
 }
@@ -88,9 +94,11 @@ func NewRedisLock(db *mysql.DB, rdb redis.UniversalClient, cfg RedisLockConfig, 
 }
 
 // Issue takes the coupon's lock, issues in one transaction and releases the
-// lock. Errors as DBLock.Issue; EUNAVAILABLE also when the lock could not be
+// lock, within the configured timeout. Errors as DBLock.Issue; EUNAVAILABLE also when the lock could not be
 // had within the configured wait (nothing was written then).
 func (s *RedisLock) Issue(ctx context.Context, c *coupon.Coupon, userID int64, requestID string) (*coupon.Issue, error) {
+	ctx, stop := context.WithTimeout(ctx, s.cfg.Timeout)
+	defer stop()
 	deadline := time.Now().Add(s.cfg.Wait)
 	unlock, err := s.lockLocal(ctx, c.ID, deadline)
 	if err != nil {

@@ -20,7 +20,7 @@ type Config struct {
 	IdleTimeout     time.Duration // keep-alive idle connections
 	ShutdownTimeout time.Duration // bound on draining in-flight requests at shutdown
 
-	IssueTimeout   time.Duration // budget of one baseline issue decision
+	IssueTimeout   time.Duration // budget of one baseline issue decision (cmd/gateway gives it to the baselines)
 	GateTimeout    time.Duration // bound on one Redis gate call, independent of the client
 	PublishTimeout time.Duration // bound on one Kafka publish, independent of the client
 	StoreTimeout   time.Duration // bound on one MySQL call of a request

@@ -237,11 +237,8 @@ func (s *Server) issue(c *fiber.Ctx) error {
 	if !ok {
 		return coupon.Errorf(coupon.EUNAVAILABLE, "Strategy %s of coupon %d is not enabled on this gateway.", cp.Strategy, id)
 	}
-	// The request's budget; an issuer that must not be cancelled mid-call
-	// (async) bounds its calls itself (see coupon.Issuer).
-	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.IssueTimeout)
-	defer cancel()
-	is, err := issuer.Issue(ctx, cp, userID, requestID(c))
+	// Every issuer bounds its own time (see coupon.Issuer).
+	is, err := issuer.Issue(context.Background(), cp, userID, requestID(c))
 	if coupon.ErrorCode(err) == coupon.EALREADY {
 		return s.alreadyIssued(c, cp, userID, is, err)
 	} else if err != nil {

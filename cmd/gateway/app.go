@@ -142,9 +142,13 @@ func run(ctx context.Context, cfg config, logger *slog.Logger) error {
 	for _, b := range cfg.Baselines {
 		switch coupon.Strategy(b) {
 		case coupon.StrategyDBLock:
-			deps.Issuers[coupon.StrategyDBLock] = baseline.NewDBLock(db, baseline.DefaultDBLockConfig(), logger)
+			dc := baseline.DefaultDBLockConfig()
+			dc.Timeout = cfg.HTTP.IssueTimeout
+			deps.Issuers[coupon.StrategyDBLock] = baseline.NewDBLock(db, dc, logger)
 		case coupon.StrategyRedisLock:
-			rl, err := baseline.NewRedisLock(db, gate.Client(), baseline.DefaultRedisLockConfig(), logger)
+			rc := baseline.DefaultRedisLockConfig()
+			rc.Timeout = cfg.HTTP.IssueTimeout
+			rl, err := baseline.NewRedisLock(db, gate.Client(), rc, logger)
 			if err != nil {
 				return fmt.Errorf("redis-lock baseline: %w", err)
 			}

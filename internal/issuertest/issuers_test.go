@@ -137,7 +137,7 @@ func checkTopic(t *testing.T, topic *kafka.Topic, partitions int, couponID int64
 func TestDBLock(t *testing.T) {
 	issuertest.Run(t, func(t *testing.T) issuertest.Subject {
 		store := testenv.MustOpenStore(t)
-		cfg := baseline.DBLockConfig{Retries: 10}
+		cfg := baseline.DBLockConfig{Retries: 10, Timeout: time.Minute} // generous: the suite is about correctness, not the bound
 		return issuertest.Subject{
 			Issuer:    baseline.NewDBLock(store, cfg, testenv.Logger(t)),
 			Broken:    baseline.NewDBLock(mustClosedStore(t), cfg, testenv.Logger(t)),
@@ -155,7 +155,7 @@ func TestRedisLock(t *testing.T) {
 		store := testenv.MustOpenStore(t)
 		rdb := testenv.MustOpenRedis(t)
 		cfg := baseline.DefaultRedisLockConfig()
-		cfg.Wait = time.Minute // generous: the suite is about correctness, not the bound
+		cfg.Wait, cfg.Timeout = time.Minute, time.Minute // generous: the suite is about correctness, not the bound
 		iss, err := baseline.NewRedisLock(store, rdb, cfg, testenv.Logger(t))
 		if err != nil {
 			t.Fatal(err)
