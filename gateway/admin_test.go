@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -297,6 +298,52 @@ func TestPatchAcrossGateways(t *testing.T) {
 	}
 }
 
+// TestAlreadyIssuedConcurrent: many users retrying at once over several
+// coupons, their rows read in batches, each get their own rank and status:
+// issued where the row is in MySQL, pending where it is not yet.
+func TestAlreadyIssuedConcurrent(t *testing.T) {
+	h := mustStartGateway(t, harnessOpts{})
+	const coupons, users = 3, 8
+	type key struct{ c, u int64 }
+	rank := map[key]int64{}
+	var ids []int64
+	for range coupons {
+		id := h.createCoupon(map[string]any{"name": "again concurrent", "totalQuantity": users})
+		ids = append(ids, id)
+		for u := int64(1); u <= users; u++ {
+			r := h.issue(id, u)
+			if r.status != http.StatusAccepted {
+				t.Fatalf("issue: %d %s", r.status, r.body)
+			}
+			rank[key{id, u}] = r.int("rank")
+			if u%2 == 0 { // the sinker wrote the even users' rows
+				mustInsertIssue(t, h, id, u, rank[key{id, u}])
+			}
+		}
+	}
+	var wg sync.WaitGroup
+	errs := make(chan error, coupons*users)
+	for k, want := range rank {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r := h.issue(k.c, k.u)
+			status := "pending"
+			if k.u%2 == 0 {
+				status = "issued"
+			}
+			if r.status != http.StatusConflict || r.code() != coupon.EALREADY || r.int("rank") != want || r.json["status"] != status {
+				errs <- fmt.Errorf("coupon %d user %d: %d %s; want 409 rank %d %s", k.c, k.u, r.status, r.body, want, status)
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+}
+
 func TestAlreadyIssuedCarriesRankAndStatus(t *testing.T) {
 	h := mustStartGateway(t, harnessOpts{deps: withDBLock(t)})
 	id := h.createCoupon(map[string]any{"name": "again", "totalQuantity": 5})
@@ -437,6 +484,13 @@ func (s *downStore) FindIssue(ctx context.Context, couponID, userID int64) (*cou
 		return nil, err
 	}
 	return s.DB.FindIssue(ctx, couponID, userID)
+}
+
+func (s *downStore) FindIssues(ctx context.Context, users map[int64][]int64) ([]*coupon.Issue, error) {
+	if err := s.fail(); err != nil {
+		return nil, err
+	}
+	return s.DB.FindIssues(ctx, users)
 }
 
 func (s *downStore) ListUserIssues(ctx context.Context, userID int64) ([]coupon.Holding, error) {

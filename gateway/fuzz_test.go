@@ -46,6 +46,9 @@ func (fuzzStore) UpdateCoupon(context.Context, int64, coupon.Patch, func(context
 func (fuzzStore) FindIssue(_ context.Context, couponID, userID int64) (*coupon.Issue, error) {
 	return nil, coupon.Errorf(coupon.ENOTISSUED, "User %d holds no issue of coupon %d.", userID, couponID)
 }
+func (fuzzStore) FindIssues(context.Context, map[int64][]int64) ([]*coupon.Issue, error) {
+	return nil, nil
+}
 func (fuzzStore) FindCoupon(_ context.Context, id int64) (*coupon.Coupon, error) {
 	if id != fuzzCoupon.ID {
 		return nil, coupon.Errorf(coupon.ENOTFOUND, "Coupon %d does not exist.", id)

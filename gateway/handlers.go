@@ -287,11 +287,13 @@ func (s *Server) issueUser(c *fiber.Ctx) (int64, error) {
 // whether its row is written (issued) or not yet (pending), so a client
 // retrying after a timeout learns its outcome in one call. held is what
 // the issuer returned with EALREADY (a pending Issue: the rank it holds).
+// The row is read in a batch with the other answers' (issueLookup): on a
+// drop many users retry at once.
 func (s *Server) alreadyIssued(c *fiber.Ctx, cp *coupon.Coupon, userID int64, held *coupon.Issue, cause error) error {
 	ctx, cancel := s.storeCtx()
 	defer cancel()
 	status, rank := coupon.StatusIssued, int64(0)
-	is, err := s.store.FindIssue(ctx, cp.ID, userID)
+	is, err := s.issues.find(ctx, cp.ID, userID)
 	switch {
 	case err == nil:
 		rank = is.Rank

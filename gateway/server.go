@@ -45,6 +45,9 @@ type Store interface {
 	AdmissionSpan(ctx context.Context, couponID int64) (first, last time.Time, ok bool, err error)
 	// FindIssue returns the user's issued row or an ENOTISSUED error.
 	FindIssue(ctx context.Context, couponID, userID int64) (*coupon.Issue, error)
+	// FindIssues returns the issued rows among users (coupon ID -> user
+	// IDs) in one query; users without a row are absent.
+	FindIssues(ctx context.Context, users map[int64][]int64) ([]*coupon.Issue, error)
 	// ListUserIssues returns the user's issued rows with their coupons'
 	// names, newest coupon first (bounded).
 	ListUserIssues(ctx context.Context, userID int64) ([]coupon.Holding, error)
@@ -133,6 +136,7 @@ type Server struct {
 	watchDone  chan struct{}
 	issuers    map[coupon.Strategy]coupon.Issuer
 	cache      *couponCache
+	issues     *issueLookup
 	metrics    *metrics
 	registry   *prometheus.Registry
 	ready      *readiness
@@ -200,6 +204,7 @@ func New(cfg Config, deps Deps, logger *slog.Logger) (*Server, error) {
 		changes:    deps.Changes,
 		issuers:    issuers,
 		cache:      cache,
+		issues:     newIssueLookup(deps.Store, cfg),
 		metrics:    m,
 		registry:   reg,
 		ready:      newReadiness(checks, cfg.ReadyCacheTTL, cfg.ReadyTimeout),
@@ -387,6 +392,7 @@ func (s *Server) Close() error {
 		<-s.watchDone
 	}
 	s.cache.Close()
+	s.issues.Close()
 	return nil
 }
 

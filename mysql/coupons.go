@@ -5,6 +5,8 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/coupondrop/coupon"
@@ -232,6 +234,55 @@ func (db *DB) FindIssue(ctx context.Context, couponID, userID int64) (*coupon.Is
 		return nil, fmt.Errorf("find issue of coupon %d to user %d: %w", couponID, userID, err)
 	}
 	return is, nil
+}
+
+// FindIssues returns the issued rows among users (coupon ID -> user IDs),
+// in one query whatever the number of coupons; users without a row are
+// absent from the result.
+func (db *DB) FindIssues(ctx context.Context, users map[int64][]int64) ([]*coupon.Issue, error) {
+	ids := make([]int64, 0, len(users))
+	for id, us := range users {
+		if len(us) > 0 {
+			ids = append(ids, id)
+		}
+	}
+	if len(ids) == 0 {
+		return nil, nil
+	}
+	slices.Sort(ids)
+	var q strings.Builder
+	q.WriteString(`SELECT coupon_id, user_id, issue_rank, admitted_at, issued_at, source_partition, source_offset
+		FROM coupon_issues WHERE `)
+	args := make([]any, 0, 2*len(ids))
+	for i, id := range ids {
+		if i > 0 {
+			q.WriteString(" OR ")
+		}
+		q.WriteString("(coupon_id = ? AND user_id IN (?")
+		q.WriteString(strings.Repeat(",?", len(users[id])-1))
+		q.WriteString("))")
+		args = append(args, id)
+		for _, u := range users[id] {
+			args = append(args, u)
+		}
+	}
+	rows, err := db.db.QueryContext(ctx, q.String(), args...)
+	if err != nil {
+		return nil, fmt.Errorf("find issues of %d coupons: %w", len(ids), err)
+	}
+	defer rows.Close()
+	var out []*coupon.Issue
+	for rows.Next() {
+		is, err := scanIssueRow(rows)
+		if err != nil {
+			return nil, fmt.Errorf("find issues of %d coupons: %w", len(ids), err)
+		}
+		out = append(out, is)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("find issues of %d coupons: %w", len(ids), err)
+	}
+	return out, nil
 }
 
 // ListUserIssues returns the user's issued rows with their coupons' names,

@@ -2,6 +2,7 @@ package mysql_test
 
 import (
 	"context"
+	"maps"
 	"slices"
 	"testing"
 	"time"
@@ -67,6 +68,26 @@ func TestCouponQueries(t *testing.T) {
 	}
 	if list, err := db.ListUserIssues(ctx, user+100); err != nil || list == nil || len(list) != 0 {
 		t.Fatalf("user without issues: %v, %v; want an empty, non-nil list", list, err)
+	}
+
+	// FindIssues: one query over both coupons returns the rows that exist
+	// (c: user and user+1; open: user), not the users without one.
+	found, err := db.FindIssues(ctx, map[int64][]int64{c.ID: {user + 1, user + 5, user}, open.ID: {user, user + 1}, 1 << 62: {user}})
+	if err != nil {
+		t.Fatalf("find issues: %v", err)
+	}
+	ranks := map[[2]int64]int64{}
+	for _, is := range found {
+		if is.IssuedAt.IsZero() || is.Partition != 3 {
+			t.Fatalf("found issue %+v: want its times and partition", is)
+		}
+		ranks[[2]int64{is.CouponID, is.UserID}] = is.Rank
+	}
+	if want := map[[2]int64]int64{{c.ID, user}: 1, {c.ID, user + 1}: 2, {open.ID, user}: 7}; !maps.Equal(ranks, want) {
+		t.Fatalf("find issues: %v; want %v", ranks, want)
+	}
+	if found, err := db.FindIssues(ctx, map[int64][]int64{c.ID: {}}); err != nil || len(found) != 0 {
+		t.Fatalf("find issues of no users: %v, %v", found, err)
 	}
 }
 
