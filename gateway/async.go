@@ -17,8 +17,11 @@ type AsyncIssuer struct {
 	pub            coupon.Publisher
 	gateTimeout    time.Duration
 	publishTimeout time.Duration
-	metrics        *metrics
-	logger         *slog.Logger
+	// The gate and publish bounds of Issue: shared per millisecond, not a
+	// timer per request.
+	gateBound, publishBound *sharedDeadlines
+	metrics                 *metrics
+	logger                  *slog.Logger
 }
 
 var _ coupon.Issuer = (*AsyncIssuer)(nil)
@@ -26,9 +29,11 @@ var _ coupon.Issuer = (*AsyncIssuer)(nil)
 // NewAsyncIssuer returns the async issuer on gate and pub. Calls to the
 // gate and the publisher are bounded by gateTimeout and publishTimeout and
 // are not cancelled with the caller's context: a client that goes away must
-// not turn a certain outcome into an unknown one.
+// not turn a certain outcome into an unknown one. (The admission's and the
+// publish's bounds end up to a millisecond late: requests share them.)
 func NewAsyncIssuer(gate coupon.Gate, pub coupon.Publisher, gateTimeout, publishTimeout time.Duration, logger *slog.Logger) *AsyncIssuer {
-	return &AsyncIssuer{gate: gate, pub: pub, gateTimeout: gateTimeout, publishTimeout: publishTimeout, logger: logger}
+	return &AsyncIssuer{gate: gate, pub: pub, gateTimeout: gateTimeout, publishTimeout: publishTimeout,
+		gateBound: newSharedDeadlines(gateTimeout, deadlineGrain), publishBound: newSharedDeadlines(publishTimeout, deadlineGrain), logger: logger}
 }
 
 // Issue admits userID to c and publishes the admission. The returned Issue
@@ -43,9 +48,7 @@ func (a *AsyncIssuer) Issue(ctx context.Context, c *coupon.Coupon, userID int64,
 	base := context.WithoutCancel(ctx)
 
 	start := time.Now()
-	gctx, cancel := context.WithTimeout(base, a.gateTimeout)
-	rank, err := a.gate.Admit(gctx, c.ID, userID, c.TotalQuantity)
-	cancel()
+	rank, err := a.gate.Admit(a.gateBound.ctx(base), c.ID, userID, c.TotalQuantity)
 	a.metrics.observeRedis(start)
 	if coupon.ErrorCode(err) == coupon.EALREADY {
 		return &coupon.Issue{CouponID: c.ID, UserID: userID, Rank: rank, Partition: -1, Offset: -1}, err
@@ -69,9 +72,7 @@ func (a *AsyncIssuer) Issue(ctx context.Context, c *coupon.Coupon, userID int64,
 	admittedAt := time.Now().UTC()
 	adm := coupon.Admission{CouponID: c.ID, UserID: userID, Rank: rank, AdmittedAt: admittedAt, RequestID: requestID}
 	start = time.Now()
-	pctx, cancel := context.WithTimeout(base, a.publishTimeout)
-	err = a.pub.Publish(pctx, adm)
-	cancel()
+	err = a.pub.Publish(a.publishBound.ctx(base), adm)
 	a.metrics.observePublish(start)
 	if err == nil {
 		return &coupon.Issue{CouponID: c.ID, UserID: userID, Rank: rank, AdmittedAt: admittedAt, Partition: -1, Offset: -1}, nil
