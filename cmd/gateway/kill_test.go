@@ -74,16 +74,13 @@ func TestClusterKillEachNodeUnderLoad(t *testing.T) {
 		return node{p, base}
 	}
 	group := "kill-" + testenv.RandomID()
-	startSinker := func(name string) node {
-		addr := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
-		p := startBinary(t, name, bins["sinker"], "COUPON_KAFKA_BROKERS="+brokers, "COUPON_TOPIC="+topic,
-			"COUPON_DLQ_TOPIC="+dlq, "COUPON_GROUP_ID="+group, "COUPON_MYSQL_DSN="+testenv.MySQLDSN,
-			"COUPON_METRICS_ADDR="+addr, "COUPON_SESSION_TIMEOUT=6s", "COUPON_BATCH_WAIT=20ms",
-			"COUPON_FETCH_MIN_BYTES=1", "COUPON_FETCH_MAX_WAIT=50ms", "COUPON_LOG_FORMAT=text")
-		return node{p, "http://" + addr}
+	newSinker := func(name string) node {
+		p, base := startSinker(t, name, bins["sinker"], topic, dlq, group, "COUPON_KAFKA_BROKERS="+brokers,
+			"COUPON_SESSION_TIMEOUT=6s", "COUPON_BATCH_WAIT=20ms", "COUPON_FETCH_MIN_BYTES=1", "COUPON_FETCH_MAX_WAIT=50ms")
+		return node{p, base}
 	}
 	gateways := []node{startGW("gateway-a"), startGW("gateway-b")}
-	sinkers := []node{startSinker("sinker-a"), startSinker("sinker-b")}
+	sinkers := []node{newSinker("sinker-a"), newSinker("sinker-b")}
 
 	// busySinker waits until one sinker writes rows of the running
 	// scenario (its rows counter passes its value at the start) and
@@ -132,7 +129,7 @@ func TestClusterKillEachNodeUnderLoad(t *testing.T) {
 			i := busySinker(t, rows)
 			sinkers[i].proc.kill(t)
 			name := sinkers[i].proc.name
-			return name + " (writing the coupon's partition)", func() { sinkers[i] = startSinker(name + "2") }
+			return name + " (writing the coupon's partition)", func() { sinkers[i] = newSinker(name + "2") }
 		}},
 		{"gateway and sinker", func(t *testing.T, _ int64, rows []float64) (string, func()) {
 			i := busySinker(t, rows)
@@ -141,7 +138,7 @@ func TestClusterKillEachNodeUnderLoad(t *testing.T) {
 			name := sinkers[i].proc.name
 			return gateways[1].proc.name + " and " + name, func() {
 				gateways[1] = startGW("gateway-b2")
-				sinkers[i] = startSinker(name + "2")
+				sinkers[i] = newSinker(name + "2")
 			}
 		}},
 	}

@@ -29,10 +29,7 @@ func TestProcessesPatchAcrossGateways(t *testing.T) {
 	topic := testenv.MustCreateTopic(t, 3)
 	dlq := testenv.MustCreateTopic(t, 1)
 	const token = "patch-process-admin-token"
-	sinkerProc := startBinary(t, "sinker", bins["sinker"],
-		"COUPON_KAFKA_BROKERS="+strings.Join(testenv.KafkaBrokers, ","), "COUPON_TOPIC="+topic, "COUPON_DLQ_TOPIC="+dlq,
-		"COUPON_GROUP_ID=test-"+testenv.RandomID(), "COUPON_MYSQL_DSN="+testenv.MySQLDSN,
-		fmt.Sprintf("COUPON_METRICS_ADDR=127.0.0.1:%d", testenv.FreePort(t)), "COUPON_LOG_FORMAT=text")
+	sinkerProc, _ := startSinker(t, "sinker", bins["sinker"], topic, dlq, "test-"+testenv.RandomID())
 	defer sinkerProc.terminate(t, 20*time.Second)
 	client := &http.Client{Timeout: 15 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
 	defer client.CloseIdleConnections()

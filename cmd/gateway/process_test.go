@@ -28,15 +28,12 @@ func TestProcessesSIGTERMUnderLoad(t *testing.T) {
 	topic := testenv.MustCreateTopic(t, 3)
 	dlq := testenv.MustCreateTopic(t, 1)
 	const token = "process-test-admin-token"
-	sinkerEnv := []string{
-		"COUPON_KAFKA_BROKERS=" + strings.Join(testenv.KafkaBrokers, ","), "COUPON_TOPIC=" + topic, "COUPON_DLQ_TOPIC=" + dlq,
-		"COUPON_GROUP_ID=test-" + testenv.RandomID(), "COUPON_MYSQL_DSN=" + testenv.MySQLDSN,
-		"COUPON_SHUTDOWN_TIMEOUT=10s", "COUPON_LOG_FORMAT=text",
+	group := "test-" + testenv.RandomID()
+	newSinker := func(name string) *binProc {
+		p, _ := startSinker(t, name, bins["sinker"], topic, dlq, group, "COUPON_SHUTDOWN_TIMEOUT=10s")
+		return p
 	}
-	startSinker := func(name string) *binProc {
-		return startBinary(t, name, bins["sinker"], append(sinkerEnv, fmt.Sprintf("COUPON_METRICS_ADDR=127.0.0.1:%d", testenv.FreePort(t)))...)
-	}
-	sinkerA := startSinker("sinker-a")
+	sinkerA := newSinker("sinker-a")
 	client := &http.Client{Timeout: 15 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
 	defer client.CloseIdleConnections()
 	gw, base := startGateway(t, "gateway", bins["gateway"], client, token, topic, "COUPON_SHUTDOWN_TIMEOUT=10s")
@@ -47,7 +44,7 @@ func TestProcessesSIGTERMUnderLoad(t *testing.T) {
 	// second one takes the group over.
 	testenv.Eventually(t, 60*time.Second, load.AtLeast(droptest.Accepted, 300))
 	sinkerA.terminate(t, 20*time.Second)
-	sinkerB := startSinker("sinker-b")
+	sinkerB := newSinker("sinker-b")
 
 	// The gateway stops mid-load: it drains the requests in flight.
 	testenv.Eventually(t, 60*time.Second, load.AtLeast(droptest.Accepted, load.Count(droptest.Accepted)+300))
@@ -87,6 +84,21 @@ func startGateway(t *testing.T, name, path string, client *http.Client, token, t
 		return nil
 	})
 	return p, base
+}
+
+// startSinker runs the sinker binary at path against the test stack's
+// brokers and MySQL, reading topic (dead letters to dlq) in group, with a
+// metrics listener on a free port and env besides (a later setting wins,
+// so env may replace any of these); it returns the process and the
+// metrics listener's base URL.
+func startSinker(t *testing.T, name, path, topic, dlq, group string, env ...string) (*binProc, string) {
+	t.Helper()
+	addr := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
+	p := startBinary(t, name, path, slices.Concat([]string{
+		"COUPON_KAFKA_BROKERS=" + strings.Join(testenv.KafkaBrokers, ","), "COUPON_TOPIC=" + topic, "COUPON_DLQ_TOPIC=" + dlq,
+		"COUPON_GROUP_ID=" + group, "COUPON_MYSQL_DSN=" + testenv.MySQLDSN,
+		"COUPON_METRICS_ADDR=" + addr, "COUPON_LOG_FORMAT=text"}, env)...)
+	return p, "http://" + addr
 }
 
 // buildBinaries builds ./cmd/<name> for each name into a temporary folder.
