@@ -43,12 +43,12 @@ func Errorf(code, format string, args ...any) *Error {
 }
 
 // ErrorCode returns the code of the first *Error in err's chain, "" for nil
-// and EINTERNAL for any other error.
+// and EINTERNAL for any other error. It does not allocate (errors.AsType,
+// not errors.As: it runs on every issue request).
 func ErrorCode(err error) string {
-	var e *Error
 	if err == nil {
 		return ""
-	} else if errors.As(err, &e) {
+	} else if e, ok := errors.AsType[*Error](err); ok {
 		return e.Code
 	}
 	return EINTERNAL
@@ -57,10 +57,9 @@ func ErrorCode(err error) string {
 // ErrorMessage returns the message of the first *Error in err's chain, ""
 // for nil and a generic text for any other error (whose details stay in logs).
 func ErrorMessage(err error) string {
-	var e *Error
 	if err == nil {
 		return ""
-	} else if errors.As(err, &e) {
+	} else if e, ok := errors.AsType[*Error](err); ok {
 		return e.Message
 	}
 	return "Internal error."

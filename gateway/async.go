@@ -45,7 +45,10 @@ func NewAsyncIssuer(gate coupon.Gate, pub coupon.Publisher, gateTimeout, publish
 // marks it pending for reconciliation and answers unavailable "check the
 // status first".
 func (a *AsyncIssuer) Issue(ctx context.Context, c *coupon.Coupon, userID int64, requestID string) (*coupon.Issue, error) {
-	base := context.WithoutCancel(ctx)
+	base := ctx // the values of the bounds' contexts, without ctx's end
+	if ctx.Done() != nil {
+		base = context.WithoutCancel(ctx)
+	}
 
 	start := time.Now()
 	rank, err := a.gate.Admit(a.gateBound.ctx(base), c.ID, userID, c.TotalQuantity)

@@ -226,7 +226,7 @@ func (s *Server) issue(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
-	c.Locals(localStrategy, string(cp.Strategy))
+	c.Locals(localCoupon, cp) // the request's metrics name its strategy
 	if want != "" && want != cp.Strategy {
 		return coupon.Errorf(coupon.ECONFLICT, "Coupon %d is issued through strategy %s, not %s.", id, cp.Strategy, want)
 	}
@@ -250,19 +250,22 @@ func (s *Server) issue(c *fiber.Ctx) error {
 	return c.Status(fiber.StatusCreated).JSON(is)
 }
 
-// sendAccepted writes the async 202 answer, hand-built: this is the hot path.
+// sendAccepted writes the async 202 answer, hand-built: this is the hot path
+// (SetBody copies it, so it is built on the stack).
 func sendAccepted(c *fiber.Ctx, couponID, userID, rank int64) error {
-	b := make([]byte, 0, 80)
-	b = append(b, `{"couponId":`...)
+	var buf [96]byte
+	b := append(buf[:0], `{"couponId":`...)
 	b = strconv.AppendInt(b, couponID, 10)
 	b = append(b, `,"userId":`...)
 	b = strconv.AppendInt(b, userID, 10)
 	b = append(b, `,"rank":`...)
 	b = strconv.AppendInt(b, rank, 10)
 	b = append(b, '}')
-	c.Status(fiber.StatusAccepted)
-	c.Set(fiber.HeaderContentType, fiber.MIMEApplicationJSON)
-	return c.Send(b)
+	resp := c.Response()
+	resp.SetStatusCode(fiber.StatusAccepted)
+	resp.Header.SetContentType(fiber.MIMEApplicationJSON)
+	resp.SetBody(b)
+	return nil
 }
 
 // issueUser returns the user of an issue request: the body's userId, or,

@@ -1,8 +1,10 @@
 package gateway
 
 import (
+	"maps"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -14,7 +16,7 @@ import (
 type metrics struct {
 	requests  *prometheus.CounterVec   // route, strategy, code
 	duration  *prometheus.HistogramVec // route
-	inflight  prometheus.Gauge
+	inflight  atomic.Int64             // coupon_gateway_inflight_requests (a GaugeFunc of it)
 	redis     prometheus.Histogram
 	publish   prometheus.Histogram
 	pubErrors *prometheus.CounterVec // kind
@@ -22,15 +24,23 @@ type metrics struct {
 	ready     *prometheus.GaugeVec    // check
 	drops     [4]*prometheus.GaugeVec // coupon: supply, admitted, issued, sinker lag
 
-	// Resolved children, so the hot path does not hash label values.
-	mu       sync.RWMutex
-	counters map[counterKey]prometheus.Counter
-	durs     map[string]prometheus.Observer
+	// children are the resolved series of each (route, strategy, code)
+	// seen, so the hot path neither hashes label values nor takes a lock:
+	// the map is never changed once stored; a new combination stores a
+	// copy with it (under mu).
+	children atomic.Pointer[map[requestKey]requestSeries]
+	mu       sync.Mutex
 }
 
-type counterKey struct {
+type requestKey struct {
 	route, strategy string
 	code            int
+}
+
+// requestSeries are the series one finished request updates.
+type requestSeries struct {
+	count    prometheus.Counter
+	duration prometheus.Observer
 }
 
 // latencyBuckets cover 100µs to 10s.
@@ -47,10 +57,6 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Help:    "Whole-request latency by route pattern.",
 			Buckets: latencyBuckets,
 		}, []string{"route"}),
-		inflight: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "coupon_gateway_inflight_requests",
-			Help: "Requests being served.",
-		}),
 		redis: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "coupon_gateway_redis_duration_seconds",
 			Help:    "Latency of the admission script call.",
@@ -73,9 +79,12 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "coupon_gateway_ready_check",
 			Help: "Last /readyz result per dependency check: 1 reachable, 0 failing.",
 		}, []string{"check"}),
-		counters: map[counterKey]prometheus.Counter{},
-		durs:     map[string]prometheus.Observer{},
 	}
+	m.children.Store(&map[requestKey]requestSeries{})
+	inflight := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "coupon_gateway_inflight_requests",
+		Help: "Requests being served.",
+	}, func() float64 { return float64(m.inflight.Load()) })
 	for i, opts := range [len(m.drops)]prometheus.GaugeOpts{
 		{Name: "coupon_gateway_drop_supply", Help: "Total quantity of each coupon watched live (GET /v1/coupons/{id}/live in the last 5 minutes)."},
 		{Name: "coupon_gateway_drop_admitted", Help: "Admitted users (gate) of each coupon watched live."},
@@ -85,7 +94,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		m.drops[i] = prometheus.NewGaugeVec(opts, []string{"coupon"})
 	}
 	for _, c := range []prometheus.Collector{
-		m.requests, m.duration, m.inflight, m.redis, m.publish, m.pubErrors, m.gateErrs, m.ready,
+		m.requests, m.duration, inflight, m.redis, m.publish, m.pubErrors, m.gateErrs, m.ready,
 		m.drops[0], m.drops[1], m.drops[2], m.drops[3],
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	} {
@@ -104,28 +113,35 @@ func (m *metrics) request(route, strategy string, code int, start time.Time) {
 	if m == nil {
 		return
 	}
-	k := counterKey{route, strategy, code}
-	m.mu.RLock()
-	c, okC := m.counters[k]
-	d, okD := m.durs[route]
-	m.mu.RUnlock()
-	if !okC || !okD {
-		m.mu.Lock()
-		if c, okC = m.counters[k]; !okC {
-			c = m.requests.WithLabelValues(route, strategy, strconv.Itoa(code))
-			m.counters[k] = c
-		}
-		if d, okD = m.durs[route]; !okD {
-			d = m.duration.WithLabelValues(route)
-			m.durs[route] = d
-		}
-		m.mu.Unlock()
+	k := requestKey{route, strategy, code}
+	rs, ok := (*m.children.Load())[k]
+	if !ok {
+		rs = m.resolve(k)
 	}
-	c.Inc()
-	d.Observe(time.Since(start).Seconds())
+	rs.count.Inc()
+	rs.duration.Observe(time.Since(start).Seconds())
 }
 
-func (m *metrics) inflightAdd(d float64) {
+// resolve returns k's series, adding them to the children.
+func (m *metrics) resolve(k requestKey) requestSeries {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	old := *m.children.Load()
+	if rs, ok := old[k]; ok {
+		return rs
+	}
+	rs := requestSeries{
+		count:    m.requests.WithLabelValues(k.route, k.strategy, strconv.Itoa(k.code)),
+		duration: m.duration.WithLabelValues(k.route),
+	}
+	children := maps.Clone(old)
+	children[k] = rs
+	m.children.Store(&children)
+	return rs
+}
+
+// inflightAdd counts requests being served.
+func (m *metrics) inflightAdd(d int64) {
 	if m != nil {
 		m.inflight.Add(d)
 	}

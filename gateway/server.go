@@ -151,8 +151,12 @@ type Server struct {
 // Locals keys of request-scoped values.
 const (
 	localRequestID = "coupon.requestId"
-	localStrategy  = "coupon.strategy"
+	localCoupon    = "coupon.coupon" // *coupon.Coupon of an issue request
 )
+
+// headerRequestID is X-Request-ID in fasthttp's canonical form, so setting
+// it skips normalizing the name.
+var headerRequestID = []byte("X-Request-Id")
 
 // New builds the server; it does not listen until Run or Serve.
 func New(cfg Config, deps Deps, logger *slog.Logger) (*Server, error) {
@@ -242,8 +246,7 @@ func New(cfg Config, deps Deps, logger *slog.Logger) (*Server, error) {
 // reject writes the JSON answer of a request refused before routing.
 func (s *Server) reject(c *fiber.Ctx, err error) error {
 	rid := s.newRequestID()
-	c.Locals(localRequestID, rid)
-	c.Set(fiber.HeaderXRequestID, rid)
+	setRequestID(c, rid)
 	status := s.writeError(c, err)
 	s.metrics.request("rejected", "", status, time.Now())
 	return nil
@@ -409,8 +412,7 @@ func (s *Server) middleware(c *fiber.Ctx) error {
 	} else {
 		rid = s.newRequestID()
 	}
-	c.Locals(localRequestID, rid)
-	c.Set(fiber.HeaderXRequestID, rid)
+	setRequestID(c, rid)
 
 	if err := s.next(c); err != nil {
 		s.writeError(c, err)
@@ -420,7 +422,10 @@ func (s *Server) middleware(c *fiber.Ctx) error {
 	if route == "/" { // the middleware's own route: nothing matched
 		route = "unmatched"
 	}
-	strategy, _ := c.Locals(localStrategy).(string)
+	strategy := ""
+	if cp, ok := c.Locals(localCoupon).(*coupon.Coupon); ok {
+		strategy = string(cp.Strategy)
+	}
 	s.metrics.request(route, strategy, status, start)
 	if s.logger.Enabled(context.Background(), slog.LevelDebug) {
 		s.requestLogger(c).Debug("request", "method", c.Method(), "path", c.Path(), "status", status,
@@ -454,9 +459,18 @@ func requestID(c *fiber.Ctx) string {
 	return rid
 }
 
+// setRequestID makes rid (a valid request ID: visible ASCII) the
+// request's ID and sets it on the response.
+func setRequestID(c *fiber.Ctx, rid string) {
+	c.Locals(localRequestID, rid)
+	// SetCanonical copies the value (and still strips line breaks).
+	c.Response().Header.SetCanonical(headerRequestID, utils.UnsafeBytes(rid))
+}
+
 // newRequestID returns a process-unique ID: a random prefix and a counter.
 func (s *Server) newRequestID() string {
-	return s.ridPrefix + strconv.FormatUint(s.ridSeq.Add(1), 36)
+	var buf [32]byte
+	return string(strconv.AppendUint(append(buf[:0], s.ridPrefix...), s.ridSeq.Add(1), 36))
 }
 
 // validRequestID accepts a client's X-Request-ID of 1..128 visible ASCII characters.
