@@ -56,7 +56,7 @@ func DefaultOptions() Options {
 	return Options{
 		Strategies:          append([]string(nil), phaseNames...),
 		BaselineConcurrency: 32, BaselineRequests: 3000, BaselineSupply: 2000,
-		AsyncConcurrency: 256, AsyncRequests: 120000, AsyncSupply: 80000,
+		AsyncConcurrency: 256, AsyncRequests: 120000, AsyncSupply: 0,
 		OpenRate: 0, WarmupRequests: 40000, OpenDuration: 4 * time.Second,
 		DupPercent: 10, Coupons: 1, ManyCoupons: 1000, RedisBenchRequests: 100000,
 		DrainTimeout: time.Minute, RequestTimeout: 10 * time.Second,
@@ -78,11 +78,11 @@ func (o *Options) Bind(fs *cli.FlagSet) {
 	fs.IntVar(&o.BaselineSupply, "baseline-supply", "COUPON_BENCH_BASELINE_SUPPLY", o.BaselineSupply, "supply of each baseline coupon (below demand)")
 	fs.IntVar(&o.AsyncConcurrency, "async-concurrency", "COUPON_BENCH_ASYNC_CONCURRENCY", o.AsyncConcurrency, "closed-model workers for async")
 	fs.IntVar(&o.AsyncRequests, "async-requests", "COUPON_BENCH_ASYNC_REQUESTS", o.AsyncRequests, "requests of the async closed-model phase")
-	fs.IntVar(&o.AsyncSupply, "async-supply", "COUPON_BENCH_ASYNC_SUPPLY", o.AsyncSupply, "supply of each async coupon (below demand)")
+	fs.IntVar(&o.AsyncSupply, "async-supply", "COUPON_BENCH_ASYNC_SUPPLY", o.AsyncSupply, "supply of the async closed-model phases, shared among their coupons (0: every request, the goal ratios' load; below --async-requests they sell out)")
 	fs.IntVar(&o.WarmupRequests, "warmup-requests", "COUPON_BENCH_WARMUP_REQUESTS", o.WarmupRequests, "unmeasured async requests before the phases, so the JIT, pools and caches are warm (0: none)")
 	fs.IntVar(&o.OpenRate, "open-rate", "COUPON_BENCH_OPEN_RATE", o.OpenRate, "arrival rate of the open-model phases, req/s (0: half the async phase's accepted req/s, or 5000 without it)")
 	fs.DurationVar(&o.OpenDuration, "open-duration", "COUPON_BENCH_OPEN_DURATION", o.OpenDuration, "length of the open-model phase")
-	fs.IntVar(&o.DupPercent, "dup-percent", "COUPON_BENCH_DUP_PERCENT", o.DupPercent, "share of requests repeating an earlier user, percent (closed-model phases)")
+	fs.IntVar(&o.DupPercent, "dup-percent", "COUPON_BENCH_DUP_PERCENT", o.DupPercent, "share of requests repeating an earlier user, percent (db-lock and redis-lock; the ceiling and async phases send distinct users, the goal ratios' load)")
 	fs.IntVar(&o.Coupons, "coupons", "COUPON_BENCH_COUPONS", o.Coupons, "coupons per phase: 1 is one hot coupon, more spread the load (round robin)")
 	fs.IntVar(&o.ManyCoupons, "many-coupons", "COUPON_BENCH_MANY_COUPONS", o.ManyCoupons, "coupons of the async-many phase (round robin; the async supply is shared among them)")
 	fs.IntVar(&o.RedisBenchRequests, "redis-benchmark-requests", "COUPON_BENCH_REDIS_REQUESTS", o.RedisBenchRequests, "EVALSHA calls of the redis-benchmark run, one user per call (0: skip)")
@@ -97,11 +97,14 @@ func (o Options) Validate() error {
 		name string
 		n    int
 	}{{"baseline-concurrency", o.BaselineConcurrency}, {"baseline-requests", o.BaselineRequests}, {"baseline-supply", o.BaselineSupply},
-		{"async-concurrency", o.AsyncConcurrency}, {"async-requests", o.AsyncRequests}, {"async-supply", o.AsyncSupply},
+		{"async-concurrency", o.AsyncConcurrency}, {"async-requests", o.AsyncRequests},
 		{"coupons", o.Coupons}, {"many-coupons", o.ManyCoupons}} {
 		if v.n < 1 {
 			errs = append(errs, fmt.Errorf("--%s must be at least 1 (it is %d)", v.name, v.n))
 		}
+	}
+	if o.AsyncSupply < 0 {
+		errs = append(errs, fmt.Errorf("--async-supply must not be negative (it is %d)", o.AsyncSupply))
 	}
 	if o.OpenRate < 0 {
 		errs = append(errs, fmt.Errorf("--open-rate must not be negative (it is %d)", o.OpenRate))
@@ -156,20 +159,26 @@ func (o Options) Phases() []PhaseSpec {
 		}
 	}
 	// The ceiling, the hot coupon and the many coupons get the same load
-	// (requests, workers, duplicates): their ratios are the goals.
-	closed := Load{Requests: o.AsyncRequests, Concurrency: o.AsyncConcurrency, DupShare: dup, UserBase: 1, Seed: 2, Timeout: o.RequestTimeout}
+	// (requests, workers): their ratios are the goals, measured as #10
+	// defines them: distinct users, supply above demand (unless
+	// --async-supply is set), so every answer is a 202 as the ceiling's.
+	closed := Load{Requests: o.AsyncRequests, Concurrency: o.AsyncConcurrency, UserBase: 1, Seed: 2, Timeout: o.RequestTimeout}
+	supply := int64(o.AsyncSupply)
+	if supply == 0 {
+		supply = int64(o.AsyncRequests)
+	}
 	if want[PhaseCeiling] {
 		out = append(out, PhaseSpec{Name: PhaseCeiling, Strategy: coupon.StrategyAsync, Coupons: o.Coupons, Ceiling: true, Load: closed})
 	}
 	if want[PhaseAsync] {
-		out = append(out, PhaseSpec{Name: PhaseAsync, Strategy: coupon.StrategyAsync, Coupons: o.Coupons, Supply: int64(o.AsyncSupply), InTable: true, DrainTimeout: o.DrainTimeout,
+		out = append(out, PhaseSpec{Name: PhaseAsync, Strategy: coupon.StrategyAsync, Coupons: o.Coupons, Supply: supply, InTable: true, DrainTimeout: o.DrainTimeout,
 			Load: closed})
 	}
 	if want[PhaseAsyncMany] {
-		// The same total supply over the coupons: they sell out at the same
-		// point of the phase as the hot coupon does.
+		// The same total supply over the coupons: with --async-supply they
+		// sell out at the same point of the phase as the hot coupon does.
 		out = append(out, PhaseSpec{Name: PhaseAsyncMany, Strategy: coupon.StrategyAsync, Coupons: o.ManyCoupons,
-			Supply: int64(max(1, o.AsyncSupply/o.ManyCoupons)), DrainTimeout: o.DrainTimeout, Load: closed})
+			Supply: max(1, (supply+int64(o.ManyCoupons)-1)/int64(o.ManyCoupons)), DrainTimeout: o.DrainTimeout, Load: closed})
 	}
 	return out
 }

@@ -4,6 +4,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/coupondrop/coupon"
 	"github.com/coupondrop/coupon/internal/cli"
 )
 
@@ -48,8 +49,16 @@ func TestOptionsPhases(t *testing.T) {
 			var got []string
 			for _, p := range append(o.Phases(), o.OpenPhases(1000)...) {
 				got = append(got, p.Name)
-				if p.Supply >= int64(p.Load.Requests) && p.InTable {
+				// The baselines sell out (their locks are tested under
+				// contention); the goal phases run #10's load: distinct
+				// users, supply above demand.
+				switch baseline := p.Strategy != coupon.StrategyAsync; {
+				case baseline && p.Supply >= int64(p.Load.Requests):
 					t.Errorf("phase %s: supply %d is not below demand %d", p.Name, p.Supply, p.Load.Requests)
+				case !baseline && !p.Ceiling && p.Supply*int64(p.Coupons) < int64(p.Load.Requests):
+					t.Errorf("phase %s: supply %d x %d coupons is below demand %d", p.Name, p.Supply, p.Coupons, p.Load.Requests)
+				case !baseline && p.Load.DupShare != 0:
+					t.Errorf("phase %s: %v duplicates, want distinct users", p.Name, p.Load.DupShare)
 				}
 			}
 			if strings.Join(got, ",") != strings.Join(tt.want, ",") {
@@ -94,5 +103,16 @@ func TestBenchOpenRate(t *testing.T) {
 	}
 	if !c.Ceiling || !same(c.Load, hot.Load) || !same(many.Load, hot.Load) || many.Coupons != 1000 || many.Supply*1000 != hot.Supply {
 		t.Errorf("ceiling %+v, hot %+v, many %+v: want the same load, 1000 coupons sharing the supply", c, hot, many)
+	}
+	// --async-supply below demand: the hot and many-coupon phases sell out
+	// at the same point.
+	if o, err = parseOptions(t, "--async-supply", "80000"); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range o.Phases() {
+		byName[p.Name] = p
+	}
+	if hot, many := byName[PhaseAsync], byName[PhaseAsyncMany]; hot.Supply != 80000 || many.Supply != 80 {
+		t.Errorf("--async-supply 80000: hot supply %d, many %d per coupon; want 80000 and 80", hot.Supply, many.Supply)
 	}
 }

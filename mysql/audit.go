@@ -4,6 +4,8 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"slices"
+	"strconv"
 	"time"
 
 	"github.com/coupondrop/coupon"
@@ -69,16 +71,32 @@ func (db *DB) IssuedRanks(ctx context.Context, couponID int64) (map[int64]int64,
 
 // IssuedQuantity returns the coupons' issued_quantity, summed: how many
 // rows the writers have committed (they raise it in the transaction that
-// inserts the rows). It reads one primary-key row per coupon, cheap enough
-// to poll while the sinker writes.
+// inserts the rows). It is one query reading a primary-key row per coupon,
+// cheap enough to poll while the sinker writes, whatever the number of
+// coupons (bench polls a thousand every 25 ms). A coupon that does not exist
+// is an error.
 func (db *DB) IssuedQuantity(ctx context.Context, couponIDs ...int64) (int64, error) {
-	var total int64
-	for _, id := range couponIDs {
-		var n int64
-		if err := db.db.QueryRowContext(ctx, `SELECT issued_quantity FROM coupons WHERE id = ?`, id).Scan(&n); err != nil {
-			return 0, fmt.Errorf("issued quantity of coupon %d: %w", id, err)
+	ids := slices.Clone(couponIDs)
+	slices.Sort(ids)
+	ids = slices.Compact(ids)
+	if len(ids) == 0 {
+		return 0, nil
+	}
+	q := make([]byte, 0, 96+len(ids)*8)
+	q = append(q, "SELECT COUNT(*), COALESCE(SUM(issued_quantity), 0) FROM coupons WHERE id IN ("...)
+	for i, id := range ids {
+		if i > 0 {
+			q = append(q, ',')
 		}
-		total += n
+		q = strconv.AppendInt(q, id, 10)
+	}
+	q = append(q, ')')
+	var found, total int64
+	if err := db.db.QueryRowContext(ctx, string(q)).Scan(&found, &total); err != nil {
+		return 0, fmt.Errorf("issued quantity of %d coupons: %w", len(ids), err)
+	}
+	if found != int64(len(ids)) {
+		return 0, fmt.Errorf("issued quantity of %d coupons: %d of them do not exist", len(ids), int64(len(ids))-found)
 	}
 	return total, nil
 }

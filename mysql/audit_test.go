@@ -40,6 +40,12 @@ func TestReads(t *testing.T) {
 	if n, err := db.IssuedQuantity(ctx, a.ID, b.ID); err != nil || n != 3 {
 		t.Errorf("issued quantity %d (%v); want 3", n, err)
 	}
+	if n, err := db.IssuedQuantity(ctx, b.ID, a.ID, b.ID); err != nil || n != 3 {
+		t.Errorf("issued quantity with a repeated coupon %d (%v); want 3 (each coupon once)", n, err)
+	}
+	if n, err := db.IssuedQuantity(ctx, a.ID, 1<<50); err == nil {
+		t.Errorf("issued quantity with a coupon that does not exist: %d, no error", n)
+	}
 	au, err := db.Audit(ctx, a.ID)
 	if err != nil || au.Total != 5 || au.IssuedQuantity != 2 || au.Rows != 2 || au.DupGroups != 0 || au.RepeatedRanks != 0 ||
 		au.MinRank != 1 || au.MaxRank != 2 || len(au.Users) != 2 || au.FirstIssued.IsZero() {
