@@ -289,6 +289,25 @@ func mustWaitTopicOn(tb testing.TB, cl *kafka.Client, topic string, partitions i
 		if n != partitions {
 			return fmt.Errorf("topic %s: %d of %d partitions have a leader", topic, n, partitions)
 		}
+		// The metadata can name a leader before that broker leads the
+		// partition (a produce then gets NOT_LEADER_OR_FOLLOWER, for long
+		// on a loaded machine): each leader must answer for its partition.
+		req := make([]kafka.OffsetRequest, partitions)
+		for i := range req {
+			req[i] = kafka.FirstOffsetOf(i)
+		}
+		offs, err := cl.ListOffsets(context.Background(), &kafka.ListOffsetsRequest{Topics: map[string][]kafka.OffsetRequest{topic: req}})
+		if err != nil {
+			return fmt.Errorf("topic %s: list offsets: %w", topic, err)
+		}
+		for _, p := range offs.Topics[topic] {
+			if p.Error != nil {
+				return fmt.Errorf("topic %s: partition %d: %w", topic, p.Partition, p.Error)
+			}
+		}
+		if len(offs.Topics[topic]) != partitions {
+			return fmt.Errorf("topic %s: %d of %d partitions answered", topic, len(offs.Topics[topic]), partitions)
+		}
 		return nil
 	})
 }
