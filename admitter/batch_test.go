@@ -20,7 +20,7 @@ func TestBatchSpanningCoupons(t *testing.T) {
 	if _, err := g.Admit(ctx, held, 7, 10); err != nil {
 		t.Fatal(err)
 	}
-	g.client.Del(ctx, SeqKey(lost))
+	g.client.Del(ctx, UsersKey(lost))
 	type want struct{ code, rank int64 }
 	reqs := []struct {
 		coupon, user, total int64

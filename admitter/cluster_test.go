@@ -31,7 +31,7 @@ func TestGateOnRedisCluster(t *testing.T) {
 	var ids []int64
 	for len(owners) < len(addrs) && len(ids) < 200 {
 		id := testenv.RandomCouponID()
-		node, err := cc.MasterForKey(ctx, seqKey(id))
+		node, err := cc.MasterForKey(ctx, usersKey(id))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -45,7 +45,7 @@ func TestGateOnRedisCluster(t *testing.T) {
 	}
 	// A batch makes one script call per slot: slot must be the cluster's.
 	for _, id := range ids {
-		if s, err := cc.ClusterKeySlot(ctx, SeqKey(id)).Result(); err != nil || s != int64(slot(id)) {
+		if s, err := cc.ClusterKeySlot(ctx, usersKey(id)).Result(); err != nil || s != int64(slot(id)) {
 			t.Errorf("coupon %d: CLUSTER KEYSLOT %d (%v), slot %d", id, s, err, slot(id))
 		}
 	}
@@ -89,7 +89,7 @@ func TestGateOnRedisCluster(t *testing.T) {
 	}
 
 	// A lost state is refused, then restored atomically on its node.
-	g.client.Del(ctx, usersKey(id), seqKey(id))
+	g.client.Del(ctx, usersKey(id))
 	if _, err := g.Admit(ctx, id, 2000, supply); coupon.ErrorCode(err) != coupon.EUNAVAILABLE {
 		t.Fatalf("admit on a lost state: %v", err)
 	}

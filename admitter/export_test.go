@@ -4,7 +4,7 @@ package admitter
 // measure the keys themselves.
 var (
 	UsersKey = usersKey
-	SeqKey   = seqKey
+	SeqField = seqField
 )
 
 // OneCallPerCoupon makes g's batches send one script call per coupon, as

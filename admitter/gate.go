@@ -166,6 +166,8 @@ type Gate struct {
 	admit   *redis.Script
 	release *redis.Script
 	resize  *redis.Script
+	init    *redis.Script
+	migrate *redis.Script
 	batch   *batcher // nil: one round trip per Admit
 	// waitReplicas > 0: each admit pipeline ends with WAIT waitReplicas waitMillis.
 	waitReplicas int
@@ -229,6 +231,8 @@ func NewFromClient(client redis.UniversalClient, cfg Config, logger *slog.Logger
 		admit:        redis.NewScript(lua.Admit),
 		release:      redis.NewScript(lua.Release),
 		resize:       redis.NewScript(lua.Resize),
+		init:         redis.NewScript(lua.Init),
+		migrate:      redis.NewScript(lua.Migrate),
 		waitReplicas: cfg.WaitReplicas,
 		waitMillis:   cfg.WaitTimeout.Milliseconds(),
 	}
@@ -286,18 +290,45 @@ func (g *Gate) Stats() Stats {
 // Client returns the underlying Redis client (for readiness checks).
 func (g *Gate) Client() redis.UniversalClient { return g.client }
 
-// Init creates the coupon's gate state with its total (SET NX of the total,
-// then of seq 0, in one MULTI/EXEC); an existing state is left untouched.
+// Init creates the coupon's gate state with its total and seq 0 (one
+// script); an existing state, in either layout, is left untouched.
 func (g *Gate) Init(ctx context.Context, couponID, total int64) error {
-	_, err := g.client.TxPipelined(ctx, func(p redis.Pipeliner) error {
-		p.SetNX(ctx, totalKey(couponID), total, 0)
-		p.SetNX(ctx, seqKey(couponID), 0, 0)
-		return nil
-	})
-	if err != nil {
+	if err := g.init.Run(ctx, g.client, []string{usersKey(couponID), oldSeqKey(couponID)}, total).Err(); err != nil {
 		return g.wrap(err, "init gate of coupon %d", couponID)
 	}
 	return nil
+}
+
+// migrateState moves the coupon's gate state from the layout before its hash
+// held seq and total into the hash, if it is still there, and reports
+// whether the hash holds a state now (false: the state is lost). A reader
+// that finds no seq field calls it (readState) before it answers "lost".
+func (g *Gate) migrateState(ctx context.Context, couponID int64) (bool, error) {
+	n, err := g.migrate.Run(ctx, g.client, migrateKeys(couponID)).Int64()
+	if err != nil {
+		return false, g.wrap(err, "migrate gate state of coupon %d", couponID)
+	}
+	return n == 1, nil
+}
+
+// readState runs read, which reports whether it found the coupon's seq
+// field; if not, it migrates an old-layout state and reads again. A coupon
+// without state in either layout is lostState.
+func (g *Gate) readState(ctx context.Context, couponID int64, read func() (present bool, err error)) error {
+	if present, err := read(); err != nil || present {
+		return err
+	}
+	switch ok, err := g.migrateState(ctx, couponID); {
+	case err != nil:
+		return err
+	case !ok:
+		return lostState(couponID)
+	}
+	present, err := read()
+	if err == nil && !present {
+		return lostState(couponID)
+	}
+	return err
 }
 
 // Resize sets the coupon's total in the gate, for revision (the coupon's
@@ -306,22 +337,28 @@ func (g *Gate) Init(ctx context.Context, couponID, total int64) error {
 // already changes nothing and is not an error (a later change won). It
 // returns how many users are admitted.
 func (g *Gate) Resize(ctx context.Context, couponID, total, revision int64) (int64, error) {
-	keys := []string{usersKey(couponID), seqKey(couponID), totalKey(couponID), revisionKey(couponID)}
-	v, err := g.resize.Run(ctx, g.client, keys, total, revision).Int64Slice()
-	if err == nil && len(v) != 2 {
-		err = fmt.Errorf("resize script: %d values", len(v))
-	}
+	keys := []string{usersKey(couponID), revisionKey(couponID)}
+	var code, held int64
+	err := g.readState(ctx, couponID, func() (bool, error) {
+		v, err := g.resize.Run(ctx, g.client, keys, total, revision).Int64Slice()
+		if err == nil && len(v) != 2 {
+			err = fmt.Errorf("resize script: %d values", len(v))
+		}
+		if err != nil {
+			return false, g.wrap(err, "resize coupon %d to %d", couponID, total)
+		}
+		code, held = v[0], v[1]
+		return code != lua.ResizeLost, nil
+	})
 	if err != nil {
-		return 0, g.wrap(err, "resize coupon %d to %d", couponID, total)
+		return 0, err
 	}
-	switch code, held := v[0], v[1]; code {
+	switch code {
 	case lua.ResizeOK, lua.ResizeStale:
 		return held, nil
 	case lua.ResizeConflict:
 		return held, coupon.Errorf(coupon.ECONFLICT,
 			"totalQuantity %d is below the %d users already admitted to coupon %d.", total, held, couponID)
-	case lua.ResizeLost:
-		return 0, lostState(couponID)
 	default:
 		return 0, fmt.Errorf("resize script: unknown code %d", code)
 	}
@@ -440,50 +477,72 @@ func (g *Gate) MarkPending(ctx context.Context, couponID, userID, rank int64) er
 
 // Rank returns userID's rank if admitted. A lost gate state is EUNAVAILABLE.
 func (g *Gate) Rank(ctx context.Context, couponID, userID int64) (int64, bool, error) {
-	var get *redis.StringCmd
-	var exists *redis.IntCmd
-	_, err := g.client.Pipelined(ctx, func(p redis.Pipeliner) error {
-		get = p.HGet(ctx, usersKey(couponID), strconv.FormatInt(userID, 10))
-		exists = p.Exists(ctx, seqKey(couponID))
-		return nil
+	var rank int64
+	var held bool
+	err := g.readState(ctx, couponID, func() (bool, error) {
+		v, err := g.client.HMGet(ctx, usersKey(couponID), strconv.FormatInt(userID, 10), seqField).Result()
+		if err != nil {
+			return false, g.wrap(err, "rank of user %d in coupon %d", userID, couponID)
+		}
+		if s, ok := v[0].(string); ok {
+			if rank, err = strconv.ParseInt(s, 10, 64); err != nil {
+				return false, fmt.Errorf("rank of user %d in coupon %d: %w", userID, couponID, err)
+			}
+			held = true
+		}
+		return held || v[1] != nil, nil
 	})
-	if err != nil && !errors.Is(err, redis.Nil) {
-		return 0, false, g.wrap(err, "rank of user %d in coupon %d", userID, couponID)
-	}
-	if rank, err := get.Int64(); err == nil {
-		return rank, true, nil
-	}
-	if exists.Val() == 0 {
-		return 0, false, lostState(couponID)
-	}
-	return 0, false, nil
+	return rank, held, err
 }
 
 // Admitted returns how many users hold a slot. A lost gate state is EUNAVAILABLE.
 func (g *Gate) Admitted(ctx context.Context, couponID int64) (int64, error) {
-	var n, exists *redis.IntCmd
-	_, err := g.client.Pipelined(ctx, func(p redis.Pipeliner) error {
-		n = p.HLen(ctx, usersKey(couponID))
-		exists = p.Exists(ctx, seqKey(couponID))
-		return nil
+	var held int64
+	err := g.readState(ctx, couponID, func() (present bool, err error) {
+		var c heldCmd
+		if _, err := g.client.Pipelined(ctx, func(p redis.Pipeliner) error {
+			c = queueHeld(ctx, p, couponID)
+			return nil
+		}); err != nil {
+			return false, g.wrap(err, "admitted count of coupon %d", couponID)
+		}
+		held, present = c.result()
+		return present, nil
 	})
-	if err != nil {
-		return 0, g.wrap(err, "admitted count of coupon %d", couponID)
+	return held, err
+}
+
+// heldCmd reads how many users hold a slot of a coupon, in a pipeline: the
+// HLEN of its hash less the fields that are not users.
+type heldCmd struct {
+	n    *redis.IntCmd
+	meta *redis.SliceCmd
+}
+
+func queueHeld(ctx context.Context, p redis.Pipeliner, couponID int64) heldCmd {
+	return heldCmd{p.HLen(ctx, usersKey(couponID)), p.HMGet(ctx, usersKey(couponID), seqField, totalField)}
+}
+
+// result is the users holding a slot, and whether the state is there (the
+// hash has its seq field).
+func (c heldCmd) result() (held int64, present bool) {
+	held = c.n.Val()
+	meta := c.meta.Val()
+	for _, v := range meta {
+		if v != nil {
+			held--
+		}
 	}
-	if exists.Val() == 0 {
-		return 0, lostState(couponID)
-	}
-	return n.Val(), nil
+	return held, len(meta) == 2 && meta[0] != nil
 }
 
 // AdmittedMany returns how many users hold a slot of each coupon, in one
 // pipeline; a coupon whose gate state is lost is missing from the map.
 func (g *Gate) AdmittedMany(ctx context.Context, couponIDs []int64) (map[int64]int64, error) {
-	type pair struct{ n, exists *redis.IntCmd }
-	cmds := make([]pair, len(couponIDs))
+	cmds := make([]heldCmd, len(couponIDs))
 	_, err := g.client.Pipelined(ctx, func(p redis.Pipeliner) error {
 		for i, id := range couponIDs {
-			cmds[i] = pair{p.HLen(ctx, usersKey(id)), p.Exists(ctx, seqKey(id))}
+			cmds[i] = queueHeld(ctx, p, id)
 		}
 		return nil
 	})
@@ -492,9 +551,15 @@ func (g *Gate) AdmittedMany(ctx context.Context, couponIDs []int64) (map[int64]i
 	}
 	out := make(map[int64]int64, len(couponIDs))
 	for i, id := range couponIDs {
-		if cmds[i].exists.Val() > 0 {
-			out[id] = cmds[i].n.Val()
+		held, present := cmds[i].result()
+		if !present { // lost, or in the old layout: Admitted migrates it
+			if held, err = g.Admitted(ctx, id); errors.Is(err, coupon.ErrGateLost) {
+				continue
+			} else if err != nil {
+				return nil, err
+			}
 		}
+		out[id] = held
 	}
 	return out, nil
 }
@@ -590,8 +655,53 @@ func (b *batcher) admit(ctx context.Context, r *admitReq) {
 // request's code, rank or error. With waitReplicas, the pipeline ends with
 // WAIT: its admissions stand only when enough replicas acknowledged them
 // (the WAIT covers every write of the connection so far, so it covers the
-// scripts before it); otherwise they are released (releaseUnacked).
+// scripts before it); otherwise they are released (releaseUnacked). The
+// coupons answered AdmitLost whose state is in the old layout are migrated
+// and their groups run again (once).
 func (g *Gate) admitCalls(ctx context.Context, calls []scriptCall) {
+	lost := g.admitOnce(ctx, calls)
+	if len(lost) == 0 {
+		return
+	}
+	present := g.migrateMany(ctx, lost)
+	var again [][]*admitReq
+	for _, group := range lost {
+		if present[group[0].couponID] {
+			again = append(again, group)
+		}
+	}
+	if len(again) > 0 {
+		g.admitOnce(ctx, g.split(again))
+	}
+}
+
+// migrateMany migrates the state of the groups' coupons in one pipeline
+// (EVAL: a rare path, no NOSCRIPT to handle) and reports which coupons hold
+// a state now. A coupon whose migration failed counts as lost: its users
+// are refused as such, which admitted nobody.
+func (g *Gate) migrateMany(ctx context.Context, groups [][]*admitReq) map[int64]bool {
+	pipe := g.client.Pipeline()
+	cmds := map[int64]*redis.Cmd{}
+	for _, group := range groups {
+		if id := group[0].couponID; cmds[id] == nil {
+			cmds[id] = g.migrate.Eval(ctx, pipe, migrateKeys(id))
+		}
+	}
+	_, _ = pipe.Exec(ctx)
+	present := make(map[int64]bool, len(cmds))
+	for id, c := range cmds {
+		n, err := c.Int64()
+		if err != nil {
+			g.logger.Warn("migrating a gate state failed; its users are refused as lost", "coupon", id, "err", err)
+		}
+		present[id] = n == 1
+	}
+	return present
+}
+
+// admitOnce runs the calls (see admitCalls) and returns the groups answered
+// AdmitLost.
+func (g *Gate) admitOnce(ctx context.Context, calls []scriptCall) (lost [][]*admitReq) {
 	cmds, wait := g.runAdmits(ctx, calls)
 	waits := make([]*redis.Cmd, len(calls)) // the WAIT that covers each call
 	for i := range waits {
@@ -620,6 +730,9 @@ func (g *Gate) admitCalls(ctx context.Context, calls []scriptCall) {
 		res, err := parseAdmit(cmds[i], c.users)
 		k := 0
 		for _, group := range c.groups {
+			if err == nil && res[k].code == lua.AdmitLost { // every user of the coupon's group
+				lost = append(lost, group)
+			}
 			for _, r := range group {
 				if err != nil {
 					r.err = err
@@ -636,6 +749,7 @@ func (g *Gate) admitCalls(ctx context.Context, calls []scriptCall) {
 	if len(unacked) > 0 {
 		g.releaseUnacked(ctx, unacked, short)
 	}
+	return lost
 }
 
 // scriptCall is one admit script call: groups of several coupons (their
@@ -688,10 +802,10 @@ func (g *Gate) runAdmits(ctx context.Context, calls []scriptCall) ([]*redis.Cmd,
 	for i, c := range calls {
 		g.calls.Add(1)
 		g.users.Add(int64(c.users))
-		keys := make([]string, 0, 3*len(c.groups))
+		keys := make([]string, 0, len(c.groups))
 		args := make([]any, 0, 2*len(c.groups)+c.users)
 		for _, group := range c.groups {
-			keys = append(keys, admitKeys(group[0].couponID)...)
+			keys = append(keys, usersKey(group[0].couponID))
 			args = append(args, group[0].total)
 			if len(c.groups) > 1 {
 				args = append(args, len(group))

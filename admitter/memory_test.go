@@ -29,14 +29,14 @@ func BenchmarkMemoryPerUser(b *testing.B) {
 		b.Fatalf("test Redis at %s: %v", testenv.RedisAddr, err)
 	}
 	id := testenv.RandomCouponID()
-	keys := []string{admitter.UsersKey(id), admitter.SeqKey(id)}
+	keys := []string{admitter.UsersKey(id)}
 	defer client.Del(ctx, keys...)
 	script := redis.NewScript(lua.Admit)
 	if err := script.Load(ctx, client).Err(); err != nil {
 		b.Fatal(err)
 	}
 	before := usedMemory(b, client)
-	if err := client.Set(ctx, keys[1], 0, 0).Err(); err != nil {
+	if err := client.HSet(ctx, keys[0], admitter.SeqField, 0).Err(); err != nil {
 		b.Fatal(err)
 	}
 	b.ResetTimer()
@@ -65,7 +65,9 @@ func BenchmarkMemoryPerUser(b *testing.B) {
 	wg.Wait()
 	b.StopTimer()
 	after := usedMemory(b, client)
-	n, _ := client.HLen(ctx, keys[0]).Result()
+	fields, _ := client.HLen(ctx, keys[0]).Result()
+	// The seq field is no user.
+	n := fields - 1
 	usage, err := client.MemoryUsage(ctx, keys[0], 0).Result() // SAMPLES 0: every field
 	if err != nil {
 		b.Fatal(err)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strconv"
 
+	"github.com/coupondrop/coupon"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -19,41 +20,57 @@ var errSeqExists = errors.New("gate state exists")
 type State struct {
 	Users    map[int64]int64 // userId -> rank: the admitted set
 	Pending  map[int64]int64 // userId -> rank: unknown publish outcomes (Restore empties it)
-	Seq      int64           // the rank counter (Restore raises it to the highest rank of Users)
+	Seq      int64           // the rank counter (Restore raises it to the highest rank of Users and to their number)
 	Total    int64           // the supply; 0: unset (the admit caller's total counts); Restore leaves it unset then
 	Revision int64           // the coupon revision Total comes from
 }
 
-// State reads the coupon's whole gate state in one MULTI/EXEC. ok is false
-// when the rank counter is missing: the state was lost (or never
-// initialised); the admit script refuses the coupon then.
+// State reads the coupon's whole gate state in one MULTI/EXEC (after
+// migrating a state in the old layout). ok is false when the rank counter
+// is missing: the state was lost (or never initialised); the admit script
+// refuses the coupon then.
 func (g *Gate) State(ctx context.Context, couponID int64) (st State, ok bool, err error) {
+	err = g.readState(ctx, couponID, func() (bool, error) {
+		var present bool
+		st, present, err = g.readAll(ctx, couponID)
+		return present, err
+	})
+	if errors.Is(err, coupon.ErrGateLost) {
+		return st, false, nil
+	}
+	return st, err == nil, err
+}
+
+// readAll reads the coupon's state as it is in the hash layout.
+func (g *Gate) readAll(ctx context.Context, couponID int64) (st State, present bool, err error) {
 	var users, pending *redis.MapStringStringCmd
-	var seq, total, rev *redis.StringCmd
+	var rev *redis.StringCmd
 	_, err = g.client.TxPipelined(ctx, func(p redis.Pipeliner) error {
 		users = p.HGetAll(ctx, usersKey(couponID))
 		pending = p.HGetAll(ctx, pendingKey(couponID))
-		seq = p.Get(ctx, seqKey(couponID))
-		total = p.Get(ctx, totalKey(couponID))
 		rev = p.Get(ctx, revisionKey(couponID))
 		return nil
 	})
 	if err != nil && !errors.Is(err, redis.Nil) {
 		return st, false, g.wrap(err, "read gate state of coupon %d", couponID)
 	}
-	if st.Users, err = intHash(users.Val()); err == nil {
+	hash := users.Val()
+	seq, present := hash[seqField]
+	total := hash[totalField]
+	delete(hash, seqField)
+	delete(hash, totalField)
+	if st.Users, err = intHash(hash); err == nil {
 		st.Pending, err = intHash(pending.Val())
 	}
 	if err != nil {
 		return st, false, fmt.Errorf("read gate state of coupon %d: %w", couponID, err)
 	}
-	st.Total, _ = total.Int64()
+	st.Total, _ = strconv.ParseInt(total, 10, 64)
 	st.Revision, _ = rev.Int64()
-	st.Seq, err = seq.Int64()
-	switch {
-	case errors.Is(err, redis.Nil):
+	if !present {
 		return st, false, nil
-	case err != nil:
+	}
+	if st.Seq, err = strconv.ParseInt(seq, 10, 64); err != nil {
 		return st, false, fmt.Errorf("read gate state of coupon %d: rank counter: %w", couponID, err)
 	}
 	return st, true, nil
@@ -73,13 +90,10 @@ func intHash(m map[string]string) (map[int64]int64, error) {
 }
 
 // HasState reports whether the coupon's gate state is present (its rank
-// counter exists), without reading it.
+// counter exists), without reading it; a state in the old layout is
+// migrated first.
 func (g *Gate) HasState(ctx context.Context, couponID int64) (bool, error) {
-	n, err := g.client.Exists(ctx, seqKey(couponID)).Result()
-	if err != nil {
-		return false, g.wrap(err, "gate state of coupon %d", couponID)
-	}
-	return n > 0, nil
+	return g.migrateState(ctx, couponID)
 }
 
 // ClearPending removes the pending marks of userIDs (their publish outcome
@@ -111,25 +125,30 @@ func (g *Gate) Drop(ctx context.Context, couponIDs ...int64) error {
 }
 
 // Restore replaces a coupon's gate state with st: the users
-// (userId -> rank), the rank counter (raised to the highest rank in users
-// if lower) and the total, in one MULTI/EXEC that sets seq last: until EXEC
+// (userId -> rank), the rank counter (raised to the highest rank in users,
+// and to their number, if lower) and the total, in one MULTI/EXEC that sets seq last: until EXEC
 // the coupon's seq is missing and the admit script refuses the coupon, and
-// after it the whole state is there at once. The pending hash is emptied. All keys share the
-// coupon's hash tag, so this works on a Redis Cluster too.
+// after it the whole state is there at once. The pending hash is emptied,
+// and the keys of the old layout are deleted. All keys share the coupon's
+// hash tag, so this works on a Redis Cluster too.
 //
-// With onlyIfMissing, the write happens only while seq is missing (WATCHed):
-// it returns false, writing nothing, when a live or concurrently restored
-// state exists. It returns true when it wrote the state.
+// With onlyIfMissing, the write happens only while seq is missing in both
+// layouts (WATCHed): it returns false, writing nothing, when a live or
+// concurrently restored state exists. It returns true when it wrote the
+// state.
 func (g *Gate) Restore(ctx context.Context, couponID int64, st State, onlyIfMissing bool) (bool, error) {
-	users, seq := st.Users, st.Seq
+	// The counter is at least every rank restored, so no rank is handed out
+	// twice, and at least the number of users: the admit script counts on
+	// it (lua/admit.lua) to skip counting them while the supply is far.
+	users, seq := st.Users, max(st.Seq, int64(len(st.Users)))
 	for _, r := range users {
 		seq = max(seq, r)
 	}
-	uKey, sKey := usersKey(couponID), seqKey(couponID)
+	uKey, oldKey := usersKey(couponID), oldSeqKey(couponID)
 	write := func(p redis.Pipeliner) error {
 		p.Del(ctx, stateKeys(couponID)...)
 		if st.Total > 0 {
-			p.Set(ctx, totalKey(couponID), st.Total, 0)
+			p.HSet(ctx, uKey, totalField, st.Total)
 			p.Set(ctx, revisionKey(couponID), st.Revision, 0)
 		}
 		fields := make([]any, 0, 2*min(len(users), restoreChunk))
@@ -143,22 +162,26 @@ func (g *Gate) Restore(ctx context.Context, couponID int64, st State, onlyIfMiss
 		if len(fields) > 0 {
 			p.HSet(ctx, uKey, fields...)
 		}
-		p.Set(ctx, sKey, seq, 0) // last: the state counts as present from here
+		p.HSet(ctx, uKey, seqField, seq) // last: the state counts as present from here
 		return nil
 	}
 	var err error
 	if onlyIfMissing {
 		err = g.client.Watch(ctx, func(tx *redis.Tx) error {
-			n, err := tx.Exists(ctx, sKey).Result()
-			if err != nil {
+			var inHash *redis.BoolCmd
+			var old *redis.IntCmd
+			if _, err := tx.Pipelined(ctx, func(p redis.Pipeliner) error {
+				inHash, old = p.HExists(ctx, uKey, seqField), p.Exists(ctx, oldKey)
+				return nil
+			}); err != nil {
 				return err
 			}
-			if n > 0 {
+			if inHash.Val() || old.Val() > 0 {
 				return errSeqExists
 			}
-			_, err = tx.TxPipelined(ctx, write)
+			_, err := tx.TxPipelined(ctx, write)
 			return err
-		}, sKey)
+		}, uKey, oldKey)
 	} else {
 		_, err = g.client.TxPipelined(ctx, write)
 	}
@@ -172,8 +195,8 @@ func (g *Gate) Restore(ctx context.Context, couponID int64, st State, onlyIfMiss
 }
 
 // AdmitCommand is the admit script's call for one user of the coupon as a
-// command line, EVALSHA <sha> 3 <keys> <total>, to which the caller appends
+// command line, EVALSHA <sha> 1 <key> <total>, to which the caller appends
 // the user ID (redis-benchmark's __rand_int__ measures the script alone).
 func (g *Gate) AdmitCommand(couponID, total int64) []string {
-	return append(append([]string{"EVALSHA", g.admit.Hash(), "3"}, admitKeys(couponID)...), strconv.FormatInt(total, 10))
+	return []string{"EVALSHA", g.admit.Hash(), "1", usersKey(couponID), strconv.FormatInt(total, 10)}
 }

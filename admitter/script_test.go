@@ -55,7 +55,7 @@ func TestAdmitScriptBatch(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			id := newCoupon(t, g)
 			if !tc.init {
-				g.client.Del(ctx, seqKey(id))
+				g.client.Del(ctx, usersKey(id))
 			}
 			for _, u := range tc.held {
 				if _, err := g.Admit(ctx, id, u, tc.total); err != nil {
@@ -66,7 +66,7 @@ func TestAdmitScriptBatch(t *testing.T) {
 			for _, u := range tc.users {
 				args = append(args, u)
 			}
-			got, err := script.Run(ctx, g.client, admitKeys(id), args...).Int64Slice()
+			got, err := script.Run(ctx, g.client, []string{usersKey(id)}, args...).Int64Slice()
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -79,13 +79,14 @@ func TestAdmitScriptBatch(t *testing.T) {
 					wantHeld++
 				}
 			}
-			if n, _ := g.client.HLen(ctx, usersKey(id)).Result(); n != wantHeld {
-				t.Errorf("%d users held, want %d", n, wantHeld)
-			}
 			if !tc.init {
-				if n, _ := g.client.Exists(ctx, usersKey(id), seqKey(id)).Result(); n != 0 {
+				if n, _ := g.client.Exists(ctx, stateKeys(id)...).Result(); n != 0 {
 					t.Errorf("a call on a lost state wrote %d keys", n)
 				}
+			} else if n, err := g.Admitted(ctx, id); n != wantHeld || err != nil {
+				t.Errorf("%d users held (%v), want %d", n, err, wantHeld)
+			} else if seq, _ := g.client.HGet(ctx, usersKey(id), seqField).Int64(); seq != wantHeld {
+				t.Errorf("rank counter %d, want %d", seq, wantHeld)
 			}
 		})
 	}
@@ -151,8 +152,8 @@ func TestAdmitScriptSeveralCoupons(t *testing.T) {
 	g := mustOpenGate(t, configWith(func(c *Config) { c.BatchMax = 1 }))
 	ctx := context.Background()
 	a, b, c := newCoupon(t, g), newCoupon(t, g), newCoupon(t, g)
-	g.client.Del(ctx, SeqKey(c))
-	keys := append(append(admitKeys(a), admitKeys(b)...), admitKeys(c)...)
+	g.client.Del(ctx, usersKey(c))
+	keys := []string{usersKey(a), usersKey(b), usersKey(c)}
 	args := []any{2, 3, 10, 11, 12, 5, 2, 20, 20, 10, 1, 30}
 	got, err := redis.NewScript(lua.Admit).Run(ctx, g.client, keys, args...).Int64Slice()
 	if err != nil {

@@ -1,30 +1,38 @@
 -- Admit users to one or more coupons, atomically, each coupon's users in
 -- argument order.
--- KEYS: three per coupon: users hash (userId -> rank), seq counter (exists
--- once initialised), total (the gate's supply, set at creation and by the
--- resize script; when missing, the caller's total is the supply).
--- ARGV, one coupon (3 KEYS): total supply as the caller knows it, then one
+-- KEYS: one per coupon, its gate hash: userId -> rank for the admitted
+-- users, plus the field seq (the rank counter; present once initialised)
+-- and the field total (the gate's supply, set at creation and by the resize
+-- script; when missing, the caller's total is the supply).
+-- ARGV, one coupon (1 KEY): total supply as the caller knows it, then one
 -- or more userIds (canonical decimal).
--- ARGV, several coupons (3 KEYS each), per coupon in KEYS order: total,
--- the number n of its userIds, then those n userIds.
+-- ARGV, several coupons (1 KEY each), per coupon in KEYS order: total, the
+-- number n of its userIds, then those n userIds.
 -- Reply: a flat array with one {code, rank} pair per userId, in argument
 -- order: {0, new rank} admitted; {1, existing rank} already admitted (a
 -- userId repeated for a coupon in one call is admitted by its first
--- occurrence); {2, 0} sold out; {3, 0} gate state lost (seq missing: refuse
--- until rebuilt).
--- A coupon costs the server five commands whatever its number of users, and
--- a call whatever its number of coupons costs one script run: the gateway
--- sends one call per pipeline (per slot in Redis Cluster, where one call's
--- keys must share a slot).
-local out = {}
+-- occurrence); {2, 0} sold out; {3, 0} no seq field: the gate state is lost
+-- (refuse until rebuilt) or still in the layout before the hash held seq
+-- (the caller migrates it, lua/migrate.lua, and calls again).
+-- A coupon costs the server two commands whatever its number of users (one
+-- HMGET of seq, total and the users; one HSET of the new users and seq),
+-- plus an HLEN once the supply may run out in this call, and a call
+-- whatever its number of coupons costs one script run: the gateway sends
+-- one call per pipeline (per slot in Redis Cluster, where one call's keys
+-- must share a slot).
+local out, n = {}, 0
 
-local function admit(users, seqKey, totalKey, callerTotal, first, last)
-  local state = redis.call('MGET', seqKey, totalKey)
+local function admit(key, callerTotal, first, last)
+  local state
+  if first == last then
+    state = redis.call('HMGET', key, 'seq', 'total', ARGV[first])
+  else
+    state = redis.call('HMGET', key, 'seq', 'total', unpack(ARGV, first, last))
+  end
   local seq = state[1]
   if not seq then
     for _ = first, last do
-      out[#out + 1] = 3
-      out[#out + 1] = 0
+      out[n + 1], out[n + 2], n = 3, 0, n + 2
     end
     return
   end
@@ -32,20 +40,38 @@ local function admit(users, seqKey, totalKey, callerTotal, first, last)
   -- The stored total wins over the caller's: a gateway whose cache still
   -- holds a total from before a resize cannot admit past the new one.
   local total = tonumber(state[2] or callerTotal)
-  local held = redis.call('HLEN', users)
-  local existing = redis.call('HMGET', users, unpack(ARGV, first, last))
+  -- The counter is never below the number of users held (an admission
+  -- raises both by one, a release lowers only the users, a restore and the
+  -- migration set the counter to at least the users' number), so while seq
+  -- plus this call's users fit in the total nobody can find it sold out and
+  -- the users need not be counted.
+  local held = seq
+  if seq + (last - first + 1) > total then
+    held = redis.call('HLEN', key) - (state[2] and 2 or 1)
+  end
+  if first == last then -- one user (most coupons of a call over many): the loop below, without its tables
+    local rank = state[3]
+    if rank then
+      out[n + 1], out[n + 2], n = 1, tonumber(rank), n + 2
+    elseif held >= total then
+      out[n + 1], out[n + 2], n = 2, 0, n + 2
+    else
+      seq = seq + 1
+      redis.call('HSET', key, ARGV[first], seq, 'seq', seq)
+      out[n + 1], out[n + 2], n = 0, seq, n + 2
+    end
+    return
+  end
   local new = {}    -- userId -> rank admitted by this call
   local fields = {} -- HSET arguments
   local admitted = 0
   for i = first, last do
     local user = ARGV[i]
-    local rank = existing[i - first + 1] or new[user]
+    local rank = state[i - first + 3] or new[user]
     if rank then
-      out[#out + 1] = 1
-      out[#out + 1] = tonumber(rank)
+      out[n + 1], out[n + 2], n = 1, tonumber(rank), n + 2
     elseif held >= total then
-      out[#out + 1] = 2
-      out[#out + 1] = 0
+      out[n + 1], out[n + 2], n = 2, 0, n + 2
     else
       -- Ranks come from the counter, never from HLEN: they never repeat,
       -- even after a release frees a slot.
@@ -55,24 +81,24 @@ local function admit(users, seqKey, totalKey, callerTotal, first, last)
       new[user] = rank
       fields[#fields + 1] = user
       fields[#fields + 1] = rank
-      out[#out + 1] = 0
-      out[#out + 1] = rank
+      out[n + 1], out[n + 2], n = 0, rank, n + 2
     end
   end
   if admitted > 0 then
-    redis.call('HSET', users, unpack(fields))
-    redis.call('INCRBY', seqKey, admitted)
+    fields[#fields + 1] = 'seq'
+    fields[#fields + 1] = seq + admitted
+    redis.call('HSET', key, unpack(fields))
   end
 end
 
-if #KEYS == 3 then
-  admit(KEYS[1], KEYS[2], KEYS[3], ARGV[1], 2, #ARGV)
+if #KEYS == 1 then
+  admit(KEYS[1], ARGV[1], 2, #ARGV)
   return out
 end
 local at = 1
-for c = 1, #KEYS, 3 do
-  local n = tonumber(ARGV[at + 1])
-  admit(KEYS[c], KEYS[c + 1], KEYS[c + 2], ARGV[at], at + 2, at + 1 + n)
-  at = at + 2 + n
+for c = 1, #KEYS do
+  local k = tonumber(ARGV[at + 1])
+  admit(KEYS[c], ARGV[at], at + 2, at + 1 + k)
+  at = at + 2 + k
 end
 return out

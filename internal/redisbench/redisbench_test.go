@@ -41,7 +41,7 @@ func TestAdmitCeiling(t *testing.T) {
 	testenv.MustOpenRedis(t)
 	id := testenv.RandomCouponID()
 	// One node's ceiling: on a Redis Cluster, the node of the coupon's slot.
-	addr := testenv.RedisNodeOf(t, coupon.RedisKey(id, "seq"))
+	addr := testenv.RedisNodeOf(t, coupon.RedisKey(id, "users"))
 	res, err := AdmitCeiling(context.Background(), Options{Addr: addr, Requests: 20_000, CouponID: id})
 	if err != nil {
 		t.Fatal(err)
