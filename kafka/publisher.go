@@ -1,6 +1,7 @@
 package kafka
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -243,8 +244,12 @@ func (p *Publisher) produce(ctx context.Context, records []*record) {
 		for i, part := range parts {
 			rs := byPartition[part]
 			recs := make([]protocol.Record, len(rs))
+			kvs := make([]recordBytes, 2*len(rs))
 			for j, r := range rs {
-				recs[j] = protocol.Record{Time: now, Key: protocol.NewBytes(r.key), Value: protocol.NewBytes(r.value)}
+				key, value := &kvs[2*j], &kvs[2*j+1]
+				key.Reset(r.key)
+				value.Reset(r.value)
+				recs[j] = protocol.Record{Time: now, Key: key, Value: value}
 			}
 			req.Topics[0].Partitions[i] = produce.RequestPartition{Partition: int32(part),
 				RecordSet: protocol.RecordSet{Version: 2, Records: protocol.NewRecordReader(recs...)}}
@@ -267,6 +272,13 @@ func (p *Publisher) produce(ctx context.Context, records []*record) {
 	}
 	wg.Wait()
 }
+
+// recordBytes is a record's key or value as a protocol.Bytes, what
+// protocol.NewBytes makes with one allocation each: a partition's records
+// get theirs in one.
+type recordBytes struct{ bytes.Reader }
+
+func (*recordBytes) Close() error { return nil }
 
 // answers are a produce response's outcome per partition.
 type answers struct {

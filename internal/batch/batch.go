@@ -83,12 +83,16 @@ func (b *Batcher[T]) Do(ctx context.Context, v T) error {
 		return ErrClosed
 	}
 	select {
-	case b.reqs <- it:
-		b.mu.RUnlock()
-	case <-ctx.Done():
-		b.mu.RUnlock()
-		return fmt.Errorf("%w: %w", ErrNotSent, ctx.Err())
+	case b.reqs <- it: // room in the queue (the usual case): no select on ctx
+	default:
+		select {
+		case b.reqs <- it:
+		case <-ctx.Done():
+			b.mu.RUnlock()
+			return fmt.Errorf("%w: %w", ErrNotSent, ctx.Err())
+		}
 	}
+	b.mu.RUnlock()
 	select {
 	case <-it.done:
 		return nil
@@ -119,7 +123,8 @@ func (b *Batcher[T]) loop() {
 }
 
 // drain returns first and the items queued right now (or within Linger),
-// up to Max items and MaxSize.
+// up to Max items and MaxSize. Items already queued are taken even when
+// the linger has just ended.
 func (b *Batcher[T]) drain(first *item[T]) []*item[T] {
 	batch := make([]*item[T], 1, min(b.cfg.Max, 64))
 	batch[0] = first
@@ -143,13 +148,12 @@ func (b *Batcher[T]) drain(first *item[T]) []*item[T] {
 	for len(batch) < b.cfg.Max {
 		var it *item[T]
 		var ok bool
-		if linger == nil {
-			select {
-			case it, ok = <-b.reqs:
-			default:
+		select {
+		case it, ok = <-b.reqs: // queued already: no select on the linger
+		default:
+			if linger == nil {
 				return batch
 			}
-		} else {
 			select {
 			case it, ok = <-b.reqs:
 			case <-linger:
