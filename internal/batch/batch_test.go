@@ -139,3 +139,65 @@ func TestGivenUpWhileQueued(t *testing.T) {
 		t.Errorf("Do after Close: %v, want ErrClosed", err)
 	}
 }
+
+// TestFullQueueHonoursContext: a call that finds the queue full waits for
+// room only as long as its context lives, and is then refused without
+// being run; the calls queued before it still run.
+func TestFullQueueHonoursContext(t *testing.T) {
+	var mu sync.Mutex
+	var ran []int
+	b := New(Config[*call]{Max: 1, Slots: 1, Run: func(cs []*call) {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, c := range cs {
+			ran = append(ran, c.n)
+		}
+	}})
+	defer b.Close()
+	release := b.Occupy()
+	// The loop takes call 1 and waits for the slot; calls 2.. fill the queue.
+	var wg sync.WaitGroup
+	for n := 1; ; n++ {
+		wg.Go(func() {
+			if err := b.Do(context.Background(), &call{n: n}); err != nil {
+				t.Errorf("call %d: %v", n, err)
+			}
+		})
+		testenv.Eventually(t, 5*time.Second, func() error {
+			if b.Queued() != n-1 {
+				return errors.New("not queued yet")
+			}
+			return nil
+		})
+		if b.Queued() == cap(b.reqs) {
+			break
+		}
+	}
+	queued := 1 + cap(b.reqs)
+	ctx, cancel := context.WithCancel(context.Background())
+	// Live when Do checks it on entry, ended when Do finds the queue full.
+	if err := b.Do(&cancelAfterCheck{Context: ctx, cancel: cancel}, &call{n: queued + 1}); !errors.Is(err, ErrNotSent) || !errors.Is(err, context.Canceled) {
+		t.Fatalf("call on a full queue, context cancelled: %v, want ErrNotSent and context.Canceled", err)
+	}
+	release()
+	wg.Wait()
+	mu.Lock()
+	defer mu.Unlock()
+	if len(ran) != queued || slices.Contains(ran, queued+1) {
+		t.Errorf("ran %v, want the %d calls queued before the refused one", ran, queued)
+	}
+}
+
+// cancelAfterCheck is a context cancelled by its first Err call: Do's entry
+// check passes, and the context has ended by the time Do waits for room.
+type cancelAfterCheck struct {
+	context.Context
+	cancel context.CancelFunc
+	once   sync.Once
+}
+
+func (c *cancelAfterCheck) Err() error {
+	err := c.Context.Err()
+	c.once.Do(c.cancel)
+	return err
+}
