@@ -23,6 +23,9 @@ func TestSharedDeadlines(t *testing.T) {
 	if a.Done() != b.Done() {
 		t.Fatal("two calls within a grain got two deadlines")
 	}
+	if bg := long.ctx(context.Background()); bg.Done() != a.Done() || bg.Value(ctxKey{}) != nil {
+		t.Fatal("a caller without values did not get the shared deadline alone")
+	}
 	if dl, ok := a.Deadline(); !ok || dl.Before(before.Add(time.Minute)) || dl.After(time.Now().Add(time.Minute+time.Hour)) {
 		t.Fatalf("deadline %v, %v; want from now+1m to now+1m+1h", dl, ok)
 	}
