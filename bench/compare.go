@@ -349,8 +349,12 @@ func Compare(ctx context.Context, o Options, local Local, command string, out io
 			r.step("phase %s: skipped (no ceiling server: --url, or no ceiling binary in --bin-dir)", spec.Name)
 			return nil
 		}
-		r.step("phase %s: %s, %d requests, supply %d x %d coupon(s), %d%% duplicates",
-			spec.Name, spec.Model(), spec.Load.Requests, spec.Supply, spec.Coupons, int(spec.Load.DupShare*100))
+		supply := fmt.Sprintf("supply %d x %d coupon(s)", spec.Supply, spec.Coupons)
+		if spec.Ceiling {
+			supply = "no system (every request answered 202)"
+		}
+		r.step("phase %s: %s, %d requests, %s, %d%% duplicates",
+			spec.Name, spec.Model(), spec.Load.Requests, supply, int(spec.Load.DupShare*100))
 		spec.Load.Progress = r.progress(spec.Load.Requests)
 		res, err := RunPhase(ctx, target, spec, r.say)
 		r.endProgress()

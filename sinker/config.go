@@ -75,7 +75,7 @@ func DefaultConfig() Config {
 func (c *Config) Bind(fs *cli.FlagSet) {
 	fs.KafkaBrokersVar(&c.Brokers)
 	fs.TopicVar(&c.Topic)
-	fs.DLQTopicVar(&c.DLQTopic)
+	fs.DLQTopicVar(&c.DLQTopic, "")
 	fs.GroupIDVar(&c.GroupID)
 	c.MySQL.Bind(fs)
 	fs.IntVar(&c.BatchSize, "batch-size", "COUPON_BATCH_SIZE", c.BatchSize, "records per batch (one transaction over one worker's partitions) at most")

@@ -30,7 +30,7 @@ type topicFlags struct {
 func (f *topicFlags) bind(fs *cli.FlagSet) {
 	f.topic, f.dlq = coupon.DefaultTopic, coupon.DefaultDeadLetterTopic
 	fs.TopicVar(&f.topic)
-	fs.DLQTopicVar(&f.dlq)
+	fs.DLQTopicVar(&f.dlq, "")
 	fs.IntVar(&f.partitions, "partitions", "COUPON_TOPIC_PARTITIONS", 12, "partitions of a new admitted-request topic")
 	fs.IntVar(&f.rf, "replication-factor", "COUPON_TOPIC_REPLICATION_FACTOR", 0, "replication factor of new topics (0: the cluster's brokers, at most 3)")
 }

@@ -25,7 +25,7 @@ func runRebuildGate(ctx context.Context, args []string) error {
 	var dlq string
 	f.bind(fs, true)
 	dlq = coupon.DefaultDeadLetterTopic
-	fs.DLQTopicVar(&dlq) // read whole: its ranks are never handed out again; empty: not read
+	fs.DLQTopicVar(&dlq, "read whole, so its ranks are never handed out again (empty: not read)")
 	fs.DurationVar(&settle, "settle", "COUPON_REBUILD_SETTLE", 10*time.Second, "wait for publishes in flight (the gateway's publish timeout) before the last topic read")
 	fs.FlagSet.IntVar(&id, "coupon", 0, "coupon ID to rebuild")
 	fs.FlagSet.BoolVar(&all, "all", false, "every async coupon whose state is lost")

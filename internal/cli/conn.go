@@ -15,9 +15,14 @@ func (fs *FlagSet) TopicVar(p *string) {
 	fs.StringVar(p, "topic", "COUPON_TOPIC", *p, "admitted-request topic")
 }
 
-// DLQTopicVar binds --dlq-topic (COUPON_DLQ_TOPIC).
-func (fs *FlagSet) DLQTopicVar(p *string) {
-	fs.StringVar(p, "dlq-topic", "COUPON_DLQ_TOPIC", *p, "dead-letter topic for poison records")
+// DLQTopicVar binds --dlq-topic (COUPON_DLQ_TOPIC); role, when not empty,
+// is appended to its usage: what this command does with the topic.
+func (fs *FlagSet) DLQTopicVar(p *string, role string) {
+	usage := "dead-letter topic for poison records"
+	if role != "" {
+		usage += "; " + role
+	}
+	fs.StringVar(p, "dlq-topic", "COUPON_DLQ_TOPIC", *p, usage)
 }
 
 // GroupIDVar binds --group-id (COUPON_GROUP_ID).
