@@ -10,7 +10,7 @@ import (
 
 // Config is the store's connection: the server and the pool.
 type Config struct {
-	DSN      string // go-sql-driver format (secret); parseTime=true and loc=UTC are added when missing
+	DSN      string // go-sql-driver format (secret); parseTime=true, loc=UTC and interpolateParams=true are added when missing
 	MaxConns int    // pool size: open connections at most, kept idle too
 }
 

@@ -9,6 +9,7 @@ import (
 
 	"github.com/coupondrop/coupon"
 	"github.com/coupondrop/coupon/internal/testenv"
+	"github.com/coupondrop/coupon/mysql"
 )
 
 func TestCouponQueries(t *testing.T) {
@@ -214,5 +215,43 @@ func TestListCoupons(t *testing.T) {
 	adm, err := db.AdmittingCoupons(ctx, now)
 	if err != nil || len(adm) == 0 || adm[0].ID < asyncOpen.ID || !slices.Contains(ids(adm), asyncOpen.ID) {
 		t.Fatalf("admitting coupons %v, %v; want %d among the newest", ids(adm), err, asyncOpen.ID)
+	}
+}
+
+// TestQueriesAreOneRoundTrip: the store's queries with arguments reach the
+// server as text with the arguments interpolated (one round trip, one
+// COM_QUERY), not as a server-side prepare, execute and close.
+func TestQueriesAreOneRoundTrip(t *testing.T) {
+	testenv.MustOpenDB(t)
+	ctx := context.Background()
+	db, err := mysql.Open(ctx, mysql.Config{DSN: testenv.MySQLDSN, MaxConns: 1}) // one connection: its session counts
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	prepared := func() int64 {
+		var name string
+		var n int64
+		if err := db.SQL().QueryRowContext(ctx, "SHOW SESSION STATUS LIKE 'Com_stmt_prepare'").Scan(&name, &n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	c := &coupon.Coupon{Name: "one round trip ✿", TotalQuantity: 5}
+	if err := db.CreateCoupon(ctx, c); err != nil {
+		t.Fatal(err)
+	}
+	before := prepared()
+	if _, err := db.FindIssue(ctx, c.ID, 7); coupon.ErrorCode(err) != coupon.ENOTISSUED {
+		t.Fatalf("find issue: %v; want %s", err, coupon.ENOTISSUED)
+	}
+	if _, err := db.FindIssues(ctx, map[int64][]int64{c.ID: {7, 8}}); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := db.FindCoupon(ctx, c.ID); err != nil || got.Name != c.Name {
+		t.Fatalf("find coupon: %+v, %v", got, err)
+	}
+	if n := prepared() - before; n != 0 {
+		t.Fatalf("%d statements prepared on the server; want 0 (interpolateParams)", n)
 	}
 }
