@@ -86,7 +86,7 @@ func New(cfg Config, logger *slog.Logger) (*Sinker, error) {
 		QueueCapacity:     2 * cfg.BatchSize * cfg.Workers,
 		MinBytes:          cfg.MinBytes,
 		MaxBytes:          cfg.MaxBytes,
-		MaxWait:           cfg.MaxWait,
+		MaxWait:           cfg.MaxWait + readerRTTAllowance, // the broker waits cfg.MaxWait
 		ReadBatchTimeout:  10 * time.Second,
 		CommitInterval:    0, // synchronous commits, only after the DB transaction
 		StartOffset:       kafka.FirstOffset,
@@ -116,6 +116,20 @@ func New(cfg Config, logger *slog.Logger) (*Sinker, error) {
 	}
 	return s, nil
 }
+
+// readerRTTAllowance is kafka-go's allowance for a fetch's round trip
+// (defaultRTT): a partition reader sets its connection's read deadline
+// ReaderConfig.MaxWait after sending a fetch and asks the broker to wait
+// that deadline less the allowance, or less a quarter for a MaxWait under
+// the allowance (adjustDeadlineForRTT). Giving the reader cfg.MaxWait plus
+// the allowance makes the broker wait exactly cfg.MaxWait and leaves the
+// answer a second to arrive. With MaxWait alone (100 ms) the broker waited
+// 75 ms and its answer had 25 ms: on a busy machine it often came late, and
+// the reader reported an i/o timeout, closed the connection, dialled again
+// (ApiVersions, Metadata, two ListOffsets) and fetched the lost records
+// again: 11-15 reconnects a second in couponctl bench, more with traffic on
+// every partition.
+const readerRTTAllowance = time.Second
 
 // readerError handles one error line of the kafka-go reader: its reconnects
 // after a read timeout are noise (readerLogLine), lines that only happen

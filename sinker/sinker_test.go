@@ -308,3 +308,54 @@ func TestBatchesSpanPartitions(t *testing.T) {
 		t.Logf("%d records in %d partitions written in %d batches", len(msgs), len(used), n)
 	}
 }
+
+// TestFetchWaitsMaxWait: on idle partitions every fetch is answered after
+// the broker waited the whole MaxWait (kafka-go's reader took a quarter of
+// a short MaxWait as the round trip's allowance, so the broker answered
+// after 75 ms of 100 ms, and an answer later than the remaining 25 ms made
+// the reader reconnect).
+func TestFetchWaitsMaxWait(t *testing.T) {
+	testenv.MustOpenDB(t)
+	const parts = 4
+	topic := testenv.MustCreateTopic(t, parts)
+	dlq := testenv.MustCreateTopic(t, 1)
+	cfg := testConfig(topic, dlq)
+	cfg.MaxWait = 200 * time.Millisecond
+	s, err := sinker.New(cfg, testenv.Logger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("run: %v", err)
+		}
+		if err := s.Close(); err != nil {
+			t.Errorf("close: %v", err)
+		}
+	}()
+	var fetches, dials int64
+	shortest := time.Duration(-1)
+	testenv.Eventually(t, 60*time.Second, func() error {
+		st := s.ReaderStats()
+		dials += st.Dials
+		if st.WaitTime.Count > 0 {
+			fetches += st.WaitTime.Count
+			if shortest < 0 || st.WaitTime.Min < shortest {
+				shortest = st.WaitTime.Min
+			}
+		}
+		if fetches < 3*parts {
+			return fmt.Errorf("%d empty fetches answered, want %d", fetches, 3*parts)
+		}
+		return nil
+	})
+	// The broker's timer wheel may fire a tick (1 ms) early.
+	if shortest < cfg.MaxWait*95/100 {
+		t.Errorf("an empty fetch was answered after %s; want the broker to wait MaxWait (%s)", shortest, cfg.MaxWait)
+	}
+	t.Logf("%d empty fetches, the shortest answered after %s; %d dials for %d partitions", fetches, shortest, dials, parts)
+}
