@@ -82,11 +82,14 @@ func (db *DB) InsertIssues(ctx context.Context, rows []coupon.Issue) (InsertResu
 // are rejected with ReasonUnknownCoupon. The batch is never half-written: on
 // an error nothing was committed and the call may be retried as is.
 //
-// The common case costs five round trips whatever the number of coupons:
-// BEGIN, lock the counters, one multi-row INSERT, one UPDATE of every
-// counter, COMMIT. Only when some but not all rows are already there (a
-// redelivery overlapping new records) is the batch redone with one INSERT
-// per coupon, to learn each coupon's count.
+// The common case (every coupon exists, no row is there yet, the guard
+// accepts) costs four round trips whatever the number of coupons: BEGIN, one
+// UPDATE raising every counter by its coupon's rows, one multi-row INSERT,
+// COMMIT (insertAllNew). Otherwise that transaction is rolled back and the
+// batch planned under the counters' locks (insertOnce): BEGIN, lock the
+// counters, INSERT, UPDATE, COMMIT; only when some but not all rows are
+// already there (a redelivery overlapping new records) is the batch redone
+// with one INSERT per coupon, to learn each coupon's count.
 //
 // The DSN must not set clientFoundRows=true (RowsAffected must count inserted
 // rows only).
@@ -95,8 +98,16 @@ func (db *DB) InsertIssuesInto(ctx context.Context, t Tables, rows []coupon.Issu
 	if len(groups) == 0 {
 		return InsertResult{}, nil
 	}
+	r, ok, err := db.insertAllNew(ctx, t, groups)
+	if err != nil {
+		return InsertResult{}, err
+	}
+	if ok {
+		r.Duplicates += dups
+		return r, nil
+	}
 	p := plan{careful: map[int64]bool{}}
-	for attempt := 0; ; attempt++ {
+	for attempt := 1; ; attempt++ { // the first transaction was insertAllNew's
 		r, refused, err := db.insertOnce(ctx, t, groups, p)
 		switch {
 		case err == nil:
@@ -107,14 +118,109 @@ func (db *DB) InsertIssuesInto(ctx context.Context, t Tables, rows []coupon.Issu
 			p.perCoupon = true
 		case len(refused) == 0:
 			return InsertResult{}, err
-		case attempt+1 >= maxGuardAttempts:
-			return InsertResult{}, fmt.Errorf("bulk insert: still refused by the guard after %d attempts: %w", attempt+1, err)
+		case attempt >= maxGuardAttempts:
+			return InsertResult{}, fmt.Errorf("bulk insert: still refused by the guard after %d attempts: %w", attempt, err)
 		default:
 			for _, id := range refused {
 				p.careful[id] = true
 			}
 		}
 	}
+}
+
+// insertAllNew writes the batch on the assumption that holds for nearly
+// every batch: every coupon exists, none of the rows is there yet, and each
+// coupon's total has room for its rows. One UPDATE raises each counter by its
+// coupon's rows; it locks the counter rows in id order (a range scan of the
+// sorted IN list), as lockCounters does, so writers still serialise per
+// coupon and never deadlock on the counters, and the CHECK constraint still
+// guards each total. Then one INSERT writes every row, and the transaction
+// commits if it inserted them all. If a coupon is missing, the guard refuses
+// or a row was already there, it rolls back and reports !ok: nothing was
+// written and the caller plans the batch under the counters' locks.
+//
+// It spares the locking read of the counters: with a batch spread over
+// hundreds of coupons (1,000 coupons round robin, ~250 rows a batch) that
+// read and the CASE of insertOnce's UPDATE cost MariaDB ~3 of ~13 µs per
+// row; with one hot coupon they are negligible either way.
+func (db *DB) insertAllNew(ctx context.Context, t Tables, groups []couponGroup) (res InsertResult, ok bool, err error) {
+	tx, err := db.db.BeginTx(ctx, nil)
+	if err != nil {
+		return res, false, fmt.Errorf("bulk insert: begin: %w", err)
+	}
+	defer func() {
+		if !ok {
+			_ = tx.Rollback()
+		}
+	}()
+	counts := make([]couponCount, len(groups))
+	var all []coupon.Issue
+	for i, g := range groups {
+		counts[i] = couponCount{g.couponID, int64(len(g.rows))}
+		all = append(all, g.rows...)
+	}
+	r, err := tx.ExecContext(ctx, counterUpdate(t, counts))
+	switch {
+	case IsCheckViolation(err):
+		return res, false, nil // a total has no room: plan under the locks
+	case err != nil:
+		return res, false, fmt.Errorf("bulk insert: raise issued_quantity: %w", err)
+	}
+	if n, err := r.RowsAffected(); err != nil {
+		return res, false, fmt.Errorf("bulk insert: rows affected: %w", err)
+	} else if n != int64(len(counts)) {
+		return res, false, nil // a coupon does not exist
+	}
+	n, err := insertRows(ctx, tx, t, all)
+	if err != nil {
+		return res, false, err
+	}
+	if n != int64(len(all)) {
+		return res, false, nil // rows already there: the counts are wrong
+	}
+	if err := tx.Commit(); err != nil {
+		return res, false, fmt.Errorf("bulk insert: commit: %w", err)
+	}
+	return InsertResult{Inserted: n}, true, nil
+}
+
+// couponCount is how much to raise a coupon's issued_quantity by.
+type couponCount struct{ couponID, n int64 }
+
+// counterUpdate is one UPDATE raising each coupon's issued_quantity by its
+// count; counts are in id order and every count is positive. When every
+// count is the same (one hot coupon, or a batch smaller than the number of
+// coupons it spreads over) it adds a constant; otherwise a CASE, whose cost
+// grows with the coupons times the coupons.
+func counterUpdate(t Tables, counts []couponCount) string {
+	same := true
+	for _, c := range counts {
+		same = same && c.n == counts[0].n
+	}
+	q := make([]byte, 0, 128+len(counts)*40)
+	q = append(q, "UPDATE "...)
+	q = append(q, t.Counters...)
+	q = append(q, " SET issued_quantity = issued_quantity + "...)
+	if same {
+		q = strconv.AppendInt(q, counts[0].n, 10)
+	} else {
+		q = append(q, "CASE id"...)
+		for _, c := range counts {
+			q = append(q, " WHEN "...)
+			q = strconv.AppendInt(q, c.couponID, 10)
+			q = append(q, " THEN "...)
+			q = strconv.AppendInt(q, c.n, 10)
+		}
+		q = append(q, " ELSE 0 END"...)
+	}
+	q = append(q, " WHERE id IN ("...)
+	for i, c := range counts {
+		if i > 0 {
+			q = append(q, ',')
+		}
+		q = strconv.AppendInt(q, c.couponID, 10)
+	}
+	return string(append(q, ')'))
 }
 
 // plan is how insertOnce writes a batch.
@@ -248,31 +354,16 @@ func (db *DB) insertOnce(ctx context.Context, t Tables, groups []couponGroup, p 
 
 	// The guard: the CHECK constraint refuses an issued_quantity over the
 	// total, whatever the gate admitted. One UPDATE for every coupon.
-	q := make([]byte, 0, 128+len(writes)*40)
-	q = append(q, "UPDATE "...)
-	q = append(q, t.Counters...)
-	q = append(q, " SET issued_quantity = issued_quantity + CASE id"...)
-	var ids []byte
+	var counts []couponCount
 	for _, w := range writes {
 		res.Inserted += w.inserted
 		res.Duplicates += int64(len(w.rows)) - w.inserted
-		if w.inserted == 0 {
-			continue
+		if w.inserted > 0 {
+			counts = append(counts, couponCount{w.couponID, w.inserted})
 		}
-		q = append(q, " WHEN "...)
-		q = strconv.AppendInt(q, w.couponID, 10)
-		q = append(q, " THEN "...)
-		q = strconv.AppendInt(q, w.inserted, 10)
-		if len(ids) > 0 {
-			ids = append(ids, ',')
-		}
-		ids = strconv.AppendInt(ids, w.couponID, 10)
 	}
-	if len(ids) > 0 {
-		q = append(q, " ELSE 0 END WHERE id IN ("...)
-		q = append(q, ids...)
-		q = append(q, ')')
-		if _, err = tx.ExecContext(ctx, string(q)); err != nil {
+	if len(counts) > 0 {
+		if _, err = tx.ExecContext(ctx, counterUpdate(t, counts)); err != nil {
 			if !IsCheckViolation(err) {
 				return res, nil, fmt.Errorf("bulk insert: raise issued_quantity: %w", err)
 			}

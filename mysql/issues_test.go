@@ -225,6 +225,87 @@ func TestInsertIssues(t *testing.T) {
 	})
 }
 
+// TestInsertIssuesSpread: a batch spread over many coupons, the many-drops
+// shape, is written in one transaction (no re-plan) whether its coupons
+// have the same number of rows or not, each counter raised by exactly its
+// coupon's rows; writers whose batches share coupons, in any order, never
+// deadlock and together count every row once.
+func TestInsertIssuesSpread(t *testing.T) {
+	db := mustOpenStore(t)
+	ctx := context.Background()
+	coupons := func(n int) []int64 {
+		ids := make([]int64, n)
+		for i := range ids {
+			ids[i] = mustCreateCoupon(t, db, 1000, 0)
+		}
+		return ids
+	}
+	for _, tt := range []struct {
+		name string
+		rows func(i int) int // rows of the i-th coupon
+	}{
+		{"one row per coupon", func(int) int { return 1 }},
+		{"three rows per coupon", func(int) int { return 3 }},
+		{"one to four rows per coupon", func(i int) int { return i%4 + 1 }},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			ids := coupons(40)
+			var batch []coupon.Issue
+			want := 0
+			for i := len(ids) - 1; i >= 0; i-- { // not in id order
+				batch = append(batch, issues(ids[i], 1, 1, tt.rows(i))...)
+				want += tt.rows(i)
+			}
+			res, err := db.InsertIssues(ctx, batch)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if res.Inserted != int64(want) || res.Duplicates != 0 || len(res.Rejected) != 0 || res.Retries != 0 {
+				t.Fatalf("%+v; want %d inserted in one transaction", res, want)
+			}
+			for i, id := range ids {
+				if rows, issued := mustRows(t, db, id); len(rows) != tt.rows(i) || issued != int64(tt.rows(i)) {
+					t.Errorf("coupon %d: %d rows, issued_quantity %d; want %d", id, len(rows), issued, tt.rows(i))
+				}
+			}
+		})
+	}
+
+	t.Run("writers sharing coupons never deadlock", func(t *testing.T) {
+		ids := coupons(30)
+		const writers, batches = 4, 15
+		errs := make(chan error, writers)
+		for w := range writers {
+			go func() {
+				for b := range batches {
+					var batch []coupon.Issue
+					for i := range ids {
+						// each writer its own users, coupons in a different
+						// order and with different counts per batch
+						j := (i*(w+1) + b) % len(ids)
+						batch = append(batch, issues(ids[j], int64(w*100_000+b*100+1), int64(b*10+1), (i+w+b)%3+1)...)
+					}
+					if _, err := db.InsertIssues(ctx, batch); err != nil {
+						errs <- fmt.Errorf("writer %d batch %d: %w", w, b, err)
+						return
+					}
+				}
+				errs <- nil
+			}()
+		}
+		for range writers {
+			if err := <-errs; err != nil {
+				t.Fatal(err)
+			}
+		}
+		for _, id := range ids {
+			if rows, issued := mustRows(t, db, id); int64(len(rows)) != issued {
+				t.Errorf("coupon %d: %d rows, issued_quantity %d", id, len(rows), issued)
+			}
+		}
+	})
+}
+
 // BenchmarkInsertIssues compares the VALUES literal built with strconv
 // appends against prepared statements with placeholders, 5,000-row batches.
 func BenchmarkInsertIssues(b *testing.B) {
