@@ -94,6 +94,88 @@ func BenchmarkMarshalAdmission(b *testing.B) {
 	})
 }
 
+// FuzzUnmarshalAdmission: whatever the bytes, UnmarshalAdmission (its
+// parser of MarshalAdmission's shape, or encoding/json) decodes what
+// encoding/json decodes, and refuses a record exactly when encoding/json or
+// the validation does.
+func FuzzUnmarshalAdmission(f *testing.F) {
+	at := time.Date(2026, 11, 24, 22, 30, 1, 123456789, time.UTC)
+	for _, a := range []coupon.Admission{
+		{CouponID: 42, UserID: 7, Rank: 1, AdmittedAt: at, RequestID: "a1b2c3d4-1z"},
+		{CouponID: 1, UserID: 1, Rank: 1, AdmittedAt: at.In(time.FixedZone("KST", 9*3600))},
+		{CouponID: math.MaxInt64, UserID: 3, Rank: 2, AdmittedAt: at.Truncate(time.Second), RequestID: `q"b\s<a>&é`},
+	} {
+		b, err := coupon.MarshalAdmission(a)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b)
+	}
+	for _, s := range []string{
+		`{"v":1,"couponId":1,"userId":2,"rank":3,"admittedAt":"2026-11-24T22:30:01Z"}`,
+		`{"v":1,"couponId":01,"userId":2,"rank":3,"admittedAt":"2026-11-24T22:30:01Z"}`,
+		`{"v":1,"couponId":-0,"userId":2,"rank":3,"admittedAt":"2026-11-24T22:30:01Z"}`,
+		`{"v":1,"couponId":1e3,"userId":2,"rank":3,"admittedAt":"2026-11-24T22:30:01Z"}`,
+		`{"v":1,"couponId":9223372036854775808,"userId":2,"rank":3,"admittedAt":"2026-11-24T22:30:01Z"}`,
+		`{"v":1,"couponId":1,"userId":2,"rank":3,"admittedAt":"2026-11-24 22:30:01Z"}`,
+		`{"v":1,"couponId":1,"userId":2,"rank":3,"admittedAt":"2026-11-24T22:30:01Z","requestId":""}`,
+		`{"v":1,"couponId":1,"userId":2,"rank":3,"admittedAt":"2026-11-24T22:30:01Z","requestId":"a","requestId":"b"}`,
+		`{"v":1,"couponId":1,"userId":2,"rank":3,"admittedAt":"2026-11-24T22:30:01Z"} `,
+		`{"v":1,"couponId":1,"userId":2,"rank":3,"admittedAt":"2026-11-24T22:30:01Z"}}`,
+		`{"v":1,"couponId":1,"userId":2,"rank":3,"admittedAt":"2026-11-24T22:30:01Z","extra":1}`,
+		`{"v":2,"couponId":1,"userId":2,"rank":3,"admittedAt":"2026-11-24T22:30:01Z"}`,
+		`{"v":1,"couponId":1,"userId":2,"rank":0,"admittedAt":"2026-11-24T22:30:01Z"}`,
+		`{"v":1,"couponId":1,"userId":2,"rank":3}`,
+		`{"V":1,"couponid":1,"userId":2,"rank":3,"admittedAt":"2026-11-24T22:30:01Z"}`,
+		`{"v":1,"couponId":"x"`,
+		``,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		got, err := coupon.UnmarshalAdmission(b)
+		var want coupon.Admission
+		jerr := json.Unmarshal(b, &want)
+		if jerr != nil {
+			if err == nil {
+				t.Fatalf("%q: decoded %+v; encoding/json refuses it: %v", b, got, jerr)
+			}
+			return
+		}
+		valid := want.Version == coupon.EventVersion && want.CouponID > 0 && want.UserID > 0 && want.Rank > 0 && !want.AdmittedAt.IsZero()
+		if (err == nil) != valid {
+			t.Fatalf("%q: error %v; encoding/json decoded %+v (valid: %v)", b, err, want, valid)
+		}
+		if err == nil && !reflect.DeepEqual(got, want) {
+			t.Fatalf("%q: decoded %+v; encoding/json %+v", b, got, want)
+		}
+	})
+}
+
+func BenchmarkUnmarshalAdmission(b *testing.B) {
+	rec, err := coupon.MarshalAdmission(coupon.Admission{CouponID: 42, UserID: 123456789, Rank: 4321, AdmittedAt: time.Now().UTC(), RequestID: "3f2a9c1e-2kx9"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Run("parser", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := coupon.UnmarshalAdmission(rec); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("encoding/json", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			var a coupon.Admission
+			if err := json.Unmarshal(rec, &a); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
+
 // TestIssueStatus: an Issue with a row time is issued, one without is a
 // pending admission (the gateway answers 201 and 202 by it).
 func TestIssueStatus(t *testing.T) {
