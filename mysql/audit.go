@@ -83,14 +83,25 @@ func (db *DB) IssuedQuantity(ctx context.Context, couponIDs ...int64) (int64, er
 		return 0, nil
 	}
 	q := make([]byte, 0, 96+len(ids)*8)
-	q = append(q, "SELECT COUNT(*), COALESCE(SUM(issued_quantity), 0) FROM coupons WHERE id IN ("...)
-	for i, id := range ids {
-		if i > 0 {
-			q = append(q, ',')
+	q = append(q, "SELECT COUNT(*), COALESCE(SUM(issued_quantity), 0) FROM coupons WHERE id "...)
+	if first, last := ids[0], ids[len(ids)-1]; last-first == int64(len(ids)-1) {
+		// Consecutive IDs (coupons created one after another): a range
+		// scan of the primary key, where MariaDB turns a long IN list into
+		// a join costing it ~1.6 ms per call at 1,000 coupons.
+		q = append(q, "BETWEEN "...)
+		q = strconv.AppendInt(q, first, 10)
+		q = append(q, " AND "...)
+		q = strconv.AppendInt(q, last, 10)
+	} else {
+		q = append(q, "IN ("...)
+		for i, id := range ids {
+			if i > 0 {
+				q = append(q, ',')
+			}
+			q = strconv.AppendInt(q, id, 10)
 		}
-		q = strconv.AppendInt(q, id, 10)
+		q = append(q, ')')
 	}
-	q = append(q, ')')
 	var found, total int64
 	if err := db.db.QueryRowContext(ctx, string(q)).Scan(&found, &total); err != nil {
 		return 0, fmt.Errorf("issued quantity of %d coupons: %w", len(ids), err)

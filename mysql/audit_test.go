@@ -43,6 +43,9 @@ func TestReads(t *testing.T) {
 	if n, err := db.IssuedQuantity(ctx, b.ID, a.ID, b.ID); err != nil || n != 3 {
 		t.Errorf("issued quantity with a repeated coupon %d (%v); want 3 (each coupon once)", n, err)
 	}
+	if n, err := db.IssuedQuantity(ctx, 1<<50+1, 1<<50); err == nil { // consecutive: the range query
+		t.Errorf("issued quantity of a range of coupons that do not exist: %d, no error", n)
+	}
 	if n, err := db.IssuedQuantity(ctx, a.ID, 1<<50); err == nil {
 		t.Errorf("issued quantity with a coupon that does not exist: %d, no error", n)
 	}
