@@ -69,7 +69,15 @@ type Config struct {
 // pipelines (about 36 admissions per Redis read instead of 28) cost the
 // gateway 53-56 us of CPU per accepted request instead of 62-69, and the
 // closed-model rate went from 12.8-13.5k to 15.4-16.4k req/s (three runs
-// each); one pipeline was in between.
+// each); one pipeline was in between. Measured again on 2026-12-02
+// (couponctl bench async,async-many, five pairs alternating): one pipeline
+// doubles the users per script call (9-10 to 14-20 on one hot coupon, 12
+// to 20-28 over 1,000 coupons: a request waits for the call in flight),
+// but saves Redis only ~0.6 us per accepted request (6.8 to 6.2 hot, 9.8 to
+// 9.2 many) while the hot coupon's rate was lower in four pairs of five
+// (mean -6%): the batches in the running system are small because few
+// requests are at the gate at once (most wait for Kafka), not for want of
+// a free pipeline, so two stay.
 const (
 	DefaultBatchMax       = 256
 	DefaultBatchPipelines = 2
