@@ -149,7 +149,6 @@ auto.create.topics.enable=false
 delete.topic.enable=true
 num.network.threads=3
 num.io.threads=4
-log.cleaner.dedupe.buffer.size=16777216
 log.retention.hours=168
 log.segment.bytes=268435456
 `, k.port(), k.ctrlPort(), k.data(), c.KafkaPartitions, k.node, strings.Join(voters, ","), rf, isr)
@@ -186,20 +185,10 @@ log.segment.bytes=268435456
 // of a core against 20-25% warm. With C1 alone it uses 25-28% from the
 // first second (couponctl bench, async phase, fresh stack: 18.6k -> 20.4k
 // accepted req/s); a long-lived production broker wants the default.
-//
-// NewRatio=1 gives G1 a fixed young generation of half the heap. With only
-// the 20 ms pause goal, G1 kept it at its 5% minimum (~25 MB of a 512 MB
-// heap): on two shared cores each young pause took 8-80 ms of wall time
-// (its two threads waiting for a core) whatever the young size, every
-// 1-3 s under load, and set the open-model p99 (couponctl bench
-// async-open: 1-3 pauses in each 4 s phase, none with half the heap
-// young). The log cleaner's dedupe buffer (128 MB of heap by default; it
-// only compacts __consumer_offsets here) is 16 MB (the property above), so
-// the old generation fits the other half even in the tests' 256 MB heap.
 func (k *kafkaService) java(heap string) []string {
 	return []string{mustLook("java"),
 		"-Xmx" + heap, "-Xms" + heap,
-		"-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20", "-XX:InitiatingHeapOccupancyPercent=35", "-XX:NewRatio=1",
+		"-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20", "-XX:InitiatingHeapOccupancyPercent=35",
 		"-XX:TieredStopAtLevel=1",
 		"-XX:+ExitOnOutOfMemoryError", "-Djava.awt.headless=true",
 		"-Dlog4j2.configurationFile=" + k.log4j(),
