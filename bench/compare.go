@@ -57,7 +57,7 @@ func DefaultOptions() Options {
 		Strategies:          append([]string(nil), phaseNames...),
 		BaselineConcurrency: 32, BaselineRequests: 3000, BaselineSupply: 2000,
 		AsyncConcurrency: 256, AsyncRequests: 200000, AsyncSupply: 0,
-		OpenRate: 0, WarmupRequests: 40000, OpenDuration: 4 * time.Second,
+		OpenRate: 0, WarmupRequests: 40000, OpenDuration: 10 * time.Second,
 		DupPercent: 10, Coupons: 1, ManyCoupons: 1000, RedisBenchRequests: 100000,
 		DrainTimeout: time.Minute, RequestTimeout: 10 * time.Second,
 	}
