@@ -46,6 +46,10 @@ type Options struct {
 	DupPercent, Coupons, ManyCoupons                      int
 	RedisBenchRequests                                    int
 	DrainTimeout, RequestTimeout                          time.Duration
+	// SystemEnv are KEY=VALUE settings (COUPON_* only) given to the gateway
+	// and sinker a run starts, to bench a setting: the caller's own
+	// COUPON_* variables never reach them.
+	SystemEnv []string
 }
 
 // Phase names --strategies takes, in the order they run.
@@ -88,6 +92,7 @@ func (o *Options) Bind(fs *cli.FlagSet) {
 	fs.IntVar(&o.RedisBenchRequests, "redis-benchmark-requests", "COUPON_BENCH_REDIS_REQUESTS", o.RedisBenchRequests, "EVALSHA calls of the redis-benchmark run, one user per call (0: skip)")
 	fs.DurationVar(&o.DrainTimeout, "drain-timeout", "COUPON_BENCH_DRAIN_TIMEOUT", o.DrainTimeout, "bound on waiting for the sinker to write every accepted request")
 	fs.DurationVar(&o.RequestTimeout, "request-timeout", "COUPON_BENCH_REQUEST_TIMEOUT", o.RequestTimeout, "per-request timeout of the load generator")
+	fs.ListVar(&o.SystemEnv, "system-env", "COUPON_BENCH_SYSTEM_ENV", o.SystemEnv, "COUPON_*=value settings for the gateway and sinker the run starts, comma-separated (e.g. COUPON_GATE_PIPELINES=1); the caller's own COUPON_* variables never reach them")
 }
 
 // Validate reports every problem at once.
@@ -122,6 +127,14 @@ func (o Options) Validate() error {
 		if !o.known(s) {
 			errs = append(errs, fmt.Errorf("--strategies: unknown phase %q (want %s)", s, strings.Join(phaseNames, ", ")))
 		}
+	}
+	for _, kv := range o.SystemEnv {
+		if err := checkSystemEnv(kv); err != nil {
+			errs = append(errs, fmt.Errorf("--system-env: %w", err))
+		}
+	}
+	if o.URL != "" && len(o.SystemEnv) > 0 {
+		errs = append(errs, errors.New("--system-env needs a system the run starts, not --url"))
 	}
 	if o.URL != "" && o.AdminToken == "" {
 		errs = append(errs, errors.New("--url needs --admin-token (COUPON_ADMIN_TOKEN)"))
@@ -420,6 +433,9 @@ func Compare(ctx context.Context, o Options, local Local, command string, out io
 	report.Machine.LoadAvg += " -> " + loadAvg()
 	report.Duration = time.Since(started)
 	report.Notes = append(report.Notes, "Everything ran on this one machine: load generator, gateway, sinker, Redis, Kafka and MariaDB share its cores.")
+	if len(o.SystemEnv) > 0 {
+		report.Notes = append(report.Notes, "The gateway and sinker ran with --system-env "+strings.Join(o.SystemEnv, ",")+" (not the defaults).")
+	}
 	jsonPath, htmlPath, err := report.WriteFiles(dir)
 	if err != nil {
 		return err
@@ -571,7 +587,10 @@ func startSystem(ctx context.Context, o Options, local Local, dir string, r *run
 			env = append(env, kv)
 		}
 	}
-	env = append(append(env, sys.clients.Env()...),
+	if len(o.SystemEnv) > 0 {
+		r.say("      system settings: %s", strings.Join(o.SystemEnv, " "))
+	}
+	env = append(append(append(env, o.SystemEnv...), sys.clients.Env()...), // the run's own settings last: they win
 		"COUPON_TOPIC="+topic,
 		"COUPON_DLQ_TOPIC="+dlq,
 		"COUPON_GROUP_ID="+coupon.DefaultSinkerGroup+"-"+run,
@@ -680,3 +699,25 @@ func (s *system) stop(out io.Writer) {
 		}
 	}
 }
+
+// checkSystemEnv checks one --system-env entry: COUPON_NAME=value, not one
+// of the settings the run makes itself (where the stack, topic, ports and
+// token are).
+func checkSystemEnv(kv string) error {
+	name, _, ok := strings.Cut(kv, "=")
+	switch {
+	case !ok || !strings.HasPrefix(name, "COUPON_") || len(name) == len("COUPON_"):
+		if len(kv) > 64 {
+			kv = kv[:64] + "…"
+		}
+		return fmt.Errorf("%q is not COUPON_NAME=value", kv)
+	case slices.Contains(runSettings, name):
+		return fmt.Errorf("%s is set by the run itself", name)
+	}
+	return nil
+}
+
+// runSettings are the variables startSystem sets for its gateway and sinker.
+var runSettings = []string{"COUPON_TOPIC", "COUPON_DLQ_TOPIC", "COUPON_GROUP_ID", "COUPON_ADMIN_TOKEN", "COUPON_HTTP_ADDR",
+	"COUPON_METRICS_ADDR", "COUPON_LOG_LEVEL", "COUPON_REDIS_ADDRS", "COUPON_REDIS_MASTER_NAME", "COUPON_REDIS_WAIT_REPLICAS",
+	"COUPON_KAFKA_BROKERS", "COUPON_MYSQL_DSN"}

@@ -32,6 +32,13 @@ func TestOptionsPhases(t *testing.T) {
 		{name: "zero supply", args: []string{"--baseline-supply", "0"}, wantErr: "--baseline-supply must be at least 1"},
 		{name: "duplicates bounded", args: []string{"--dup-percent", "95"}, wantErr: "--dup-percent must be 0..90"},
 		{name: "url needs a token", args: []string{"--url", "http://127.0.0.1:1"}, wantErr: "--url needs --admin-token"},
+		{name: "system setting", args: []string{"--system-env", "COUPON_GATE_PIPELINES=1,COUPON_FETCH_MAX_WAIT=50ms"},
+			want: []string{"db-lock", "redis-lock", "ceiling", "async", "async-many", "async-open", "ceiling-open"}},
+		{name: "system setting not COUPON_", args: []string{"--system-env", "GOGC=400"}, wantErr: `"GOGC=400" is not COUPON_NAME=value`},
+		{name: "system setting without a value", args: []string{"--system-env", "COUPON_GATE_PIPELINES"}, wantErr: "is not COUPON_NAME=value"},
+		{name: "system setting the run makes", args: []string{"--system-env", "COUPON_TOPIC=x"}, wantErr: "COUPON_TOPIC is set by the run itself"},
+		{name: "system setting with url", args: []string{"--url", "http://127.0.0.1:1", "--admin-token", "t", "--system-env", "COUPON_GATE_PIPELINES=1"},
+			wantErr: "--system-env needs a system the run starts"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
