@@ -10,6 +10,7 @@ import (
 const (
 	EINVALID      = "invalid_request"        // 400: malformed input, names the field
 	EUNAUTHORIZED = "unauthorized"           // 401: missing or bad credentials
+	EFORBIDDEN    = "forbidden"              // 403: valid credentials of another user than the request's
 	ENOTSTARTED   = "issue_not_started"      // 403: before the coupon's window
 	EENDED        = "issue_ended"            // 403: after the coupon's window
 	ENOTFOUND     = "coupon_not_found"       // 404: no such coupon

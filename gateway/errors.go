@@ -15,7 +15,7 @@ func statusOf(code string) int {
 		return fiber.StatusBadRequest
 	case coupon.EUNAUTHORIZED:
 		return fiber.StatusUnauthorized
-	case coupon.ENOTSTARTED, coupon.EENDED:
+	case coupon.EFORBIDDEN, coupon.ENOTSTARTED, coupon.EENDED:
 		return fiber.StatusForbidden
 	case coupon.ENOTFOUND, coupon.ENOTISSUED, coupon.ENOROUTE:
 		return fiber.StatusNotFound

@@ -533,7 +533,7 @@ func (s *Server) authorizeUserRead(c *fiber.Ctx, userID int64) error {
 		return err
 	}
 	if sub != userID {
-		return coupon.Errorf(coupon.EUNAUTHORIZED, "The token is user %d's: it may not read the issues of user %d.", sub, userID)
+		return coupon.Errorf(coupon.EFORBIDDEN, "The token is user %d's: it may not read the issues of user %d.", sub, userID)
 	}
 	return nil
 }

@@ -9,8 +9,8 @@ import (
 
 // decodeIssueRequestAs decodes the body of an issue request authenticated
 // as user sub: userId may be left out (empty body, {} or null) and must
-// otherwise be sub. A different user is 401 unauthorized: the token does
-// not authorize acting for another user.
+// otherwise be sub. A different user is 403 forbidden: the token is valid
+// but does not authorize acting for another user.
 func decodeIssueRequestAs(body []byte, sub int64) (int64, error) {
 	if len(bytes.TrimSpace(body)) == 0 {
 		return sub, nil
@@ -27,7 +27,7 @@ func decodeIssueRequestAs(body []byte, sub int64) (int64, error) {
 		return 0, err
 	}
 	if userID != sub {
-		return 0, coupon.Errorf(coupon.EUNAUTHORIZED, "userId %d differs from the token's user %d.", userID, sub)
+		return 0, coupon.Errorf(coupon.EFORBIDDEN, "userId %d differs from the token's user %d.", userID, sub)
 	}
 	return userID, nil
 }

@@ -18,7 +18,7 @@ func TestDecodeIssueRequestAs(t *testing.T) {
 		{"empty object", "{}", 7, "", ""},
 		{"null userId", `{"userId": null}`, 7, "", ""},
 		{"same user", `{"userId": 7}`, 7, "", ""},
-		{"other user", `{"userId": 8}`, 0, coupon.EUNAUTHORIZED, "differs from the token's user 7"},
+		{"other user", `{"userId": 8}`, 0, coupon.EFORBIDDEN, "differs from the token's user 7"},
 		{"string userId", `{"userId": "7"}`, 0, coupon.EINVALID, "userId must be a JSON number"},
 		{"zero userId", `{"userId": 0}`, 0, coupon.EINVALID, "userId must be an integer from 1"},
 		{"not an object", `[7]`, 0, coupon.EINVALID, "JSON object"},
@@ -41,7 +41,7 @@ func TestDecodeIssueRequestAs(t *testing.T) {
 }
 
 // FuzzDecodeIssueRequestAs: no input panics; a success is always the
-// token's user; a refusal is 400 or 401 with a message.
+// token's user; a refusal is 400 or 403 with a message.
 func FuzzDecodeIssueRequestAs(f *testing.F) {
 	for _, s := range []string{``, `{}`, `{"userId": 7}`, `{"userId": 8}`, `{"userId": null}`, `null`, `{"userId": "7"}`, `{"userId": 7e0}`} {
 		f.Add([]byte(s))
@@ -54,7 +54,7 @@ func FuzzDecodeIssueRequestAs(f *testing.F) {
 			}
 			return
 		}
-		if code := coupon.ErrorCode(err); code != coupon.EINVALID && code != coupon.EUNAUTHORIZED || coupon.ErrorMessage(err) == "" {
+		if code := coupon.ErrorCode(err); code != coupon.EINVALID && code != coupon.EFORBIDDEN || coupon.ErrorMessage(err) == "" {
 			t.Fatalf("body %q: %v", body, err)
 		}
 	})
