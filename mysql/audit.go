@@ -94,12 +94,7 @@ func (db *DB) IssuedQuantity(ctx context.Context, couponIDs ...int64) (int64, er
 		q = strconv.AppendInt(q, last, 10)
 	} else {
 		q = append(q, "IN ("...)
-		for i, id := range ids {
-			if i > 0 {
-				q = append(q, ',')
-			}
-			q = strconv.AppendInt(q, id, 10)
-		}
+		q = appendIDs(q, ids, func(id int64) int64 { return id })
 		q = append(q, ')')
 	}
 	var found, total int64
