@@ -73,6 +73,32 @@ type Publisher interface {
 	Publish(ctx context.Context, a Admission) error
 }
 
+// GateThen is a Gate that can admit without blocking its caller, so that
+// the goroutine that learns an admission can hand it straight on (the async
+// issuer publishes it from there) instead of waking the caller to do it.
+type GateThen interface {
+	// AdmitThen is Admit that does not wait: then receives Admit's
+	// results (with the same contract), exactly once, on the goroutine that
+	// learnt them (possibly the caller's, before AdmitThen returns). then
+	// must not block for long: other admissions wait behind it. ctx bounds
+	// the call as it bounds Admit's until it is sent.
+	AdmitThen(ctx context.Context, couponID, userID, total int64, then func(rank int64, err error))
+}
+
+// PublisherThen is a Publisher that can publish without blocking its
+// caller.
+type PublisherThen interface {
+	// PublishThen is Publish that does not wait: then receives Publish's
+	// error (the same contract: nil only once all in-sync replicas
+	// acknowledged the record, else ErrPublishFailed or ErrPublishUnknown
+	// in its chain), exactly once, on the goroutine that learnt the
+	// outcome (possibly the caller's, before PublishThen returns). then
+	// must not block for long. ctx's end bounds the publish as it bounds
+	// Publish's: a record whose ctx has ended before it is sent is not
+	// sent, and the produce request carrying it ends by ctx's deadline.
+	PublishThen(ctx context.Context, a Admission, then func(error))
+}
+
 // Publish failure kinds; test with errors.Is.
 var (
 	ErrPublishFailed  = &Error{Code: EUNAVAILABLE, Message: "The request could not be queued; please retry."}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"testing"
+	"time"
 
 	"github.com/coupondrop/coupon"
 	"github.com/coupondrop/coupon/lua"
@@ -78,5 +79,64 @@ func TestBatchCallErrorStaysInItsCall(t *testing.T) {
 	}
 	if r := batch[1]; r.err != nil || r.code != lua.AdmitOK || r.rank != 1 {
 		t.Errorf("request of the good coupon: code %d rank %d err %v; want admitted with rank 1", r.code, r.rank, r.err)
+	}
+}
+
+// TestAdmitThen: AdmitThen gives the same answers as Admit, each once, for
+// callers that do not wait: concurrent admissions get ranks 1..n, a second
+// admission of a user gets EALREADY with its rank, one past the total
+// sold out, and a call whose context has ended admitted nobody (not an
+// unknown outcome).
+func TestAdmitThen(t *testing.T) {
+	g := mustOpenGate(t, DefaultConfig())
+	ctx := context.Background()
+	const total = 50
+	id := newCoupon(t, g)
+	type answer struct {
+		user, rank int64
+		err        error
+	}
+	answers := make(chan answer, 2*total)
+	admit := func(ctx context.Context, user int64) {
+		g.AdmitThen(ctx, id, user, total, func(rank int64, err error) { answers <- answer{user, rank, err} })
+	}
+	for u := int64(1); u <= total; u++ {
+		admit(ctx, u)
+	}
+	ranks := map[int64]int64{}
+	seen := map[int64]bool{}
+	for range total {
+		a := <-answers
+		if a.err != nil || a.rank < 1 || a.rank > total || seen[a.rank] {
+			t.Fatalf("user %d: rank %d, %v; want a rank of its own in 1..%d", a.user, a.rank, a.err, total)
+		}
+		seen[a.rank], ranks[a.user] = true, a.rank
+	}
+	gone, cancel := context.WithDeadline(ctx, time.Now().Add(-time.Second)) // as the gateway's bounds end
+	defer cancel()
+	admit(gone, total+1)
+	admit(ctx, 7)
+	admit(ctx, total+2)
+	got := map[int64]answer{}
+	for range 3 {
+		a := <-answers
+		got[a.user] = a
+	}
+	if a := got[total+1]; coupon.ErrorCode(a.err) != coupon.EUNAVAILABLE || errors.Is(a.err, coupon.ErrGateUnknown) {
+		t.Errorf("admit with an ended context: %v; want EUNAVAILABLE, not unknown", a.err)
+	}
+	if a := got[7]; coupon.ErrorCode(a.err) != coupon.EALREADY || a.rank != ranks[7] {
+		t.Errorf("second admission of user 7: rank %d, %v; want EALREADY with rank %d", a.rank, a.err, ranks[7])
+	}
+	if a := got[total+2]; coupon.ErrorCode(a.err) != coupon.ESOLDOUT {
+		t.Errorf("admission past the total: %v; want sold out", a.err)
+	}
+	if n, err := g.Admitted(ctx, id); err != nil || n != total {
+		t.Errorf("admitted %d, %v; want %d", n, err, total)
+	}
+	select {
+	case a := <-answers:
+		t.Errorf("an extra answer: %+v", a)
+	default:
 	}
 }

@@ -20,7 +20,10 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-var _ coupon.Gate = (*Gate)(nil)
+var (
+	_ coupon.Gate     = (*Gate)(nil)
+	_ coupon.GateThen = (*Gate)(nil)
+)
 
 // Config configures the gate's Redis client and its admission batching.
 // Start from DefaultConfig.
@@ -382,10 +385,31 @@ func (g *Gate) Resize(ctx context.Context, couponID, total, revision int64) (int
 func (g *Gate) Admit(ctx context.Context, couponID, userID, total int64) (int64, error) {
 	r := &admitReq{couponID: couponID, userID: userID, total: total}
 	if g.batch != nil {
-		g.batch.admit(ctx, r)
+		if err := g.batch.q.Do(ctx, r); err != nil {
+			r.err = queueError(err)
+		}
 	} else {
 		g.admitCalls(ctx, g.split([][]*admitReq{{r}}))
 	}
+	return g.result(r)
+}
+
+// AdmitThen is Admit without waiting (coupon.GateThen): then gets Admit's
+// results, once, from the goroutine that ran the user's batch, which goes
+// on with the batch's other users once then returns. A call whose ctx has
+// ended by the time a batch takes it is not sent (Admit's "given up while
+// queued"). Without batching it calls Admit and then before returning.
+func (g *Gate) AdmitThen(ctx context.Context, couponID, userID, total int64, then func(rank int64, err error)) {
+	if g.batch == nil {
+		then(g.Admit(ctx, couponID, userID, total))
+		return
+	}
+	g.batch.q.Go(ctx, &admitReq{couponID: couponID, userID: userID, total: total, then: then})
+}
+
+// result is Admit's answer for r once its batch (or its queueing) set it.
+func (g *Gate) result(r *admitReq) (int64, error) {
+	couponID, userID := r.couponID, r.userID
 	if r.err != nil {
 		if mayHaveRun(r.err) {
 			return 0, fmt.Errorf("admit user %d to coupon %d: %w: %w", userID, couponID, coupon.ErrGateUnknown, r.err)
@@ -638,25 +662,32 @@ type admitReq struct {
 	couponID, userID, total int64
 	code, rank              int64
 	err                     error
+	then                    func(rank int64, err error) // AdmitThen's; nil for Admit
 }
 
 func newBatcher(g *Gate, max, pipelines int) *batcher {
 	return &batcher{q: batch.New(batch.Config[*admitReq]{Max: max, Slots: pipelines, WaitSent: true,
 		// Callers' contexts are honoured while queued; once sent, the
 		// pipeline is bounded by the client's timeouts.
-		Run: func(reqs []*admitReq) { g.admitCalls(context.Background(), g.split(groupByCoupon(reqs))) }})}
+		Run: func(reqs []*admitReq) { g.admitCalls(context.Background(), g.split(groupByCoupon(reqs))) },
+		Then: func(r *admitReq, err error) {
+			if err != nil {
+				r.err = queueError(err)
+			}
+			r.then(g.result(r))
+		}})}
 }
 
 var errClosed = &coupon.Error{Code: coupon.EUNAVAILABLE, Message: "The admission gate is shutting down; please retry."}
 
-// admit queues r and waits until its batch set its outcome.
-func (b *batcher) admit(ctx context.Context, r *admitReq) {
-	switch err := b.q.Do(ctx, r); {
-	case errors.Is(err, batch.ErrClosed):
-		r.err = errClosed
-	case err != nil: // given up while queued: nothing was sent
-		r.err = fmt.Errorf("%w: %w", errQueued, err)
+// queueError is the outcome of a call the batcher refused (err not nil):
+// the gate is closed, or the call was given up while queued (nothing was
+// sent).
+func queueError(err error) error {
+	if errors.Is(err, batch.ErrClosed) {
+		return errClosed
 	}
+	return fmt.Errorf("%w: %w", errQueued, err)
 }
 
 // admitCalls runs the admit script calls in one pipeline and sets each

@@ -13,8 +13,13 @@ import (
 // admission to Kafka, answer once the broker acknowledged it. The sinker
 // writes the row later.
 type AsyncIssuer struct {
-	gate           coupon.Gate
-	pub            coupon.Publisher
+	gate coupon.Gate
+	pub  coupon.Publisher
+	// admitThen is the gate's AdmitThen (Admit, then its callback, for a
+	// gate without one); pubThen is the publisher's PublishThen, nil when
+	// it has only Publish (Issue publishes then).
+	admitThen      func(ctx context.Context, couponID, userID, total int64, then func(int64, error))
+	pubThen        coupon.PublisherThen
 	gateTimeout    time.Duration
 	publishTimeout time.Duration
 	// The gate and publish bounds of Issue: shared per millisecond, not a
@@ -31,9 +36,61 @@ var _ coupon.Issuer = (*AsyncIssuer)(nil)
 // are not cancelled with the caller's context: a client that goes away must
 // not turn a certain outcome into an unknown one. (The admission's and the
 // publish's bounds end up to a millisecond late: requests share them.)
+//
+// When the gate is a coupon.GateThen and the publisher a
+// coupon.PublisherThen, the goroutine that learns an admission queues its
+// record for Kafka itself, and Issue waits once, for the publish's outcome
+// (not once for the gate and once more for the broker).
 func NewAsyncIssuer(gate coupon.Gate, pub coupon.Publisher, gateTimeout, publishTimeout time.Duration, logger *slog.Logger) *AsyncIssuer {
-	return &AsyncIssuer{gate: gate, pub: pub, gateTimeout: gateTimeout, publishTimeout: publishTimeout,
+	a := &AsyncIssuer{gate: gate, pub: pub, gateTimeout: gateTimeout, publishTimeout: publishTimeout,
 		gateBound: newSharedDeadlines(gateTimeout, deadlineGrain), publishBound: newSharedDeadlines(publishTimeout, deadlineGrain), logger: logger}
+	if g, ok := gate.(coupon.GateThen); ok {
+		a.admitThen = g.AdmitThen
+	} else {
+		a.admitThen = func(ctx context.Context, couponID, userID, total int64, then func(int64, error)) {
+			then(gate.Admit(ctx, couponID, userID, total))
+		}
+	}
+	a.pubThen, _ = pub.(coupon.PublisherThen)
+	return a
+}
+
+// issueWait is one Issue's progress, written by the goroutines that learn
+// the admission and the publish, read by Issue once done is closed.
+type issueWait struct {
+	done           chan struct{}
+	rank           int64
+	gateErr        error
+	admission      coupon.Admission
+	gateTook       time.Duration
+	published      bool // the publish ran (pubErr is its outcome)
+	pubErr         error
+	publishStarted time.Time
+}
+
+// admitAndPublish admits userID and, once admitted, publishes the
+// admission (from the goroutine that learnt it, with a PublisherThen) and
+// returns when both are done, or the gate refused, or (without a
+// PublisherThen) the publish is left to the caller.
+func (a *AsyncIssuer) admitAndPublish(base context.Context, c *coupon.Coupon, userID int64, requestID string) *issueWait {
+	w := &issueWait{done: make(chan struct{})}
+	start := time.Now()
+	a.admitThen(a.gateBound.ctx(base), c.ID, userID, c.TotalQuantity, func(rank int64, err error) {
+		now := time.Now()
+		w.rank, w.gateErr, w.gateTook = rank, err, now.Sub(start)
+		if err != nil || a.pubThen == nil {
+			close(w.done)
+			return
+		}
+		w.admission = coupon.Admission{CouponID: c.ID, UserID: userID, Rank: rank, AdmittedAt: now.UTC(), RequestID: requestID}
+		w.publishStarted, w.published = now, true
+		a.pubThen.PublishThen(a.publishBound.ctx(base), w.admission, func(err error) {
+			w.pubErr = err
+			close(w.done)
+		})
+	})
+	<-w.done
+	return w
 }
 
 // Issue admits userID to c and publishes the admission. The returned Issue
@@ -50,9 +107,9 @@ func (a *AsyncIssuer) Issue(ctx context.Context, c *coupon.Coupon, userID int64,
 		base = context.WithoutCancel(ctx)
 	}
 
-	start := time.Now()
-	rank, err := a.gate.Admit(a.gateBound.ctx(base), c.ID, userID, c.TotalQuantity)
-	a.metrics.observeRedis(start)
+	w := a.admitAndPublish(base, c, userID, requestID)
+	a.metrics.observeRedis(w.gateTook)
+	rank, err := w.rank, w.gateErr
 	if coupon.ErrorCode(err) == coupon.EALREADY {
 		return &coupon.Issue{CouponID: c.ID, UserID: userID, Rank: rank, Partition: -1, Offset: -1}, err
 	} else if errors.Is(err, coupon.ErrGateUnknown) {
@@ -72,13 +129,14 @@ func (a *AsyncIssuer) Issue(ctx context.Context, c *coupon.Coupon, userID int64,
 		return nil, joinCause(gateUnknown(c.ID, userID), err) // as above: the script may have run
 	}
 
-	admittedAt := time.Now().UTC()
-	adm := coupon.Admission{CouponID: c.ID, UserID: userID, Rank: rank, AdmittedAt: admittedAt, RequestID: requestID}
-	start = time.Now()
-	err = a.pub.Publish(a.publishBound.ctx(base), adm)
-	a.metrics.observePublish(start)
-	if err == nil {
-		return &coupon.Issue{CouponID: c.ID, UserID: userID, Rank: rank, AdmittedAt: admittedAt, Partition: -1, Offset: -1}, nil
+	if !w.published { // a publisher without PublishThen
+		w.publishStarted = time.Now()
+		w.admission = coupon.Admission{CouponID: c.ID, UserID: userID, Rank: rank, AdmittedAt: w.publishStarted.UTC(), RequestID: requestID}
+		w.pubErr = a.pub.Publish(a.publishBound.ctx(base), w.admission)
+	}
+	a.metrics.observePublish(time.Since(w.publishStarted))
+	if err = w.pubErr; err == nil {
+		return &coupon.Issue{CouponID: c.ID, UserID: userID, Rank: rank, AdmittedAt: w.admission.AdmittedAt, Partition: -1, Offset: -1}, nil
 	}
 
 	log := a.logger.With("requestId", requestID, "couponId", c.ID, "userId", userID, "rank", rank)

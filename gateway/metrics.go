@@ -147,15 +147,15 @@ func (m *metrics) inflightAdd(d int64) {
 	}
 }
 
-func (m *metrics) observeRedis(start time.Time) {
+func (m *metrics) observeRedis(d time.Duration) {
 	if m != nil {
-		m.redis.Observe(time.Since(start).Seconds())
+		m.redis.Observe(d.Seconds())
 	}
 }
 
-func (m *metrics) observePublish(start time.Time) {
+func (m *metrics) observePublish(d time.Duration) {
 	if m != nil {
-		m.publish.Observe(time.Since(start).Seconds())
+		m.publish.Observe(d.Seconds())
 	}
 }
 

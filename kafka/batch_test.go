@@ -128,7 +128,7 @@ func TestPublishBatchUnknownWhenAckLost(t *testing.T) {
 			return p.Publish(ctx, coupon.Admission{CouponID: c, UserID: 1e9, Rank: 1, AdmittedAt: time.Now()})
 		})
 	}
-	px.dropReplies.Store(true)
+	px.DropReplies.Store(true)
 	recs, _ := batchRecords(t, 3, nil, coupons...)
 	pctx, cancel := context.WithTimeout(ctx, time.Second)
 	defer cancel()

@@ -24,7 +24,10 @@ import (
 	"github.com/segmentio/kafka-go/protocol/produce"
 )
 
-var _ coupon.Publisher = (*Publisher)(nil)
+var (
+	_ coupon.Publisher     = (*Publisher)(nil)
+	_ coupon.PublisherThen = (*Publisher)(nil)
+)
 
 // Config configures the Publisher. Start from DefaultConfig.
 type Config struct {
@@ -135,6 +138,12 @@ type Publisher struct {
 type record struct {
 	key, value []byte
 	err        error
+	// A PublishThen record also carries its context, its callback and
+	// its attempts so far (retries re-queue the same record).
+	ctx              context.Context
+	then             func(error)
+	tries            attempts
+	couponID, userID int64
 }
 
 // InFlight is how many produce batches the publisher keeps in flight at
@@ -157,7 +166,7 @@ func New(cfg Config, logger *slog.Logger) (*Publisher, error) {
 	p := &Publisher{transport: transport, addr: kafkago.TCP(cfg.Brokers...), cfg: cfg, logger: logger}
 	p.batch = batch.New(batch.Config[*record]{Max: cfg.BatchSize, Slots: InFlight, Linger: cfg.BatchTimeout,
 		Size: func(r *record) int64 { return int64(len(r.key) + len(r.value) + recordOverhead) }, MaxSize: cfg.BatchBytes,
-		Run: p.exec})
+		Run: p.exec, Then: p.attempted})
 	logger.Info("kafka publisher ready", "brokers", cfg.Brokers, "topic", cfg.Topic,
 		"batch_size", cfg.BatchSize, "write_timeout", cfg.WriteTimeout)
 	return p, nil
@@ -181,6 +190,69 @@ func (p *Publisher) Publish(ctx context.Context, a coupon.Admission) error {
 	return nil
 }
 
+// PublishThen is Publish without waiting (coupon.PublisherThen): the
+// record joins the next batch and then gets its outcome from the goroutine
+// that ran its last batch; a retry waits its backoff on a timer and queues
+// the record again. A record whose ctx has ended before a batch takes it is
+// not sent, and the batch carrying it ends by ctx's deadline.
+func (p *Publisher) PublishThen(ctx context.Context, a coupon.Admission, then func(error)) {
+	value, err := coupon.MarshalAdmission(a)
+	if err != nil {
+		then(fmt.Errorf("publish admission of user %d to coupon %d: %w: %w", a.UserID, a.CouponID, coupon.ErrPublishFailed, err))
+		return
+	}
+	r := &record{key: coupon.EventKey(a.CouponID), value: value, ctx: ctx, then: then, couponID: a.CouponID, userID: a.UserID}
+	if err := p.tooLarge(r.key, r.value); err != nil {
+		p.attempted(r, err)
+		return
+	}
+	p.batch.Go(ctx, r)
+}
+
+// attempted takes the outcome of one attempt of a PublishThen record (the
+// batcher's Then): it hands the record's final outcome to its then, or
+// queues it again after the backoff when the error is transient and
+// attempts are left (Publish's rules, publishWithRetry).
+func (p *Publisher) attempted(r *record, err error) {
+	switch {
+	case errors.Is(err, batch.ErrClosed):
+		err = errClosed
+	case err == nil:
+		err = r.err
+	}
+	if err == nil {
+		r.then(nil)
+		return
+	}
+	r.tries.failed(err)
+	if n := len(r.tries.errs); n < p.cfg.MaxAttempts && Retryable(err) {
+		r.err = nil
+		time.AfterFunc(time.Duration(n)*p.cfg.RetryBackoff, func() {
+			if err := r.ctx.Err(); err != nil {
+				r.tries.errs = append(r.tries.errs, err) // not an attempt: it changes no outcome
+				r.then(r.finalError())
+				return
+			}
+			p.batch.Go(r.ctx, r)
+		})
+		return
+	}
+	r.then(r.finalError())
+}
+
+// finalError is a PublishThen record's error once no attempt is left.
+func (r *record) finalError() error {
+	return fmt.Errorf("publish admission of user %d to coupon %d: %w", r.userID, r.couponID, r.tries.err())
+}
+
+// tooLarge refuses a record that no batch can carry.
+func (p *Publisher) tooLarge(key, value []byte) error {
+	if n := int64(len(key) + len(value) + recordOverhead); n > p.cfg.BatchBytes {
+		return kafkago.MessageTooLargeError{Message: kafkago.Message{Key: key, Value: value}}
+	}
+	return nil
+}
+
 // errClosed is the answer of a closed publisher (io.ErrClosedPipe, as
 // kafka-go's Writer answers).
 var errClosed = fmt.Errorf("kafka publisher closed: %w", io.ErrClosedPipe)
@@ -189,8 +261,8 @@ var errClosed = fmt.Errorf("kafka publisher closed: %w", io.ErrClosedPipe)
 // ctx ends while it is queued, nothing is sent (batch.ErrNotSent); once
 // sent, ctx's end returns ctx's error (the outcome is then unknown).
 func (p *Publisher) send(ctx context.Context, key, value []byte) error {
-	if n := int64(len(key) + len(value) + recordOverhead); n > p.cfg.BatchBytes {
-		return kafkago.MessageTooLargeError{Message: kafkago.Message{Key: key, Value: value}}
+	if err := p.tooLarge(key, value); err != nil {
+		return err
 	}
 	r := &record{key: key, value: value}
 	switch err := p.batch.Do(ctx, r); {
@@ -206,9 +278,20 @@ func (p *Publisher) send(ctx context.Context, key, value []byte) error {
 // attributes, timestamp and offset deltas, key and value lengths, headers).
 const recordOverhead = 32
 
-// exec produces a batch's records under one deadline.
+// exec produces a batch's records under one deadline: WriteTimeout, or
+// the earliest deadline of its PublishThen records (nobody else bounds
+// their wait; Publish's callers stop waiting at theirs).
 func (p *Publisher) exec(records []*record) {
-	ctx, cancel := context.WithTimeout(context.Background(), p.cfg.WriteTimeout)
+	deadline := time.Now().Add(p.cfg.WriteTimeout)
+	for _, r := range records {
+		if r.ctx == nil {
+			continue
+		}
+		if d, ok := r.ctx.Deadline(); ok && d.Before(deadline) {
+			deadline = d
+		}
+	}
+	ctx, cancel := context.WithDeadline(context.Background(), deadline)
 	defer cancel()
 	p.produce(ctx, records)
 }
@@ -370,35 +453,51 @@ func (p *Publisher) partitions(n int) []int {
 	return ids
 }
 
-// publishWithRetry calls write up to attempts times while the error is
+// publishWithRetry calls write up to maxAttempts times while the error is
 // transient. The result wraps ErrPublishUnknown if any attempt may have
 // reached the log, ErrPublishFailed if none did; a later certain failure
 // never clears an earlier unknown.
-func publishWithRetry(ctx context.Context, attempts int, backoff time.Duration, write func(context.Context) error) error {
-	maybeSent := false
-	var errs []error
+func publishWithRetry(ctx context.Context, maxAttempts int, backoff time.Duration, write func(context.Context) error) error {
+	var t attempts
 	for attempt := 1; ; attempt++ {
 		err := write(ctx)
 		if err == nil {
 			return nil
 		}
-		errs = append(errs, err)
-		if Classify(err) == MaybeSent {
-			maybeSent = true
-		}
-		if attempt >= attempts || !Retryable(err) {
+		t.failed(err)
+		if attempt >= maxAttempts || !Retryable(err) {
 			break
 		}
 		if err := sleep(ctx, time.Duration(attempt)*backoff); err != nil {
-			errs = append(errs, err)
+			t.errs = append(t.errs, err) // not an attempt: it changes no outcome
 			break
 		}
 	}
+	return t.err()
+}
+
+// attempts are a record's failed attempts: their errors, and whether one
+// may have reached the log.
+type attempts struct {
+	errs      []error
+	maybeSent bool
+}
+
+func (t *attempts) failed(err error) {
+	t.errs = append(t.errs, err)
+	if Classify(err) == MaybeSent {
+		t.maybeSent = true
+	}
+}
+
+// err wraps ErrPublishUnknown if any attempt may have reached the log,
+// ErrPublishFailed if none did.
+func (t *attempts) err() error {
 	kind := coupon.ErrPublishFailed
-	if maybeSent {
+	if t.maybeSent {
 		kind = coupon.ErrPublishUnknown
 	}
-	return fmt.Errorf("%w after %d attempt(s): %w", kind, len(errs), attemptErrors(errs))
+	return fmt.Errorf("%w after %d attempt(s): %w", kind, len(t.errs), attemptErrors(t.errs))
 }
 
 // attemptErrors are the errors of successive attempts, on one line.

@@ -10,7 +10,6 @@ import (
 	"sort"
 	"strconv"
 	"sync"
-	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -372,7 +371,7 @@ func TestPublishUnknownWhenAckLost(t *testing.T) {
 	if err := p.Publish(ctx, warm); err != nil {
 		t.Fatalf("publish through the proxy: %v", err)
 	}
-	px.dropReplies.Store(true)
+	px.DropReplies.Store(true)
 	lost := coupon.Admission{CouponID: 5, UserID: 2, Rank: 2, AdmittedAt: time.Now()}
 	err := p.Publish(ctx, lost)
 	if !errors.Is(err, coupon.ErrPublishUnknown) || errors.Is(err, coupon.ErrPublishFailed) {
@@ -391,67 +390,13 @@ func TestPublishUnknownWhenAckLost(t *testing.T) {
 
 // mustNewProxiedPublisher returns a publisher on topic whose connections
 // go through a proxy to the only broker, with a one-second write timeout.
-func mustNewProxiedPublisher(t *testing.T, topic string) (*Publisher, *proxy) {
+func mustNewProxiedPublisher(t *testing.T, topic string) (*Publisher, *testenv.Proxy) {
 	t.Helper()
-	px := startProxy(t, brokers()[0])
+	px := testenv.StartProxy(t, brokers()[0])
 	cfg := testConfig(topic)
 	cfg.WriteTimeout = time.Second
 	cfg.Dial = func(ctx context.Context, network, _ string) (net.Conn, error) {
-		return (&net.Dialer{}).DialContext(ctx, network, px.addr())
+		return (&net.Dialer{}).DialContext(ctx, network, px.Addr())
 	}
 	return mustNewPublisher(t, cfg), px
 }
-
-type proxy struct {
-	ln          net.Listener
-	target      string
-	dropReplies atomic.Bool
-}
-
-func startProxy(tb testing.TB, target string) *proxy {
-	tb.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	px := &proxy{ln: ln, target: target}
-	var conns sync.Map
-	tb.Cleanup(func() {
-		_ = ln.Close()
-		conns.Range(func(k, _ any) bool { _ = k.(net.Conn).Close(); return true })
-	})
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			u, err := net.Dial("tcp", target)
-			if err != nil {
-				_ = c.Close()
-				continue
-			}
-			conns.Store(c, nil)
-			conns.Store(u, nil)
-			go func() { _, _ = io.Copy(u, c); _ = u.Close() }()
-			go func() {
-				buf := make([]byte, 64<<10)
-				for {
-					n, err := u.Read(buf)
-					if n > 0 && !px.dropReplies.Load() {
-						if _, werr := c.Write(buf[:n]); werr != nil {
-							break
-						}
-					}
-					if err != nil {
-						break
-					}
-				}
-				_ = c.Close()
-			}()
-		}
-	}()
-	return px
-}
-
-func (px *proxy) addr() string { return px.ln.Addr().String() }

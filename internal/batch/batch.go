@@ -1,8 +1,11 @@
 // Package batch runs concurrent calls in batches: each call queues its item
 // and waits; a loop takes the items queued whenever one of its slots is
 // free (a lone item goes out at once, batches grow with load) and runs the
-// items whose callers still wait. The admission gate and the Kafka
-// publisher batch with it.
+// items whose callers still wait. A call may also queue its item without
+// waiting (Go): its outcome is then handed to Config.Then by the goroutine
+// that ran the batch, so one goroutine can pass a result on to the next
+// batcher without waking the caller in between. The admission gate and the
+// Kafka publisher batch with it.
 package batch
 
 import (
@@ -33,6 +36,13 @@ type Config[T any] struct {
 	// order. It reports each item's outcome in the item itself; Do returns
 	// once Run has returned.
 	Run func([]T)
+	// Then receives the outcome of each item queued with Go, exactly once:
+	// nil once Run has handled it; ErrNotSent wrapping its context's error
+	// when that context had ended before a batch took it (it was never
+	// run); ErrClosed after Close. It is called on the goroutine that ran
+	// the item's batch (Go's caller's, for an item refused at once) and
+	// must not block for long: the batch's other items wait for it.
+	Then func(v T, err error)
 }
 
 // Batcher batches the calls of Do; see the package comment.
@@ -50,6 +60,9 @@ type item[T any] struct {
 	v       T
 	claimed atomic.Bool // set by whoever decides first: the batch (run) or the caller (abandon)
 	done    chan struct{}
+	// ctx is a Go item's context (nil for Do's): nobody waits on it, so
+	// the batch checks it when it takes the item.
+	ctx context.Context
 }
 
 // ErrClosed is Do's answer after Close.
@@ -77,22 +90,9 @@ func (b *Batcher[T]) Do(ctx context.Context, v T) error {
 		return fmt.Errorf("%w: %w", ErrNotSent, err)
 	}
 	it := &item[T]{v: v, done: make(chan struct{})}
-	b.mu.RLock()
-	if b.closed {
-		b.mu.RUnlock()
-		return ErrClosed
+	if err := b.queue(ctx, it); err != nil {
+		return err
 	}
-	select {
-	case b.reqs <- it: // room in the queue (the usual case): no select on ctx
-	default:
-		select {
-		case b.reqs <- it:
-		case <-ctx.Done():
-			b.mu.RUnlock()
-			return fmt.Errorf("%w: %w", ErrNotSent, ctx.Err())
-		}
-	}
-	b.mu.RUnlock()
 	select {
 	case <-it.done:
 		return nil
@@ -105,6 +105,40 @@ func (b *Batcher[T]) Do(ctx context.Context, v T) error {
 			return nil
 		}
 		return ctx.Err()
+	}
+}
+
+// Go queues v for the next batch like Do but returns at once: v's outcome
+// goes to Config.Then (see there). ctx's end is noticed when a batch takes
+// v (a v whose ctx has ended by then is not run); while the queue is full,
+// Go waits for room or ctx's end.
+func (b *Batcher[T]) Go(ctx context.Context, v T) {
+	if err := ctx.Err(); err != nil {
+		b.cfg.Then(v, fmt.Errorf("%w: %w", ErrNotSent, err))
+		return
+	}
+	if err := b.queue(ctx, &item[T]{v: v, ctx: ctx}); err != nil {
+		b.cfg.Then(v, err)
+	}
+}
+
+// queue puts it in the queue, waiting for room while ctx lasts.
+func (b *Batcher[T]) queue(ctx context.Context, it *item[T]) error {
+	b.mu.RLock()
+	defer b.mu.RUnlock()
+	if b.closed {
+		return ErrClosed
+	}
+	select {
+	case b.reqs <- it: // room in the queue (the usual case): no select on ctx
+		return nil
+	default:
+	}
+	select {
+	case b.reqs <- it:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("%w: %w", ErrNotSent, ctx.Err())
 	}
 }
 
@@ -171,22 +205,33 @@ func (b *Batcher[T]) drain(first *item[T]) []*item[T] {
 	return batch
 }
 
-// run hands Run the items whose callers still wait, then releases them.
+// run hands Run the items whose callers still wait (or, queued with Go,
+// whose context has not ended), then releases them.
 func (b *Batcher[T]) run(batch []*item[T]) {
 	live := make([]*item[T], 0, len(batch))
 	vs := make([]T, 0, len(batch))
 	for _, it := range batch {
-		if it.claimed.CompareAndSwap(false, true) { // else abandoned by its caller
-			live = append(live, it)
-			vs = append(vs, it.v)
+		if it.ctx != nil {
+			if err := it.ctx.Err(); err != nil {
+				b.cfg.Then(it.v, fmt.Errorf("%w: %w", ErrNotSent, err))
+				continue
+			}
+		} else if !it.claimed.CompareAndSwap(false, true) { // abandoned by its caller
+			continue
 		}
+		live = append(live, it)
+		vs = append(vs, it.v)
 	}
 	if len(live) == 0 {
 		return
 	}
 	b.cfg.Run(vs)
 	for _, it := range live {
-		close(it.done)
+		if it.ctx != nil {
+			b.cfg.Then(it.v, nil)
+		} else {
+			close(it.done)
+		}
 	}
 }
 

@@ -201,3 +201,84 @@ func (c *cancelAfterCheck) Err() error {
 	c.once.Do(c.cancel)
 	return err
 }
+
+// TestGoHandsOutcomeToThen: items queued with Go run in batches with Do's,
+// and Then gets each one's outcome exactly once, on the batch's goroutine
+// after Run set it; one whose context ended while it was queued is never
+// run (ErrNotSent), nor one queued after Close (ErrClosed).
+func TestGoHandsOutcomeToThen(t *testing.T) {
+	type outcome struct {
+		n, result int
+		err       error
+	}
+	outcomes := make(chan outcome, 8)
+	var mu sync.Mutex
+	var ran []int
+	b := New(Config[*call]{Max: 8, Slots: 1,
+		Run: func(cs []*call) {
+			mu.Lock()
+			defer mu.Unlock()
+			for _, c := range cs {
+				c.result = c.n * 10
+				ran = append(ran, c.n)
+			}
+		},
+		Then: func(c *call, err error) { outcomes <- outcome{c.n, c.result, err} }})
+	defer b.Close()
+
+	release := b.Occupy()
+	gone, cancel := context.WithCancel(context.Background())
+	b.Go(context.Background(), &call{n: 1}) // the loop takes it and waits for the slot
+	testenv.Eventually(t, 5*time.Second, func() error {
+		if b.Queued() != 0 {
+			return errors.New("item 1 not taken by the loop")
+		}
+		return nil
+	})
+	b.Go(gone, &call{n: 2})
+	b.Go(context.Background(), &call{n: 3})
+	done := make(chan error, 1)
+	go func() { done <- b.Do(context.Background(), &call{n: 4}) }()
+	testenv.Eventually(t, 5*time.Second, func() error {
+		if b.Queued() != 3 {
+			return errors.New("items 2-4 not queued")
+		}
+		return nil
+	})
+	cancel() // item 2's context ends while it is queued
+	release()
+	if err := <-done; err != nil {
+		t.Errorf("Do beside Go items: %v", err)
+	}
+	got := map[int]outcome{}
+	for range 3 {
+		o := <-outcomes
+		if _, twice := got[o.n]; twice {
+			t.Errorf("item %d: Then called twice", o.n)
+		}
+		got[o.n] = o
+	}
+	for _, n := range []int{1, 3} {
+		if o := got[n]; o.err != nil || o.result != n*10 {
+			t.Errorf("item %d: Then got result %d, %v; want %d, nil", n, o.result, o.err, n*10)
+		}
+	}
+	if o := got[2]; !errors.Is(o.err, ErrNotSent) || !errors.Is(o.err, context.Canceled) || o.result != 0 {
+		t.Errorf("item 2, its context cancelled while queued: result %d, %v; want not run, ErrNotSent and context.Canceled", o.result, o.err)
+	}
+	b.Close()
+	b.Go(context.Background(), &call{n: 5})
+	if o := <-outcomes; o.n != 5 || !errors.Is(o.err, ErrClosed) {
+		t.Errorf("Go after Close: item %d, %v; want item 5, ErrClosed", o.n, o.err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if slices.Contains(ran, 2) || slices.Contains(ran, 5) || len(ran) != 3 {
+		t.Errorf("ran %v, want items 1, 3 and 4", ran)
+	}
+	select {
+	case o := <-outcomes:
+		t.Errorf("extra Then call: %+v", o)
+	default:
+	}
+}

@@ -24,19 +24,37 @@ import (
 const gateTimeout, publishTimeout = 10 * time.Second, 15 * time.Second
 
 // TestAsync: the gate (batched and unbatched) and the publisher, the sinker
-// writing the rows.
+// writing the rows. Batched, the gate's batch hands each admission to the
+// publisher itself (AdmitThen, PublishThen), and the broken issuer's
+// publisher is a real one with no broker behind its address; unbatched, the
+// broken one refuses in Publish (the path of a publisher without
+// PublishThen).
 func TestAsync(t *testing.T) {
 	for _, v := range []struct {
-		name string
-		cfg  admitter.Config
+		name   string
+		cfg    admitter.Config
+		broken func(t *testing.T) coupon.Publisher
 	}{
-		{"batched", admitter.DefaultConfig()},
-		{"unbatched", unbatched()},
+		{"batched", admitter.DefaultConfig(), noBroker},
+		{"unbatched", unbatched(), func(*testing.T) coupon.Publisher { return refusingPublisher{} }},
 	} {
 		t.Run(v.name, func(t *testing.T) {
-			issuertest.Run(t, func(t *testing.T) issuertest.Subject { return asyncSubject(t, v.cfg) })
+			issuertest.Run(t, func(t *testing.T) issuertest.Subject { return asyncSubject(t, v.cfg, v.broken(t)) })
 		})
 	}
+}
+
+// noBroker is a real publisher whose broker address takes no connections:
+// every publish certainly fails (after its retries).
+func noBroker(t *testing.T) coupon.Publisher {
+	cfg := kafka.DefaultConfig()
+	cfg.Brokers = []string{fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))}
+	pub, err := kafka.New(cfg, testenv.Logger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = pub.Close() })
+	return pub
 }
 
 func unbatched() admitter.Config {
@@ -45,7 +63,7 @@ func unbatched() admitter.Config {
 	return cfg
 }
 
-func asyncSubject(t *testing.T, cfg admitter.Config) issuertest.Subject {
+func asyncSubject(t *testing.T, cfg admitter.Config, broken coupon.Publisher) issuertest.Subject {
 	const partitions = 6
 	store := testenv.MustOpenStore(t)
 	gate, err := admitter.NewFromClient(testenv.MustOpenRedis(t), cfg, testenv.Logger(t))
@@ -66,7 +84,7 @@ func asyncSubject(t *testing.T, cfg admitter.Config) issuertest.Subject {
 	topic := kafka.NewTopic(brokers, topicName)
 	return issuertest.Subject{
 		Issuer: gateway.NewAsyncIssuer(gate, pub, gateTimeout, publishTimeout, testenv.Logger(t)),
-		Broken: gateway.NewAsyncIssuer(gate, refusingPublisher{}, gateTimeout, publishTimeout, testenv.Logger(t)),
+		Broken: gateway.NewAsyncIssuer(gate, broken, gateTimeout, publishTimeout, testenv.Logger(t)),
 		Store:  store,
 		NewCoupon: func(t *testing.T, total int64) *coupon.Coupon {
 			c := mustCreateCoupon(t, store, coupon.StrategyAsync, total)
