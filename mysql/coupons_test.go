@@ -9,7 +9,6 @@ import (
 
 	"github.com/coupondrop/coupon"
 	"github.com/coupondrop/coupon/internal/testenv"
-	"github.com/coupondrop/coupon/mysql"
 )
 
 func TestCouponQueries(t *testing.T) {
@@ -222,21 +221,9 @@ func TestListCoupons(t *testing.T) {
 // server as text with the arguments interpolated (one round trip, one
 // COM_QUERY), not as a server-side prepare, execute and close.
 func TestQueriesAreOneRoundTrip(t *testing.T) {
-	testenv.MustOpenDB(t)
 	ctx := context.Background()
-	db, err := mysql.Open(ctx, mysql.Config{DSN: testenv.MySQLDSN, MaxConns: 1}) // one connection: its session counts
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	prepared := func() int64 {
-		var name string
-		var n int64
-		if err := db.SQL().QueryRowContext(ctx, "SHOW SESSION STATUS LIKE 'Com_stmt_prepare'").Scan(&name, &n); err != nil {
-			t.Fatal(err)
-		}
-		return n
-	}
+	db := mustOpenOneConn(t)
+	prepared := func() int64 { return sessionStatus(t, db, "Com_stmt_prepare") }
 	c := &coupon.Coupon{Name: "one round trip ✿", TotalQuantity: 5}
 	if err := db.CreateCoupon(ctx, c); err != nil {
 		t.Fatal(err)

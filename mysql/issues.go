@@ -49,22 +49,81 @@ type InsertResult struct {
 	Retries int
 }
 
-// Statement limits. A statement stays well under max_allowed_packet (16 MiB
-// on MariaDB by default, 64 MiB on MySQL 8) and, when built with
-// placeholders, under the protocol's 65,535 placeholders (6 per row).
+// Statement limits. A VALUES literal stays well under max_allowed_packet
+// (16 MiB on MariaDB by default, 64 MiB on MySQL 8); the prepared
+// statements stay far under the protocol's 65,535 placeholders.
 const (
 	maxStmtBytes      = 4 << 20
-	maxRowsPerStmt    = 10_000 // 60,000 placeholders
+	maxRowsPerStmt    = 10_000
 	maxGuardAttempts  = 8
 	existingChunkSize = 5_000
 )
 
-// usePlaceholders selects prepared statements with ? placeholders instead of
-// a VALUES literal built with strconv appends (ints and timestamps only, so
-// the literal is safe). The literal is the default: one round trip instead of
-// prepare/execute/close, and no per-argument encoding (see
-// BenchmarkInsertIssues). Tests and benchmarks flip it.
-var usePlaceholders = false
+// The bulk insert sends its rows in prepared statements of minPreparedRows,
+// twice that, ... up to maxPreparedRows rows (COM_STMT_EXECUTE: binary
+// arguments, no SQL to parse), the largest that fits first, and the last
+// rows, fewer than minPreparedRows, as a VALUES literal. MariaDB parsing a
+// literal of a few thousand rows (the lexer, an Item per value, each
+// timestamp's string converted) cost about a fifth of its CPU per issued row
+// (BenchmarkInsertIssues). A table's statements are prepared once per pool
+// connection and kept until Close: 64+128+256+512 rows of 6 placeholders.
+const (
+	minPreparedRows = 64
+	maxPreparedRows = minPreparedRows << (preparedSizes - 1) // 512 rows, 3,072 placeholders
+	preparedSizes   = 4
+)
+
+// usePrepared selects the prepared statements; without it every row goes in
+// the VALUES literal (the tests and benchmarks compare both).
+var usePrepared = true
+
+// insertStmts are one table's prepared INSERTs: stmts[i] covers
+// minPreparedRows<<i rows.
+type insertStmts struct{ stmts [preparedSizes]*sql.Stmt }
+
+func (s *insertStmts) close() {
+	for _, st := range s.stmts {
+		if st != nil {
+			_ = st.Close()
+		}
+	}
+}
+
+// insertStatements returns table's prepared INSERTs, preparing them the
+// first time. It must be called outside a transaction: preparing takes a
+// pool connection, which a caller holding the last one would wait for
+// forever.
+func (db *DB) insertStatements(ctx context.Context, table string) (*insertStmts, error) {
+	if !usePrepared {
+		return nil, nil
+	}
+	db.mu.Lock()
+	s := db.inserts[table]
+	db.mu.Unlock()
+	if s != nil {
+		return s, nil
+	}
+	s = &insertStmts{}
+	for i := range s.stmts {
+		st, err := db.db.PrepareContext(ctx, preparedInsert(table, minPreparedRows<<i))
+		if err != nil {
+			s.close()
+			return nil, fmt.Errorf("bulk insert: prepare the %d-row insert: %w", minPreparedRows<<i, err)
+		}
+		s.stmts[i] = st
+	}
+	db.mu.Lock()
+	defer db.mu.Unlock()
+	if old := db.inserts[table]; old != nil { // prepared meanwhile by another caller
+		s.close()
+		return old, nil
+	}
+	if db.inserts == nil {
+		db.inserts = map[string]*insertStmts{}
+	}
+	db.inserts[table] = s
+	return s, nil
+}
 
 // InsertIssues writes rows into the live tables; see InsertIssuesInto.
 func (db *DB) InsertIssues(ctx context.Context, rows []coupon.Issue) (InsertResult, error) {
@@ -98,7 +157,11 @@ func (db *DB) InsertIssuesInto(ctx context.Context, t Tables, rows []coupon.Issu
 	if len(groups) == 0 {
 		return InsertResult{}, nil
 	}
-	r, ok, err := db.insertAllNew(ctx, t, groups)
+	stmts, err := db.insertStatements(ctx, t.Issues)
+	if err != nil {
+		return InsertResult{}, err
+	}
+	r, ok, err := db.insertAllNew(ctx, t, stmts, groups)
 	if err != nil {
 		return InsertResult{}, err
 	}
@@ -108,7 +171,7 @@ func (db *DB) InsertIssuesInto(ctx context.Context, t Tables, rows []coupon.Issu
 	}
 	p := plan{careful: map[int64]bool{}}
 	for attempt := 1; ; attempt++ { // the first transaction was insertAllNew's
-		r, refused, err := db.insertOnce(ctx, t, groups, p)
+		r, refused, err := db.insertOnce(ctx, t, stmts, groups, p)
 		switch {
 		case err == nil:
 			r.Duplicates += dups
@@ -143,7 +206,7 @@ func (db *DB) InsertIssuesInto(ctx context.Context, t Tables, rows []coupon.Issu
 // hundreds of coupons (1,000 coupons round robin, ~250 rows a batch) that
 // read and a CASE in the counter UPDATE (before counterUpdate) cost MariaDB
 // ~3 of ~13 µs per row; with one hot coupon they are negligible either way.
-func (db *DB) insertAllNew(ctx context.Context, t Tables, groups []couponGroup) (res InsertResult, ok bool, err error) {
+func (db *DB) insertAllNew(ctx context.Context, t Tables, stmts *insertStmts, groups []couponGroup) (res InsertResult, ok bool, err error) {
 	tx, err := db.db.BeginTx(ctx, nil)
 	if err != nil {
 		return res, false, fmt.Errorf("bulk insert: begin: %w", err)
@@ -171,7 +234,7 @@ func (db *DB) insertAllNew(ctx context.Context, t Tables, groups []couponGroup) 
 	} else if n != int64(len(counts)) {
 		return res, false, nil // a coupon does not exist
 	}
-	n, err := insertRows(ctx, tx, t, all)
+	n, err := insertRows(ctx, tx, t, stmts, all)
 	if err != nil {
 		return res, false, err
 	}
@@ -260,43 +323,39 @@ type couponGroup struct {
 }
 
 // groupIssues splits rows by coupon (ascending, the lock order), keeps the
-// lowest-ranked row of a user that appears more than once and sorts each
-// group by user; it returns the groups and how many repeats it dropped.
+// lowest-ranked row of a user that appears more than once (the first of
+// equal ones) and sorts each group by user; it returns the groups and how
+// many repeats it dropped. One sort by (coupon, user, rank) puts a user's
+// repeats next to each other, behind the one kept.
 func groupIssues(rows []coupon.Issue) ([]couponGroup, int64) {
 	sorted := slices.Clone(rows)
 	slices.SortStableFunc(sorted, func(a, b coupon.Issue) int {
 		if c := cmp.Compare(a.CouponID, b.CouponID); c != 0 {
 			return c
 		}
+		if c := cmp.Compare(a.UserID, b.UserID); c != 0 {
+			return c
+		}
 		return cmp.Compare(a.Rank, b.Rank)
 	})
+	kept := slices.CompactFunc(sorted, func(a, b coupon.Issue) bool { return a.CouponID == b.CouponID && a.UserID == b.UserID })
 	var groups []couponGroup
-	var dups int64
-	var seen map[int64]struct{}
-	for _, r := range sorted {
-		if len(groups) == 0 || groups[len(groups)-1].couponID != r.CouponID {
-			groups = append(groups, couponGroup{couponID: r.CouponID})
-			seen = map[int64]struct{}{}
+	for start := 0; start < len(kept); {
+		end := start + 1
+		for end < len(kept) && kept[end].CouponID == kept[start].CouponID {
+			end++
 		}
-		if _, ok := seen[r.UserID]; ok {
-			dups++
-			continue
-		}
-		seen[r.UserID] = struct{}{}
-		g := &groups[len(groups)-1]
-		g.rows = append(g.rows, r)
+		groups = append(groups, couponGroup{couponID: kept[start].CouponID, rows: kept[start:end:end]})
+		start = end
 	}
-	for _, g := range groups {
-		slices.SortFunc(g.rows, func(a, b coupon.Issue) int { return cmp.Compare(a.UserID, b.UserID) })
-	}
-	return groups, dups
+	return groups, int64(len(rows) - len(kept))
 }
 
 type counter struct{ total, issued int64 }
 
 // insertOnce runs one transaction. When the guard refuses the counters'
 // update it rolls back and returns the coupons that would exceed their total.
-func (db *DB) insertOnce(ctx context.Context, t Tables, groups []couponGroup, p plan) (res InsertResult, refused []int64, err error) {
+func (db *DB) insertOnce(ctx context.Context, t Tables, stmts *insertStmts, groups []couponGroup, p plan) (res InsertResult, refused []int64, err error) {
 	tx, err := db.db.BeginTx(ctx, nil)
 	if err != nil {
 		return res, nil, fmt.Errorf("bulk insert: begin: %w", err)
@@ -350,12 +409,12 @@ func (db *DB) insertOnce(ctx context.Context, t Tables, groups []couponGroup, p 
 
 	if p.perCoupon {
 		for i := range writes {
-			if writes[i].inserted, err = insertRows(ctx, tx, t, writes[i].rows); err != nil {
+			if writes[i].inserted, err = insertRows(ctx, tx, t, stmts, writes[i].rows); err != nil {
 				return res, nil, fmt.Errorf("bulk insert: coupon %d: %w", writes[i].couponID, err)
 			}
 		}
 	} else if len(all) > 0 {
-		n, err := insertRows(ctx, tx, t, all)
+		n, err := insertRows(ctx, tx, t, stmts, all)
 		if err != nil {
 			return res, nil, err
 		}
@@ -409,18 +468,31 @@ func (db *DB) insertOnce(ctx context.Context, t Tables, groups []couponGroup, p 
 }
 
 // insertRows inserts rows (skipping those present) in as few statements as
-// the limits allow and returns how many were inserted.
-func insertRows(ctx context.Context, tx *sql.Tx, t Tables, rows []coupon.Issue) (int64, error) {
+// the limits allow (prepared ones with stmts, see minPreparedRows) and
+// returns how many were inserted.
+func insertRows(ctx context.Context, tx *sql.Tx, t Tables, stmts *insertStmts, rows []coupon.Issue) (int64, error) {
 	var inserted int64
 	var buf []byte
+	var args []any
+	var txStmts [preparedSizes]*sql.Stmt // stmts bound to tx, once each
 	for start := 0; start < len(rows); {
+		rest := rows[start:]
 		var n int
-		buf, n = buildInsert(buf[:0], t.Issues, rows[start:])
 		var r sql.Result
 		var err error
-		if usePlaceholders {
-			r, err = tx.ExecContext(ctx, string(buf), issueArgs(rows[start:start+n])...)
+		if stmts != nil && len(rest) >= minPreparedRows {
+			i := preparedSizes - 1
+			for minPreparedRows<<i > len(rest) {
+				i--
+			}
+			n = minPreparedRows << i
+			if txStmts[i] == nil {
+				txStmts[i] = tx.StmtContext(ctx, stmts.stmts[i])
+			}
+			args = appendIssueArgs(args[:0], rest[:n])
+			r, err = txStmts[i].ExecContext(ctx, args...)
 		} else {
+			buf, n = buildInsert(buf[:0], t.Issues, rest)
 			r, err = tx.ExecContext(ctx, string(buf))
 		}
 		if err != nil {
@@ -514,12 +586,18 @@ func planWithinTotal(ctx context.Context, tx *sql.Tx, t Tables, g couponGroup, c
 	return fit, surplus, existing, nil
 }
 
+// The bulk INSERT's parts around its VALUES: a row already present
+// (a redelivery) is skipped, and RowsAffected counts only the rows inserted.
+const (
+	insertColumns = " (coupon_id,user_id,issue_rank,admitted_at,source_partition,source_offset) VALUES "
+	insertTail    = " ON DUPLICATE KEY UPDATE coupon_id = coupon_id"
+)
+
 // buildInsert appends to b one INSERT of as many of rows as fit in the
-// statement limits and returns it with the number of rows it covers (>= 1).
+// statement limits, as a VALUES literal, and returns it with the number of
+// rows it covers (>= 1).
 func buildInsert(b []byte, table string, rows []coupon.Issue) ([]byte, int) {
-	b = append(b, "INSERT INTO "...)
-	b = append(b, table...)
-	b = append(b, " (coupon_id,user_id,issue_rank,admitted_at,source_partition,source_offset) VALUES "...)
+	b = append(append(append(b, "INSERT INTO "...), table...), insertColumns...)
 	n := 0
 	for _, r := range rows {
 		if n == maxRowsPerStmt || (n > 0 && len(b) > maxStmtBytes-256) {
@@ -528,15 +606,23 @@ func buildInsert(b []byte, table string, rows []coupon.Issue) ([]byte, int) {
 		if n > 0 {
 			b = append(b, ',')
 		}
-		if usePlaceholders {
-			b = append(b, "(?,?,?,?,?,?)"...)
-		} else {
-			b = appendRow(b, r)
-		}
+		b = appendRow(b, r)
 		n++
 	}
-	b = append(b, " ON DUPLICATE KEY UPDATE coupon_id = coupon_id"...)
-	return b, n
+	return append(b, insertTail...), n
+}
+
+// preparedInsert is the INSERT of n rows with placeholders (appendIssueArgs
+// gives its arguments).
+func preparedInsert(table string, n int) string {
+	b := append(append([]byte("INSERT INTO "), table...), insertColumns...)
+	for i := range n {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, "(?,?,?,?,?,?)"...)
+	}
+	return string(append(b, insertTail...))
 }
 
 // appendRow appends the VALUES tuple of r. Every field is an integer or a
@@ -557,10 +643,11 @@ func appendRow(b []byte, r coupon.Issue) []byte {
 	return append(b, ')')
 }
 
-func issueArgs(rows []coupon.Issue) []any {
-	args := make([]any, 0, len(rows)*6)
+// appendIssueArgs appends the arguments of rows for preparedInsert: the
+// timestamp cut to the column's microseconds, as appendRow writes it.
+func appendIssueArgs(args []any, rows []coupon.Issue) []any {
 	for _, r := range rows {
-		args = append(args, r.CouponID, r.UserID, r.Rank, r.AdmittedAt.UTC(), r.Partition, r.Offset)
+		args = append(args, r.CouponID, r.UserID, r.Rank, r.AdmittedAt.UTC().Truncate(time.Microsecond), int64(r.Partition), r.Offset)
 	}
 	return args
 }

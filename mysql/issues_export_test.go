@@ -6,13 +6,17 @@ import (
 	"github.com/coupondrop/coupon"
 )
 
-// SetPlaceholders switches the bulk insert to ? placeholders (true) or the
-// VALUES literal and returns a func restoring the previous mode.
-func SetPlaceholders(on bool) func() {
-	old := usePlaceholders
-	usePlaceholders = on
-	return func() { usePlaceholders = old }
+// SetPrepared switches the bulk insert to its prepared statements (true,
+// the default) or the VALUES literal only, and returns a func restoring
+// the previous mode.
+func SetPrepared(on bool) func() {
+	old := usePrepared
+	usePrepared = on
+	return func() { usePrepared = old }
 }
+
+// MinPreparedRows and MaxPreparedRows are the prepared statements' sizes.
+const MinPreparedRows, MaxPreparedRows = minPreparedRows, maxPreparedRows
 
 // BuildInsert exposes the statement builder to benchmarks.
 func BuildInsert(b []byte, table string, rows []coupon.Issue) ([]byte, int) {

@@ -7,6 +7,7 @@ import (
 	"database/sql"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	driver "github.com/go-sql-driver/mysql"
@@ -16,6 +17,9 @@ import (
 // statement the system runs against MySQL is a method of DB.
 type DB struct {
 	db *sql.DB
+
+	mu      sync.Mutex
+	inserts map[string]*insertStmts // the bulk insert's prepared statements, by table (issues.go)
 }
 
 // Open validates cfg, opens its pool and checks the server answers.
@@ -73,8 +77,16 @@ func withDriverDefaults(dsn string) string {
 	return dsn
 }
 
-// Close closes the pool.
-func (db *DB) Close() error { return db.db.Close() }
+// Close closes the bulk insert's prepared statements and the pool.
+func (db *DB) Close() error {
+	db.mu.Lock()
+	for _, s := range db.inserts {
+		s.close()
+	}
+	db.inserts = nil
+	db.mu.Unlock()
+	return db.db.Close()
+}
 
 // PingContext checks the server answers (readiness).
 func (db *DB) PingContext(ctx context.Context) error { return db.db.PingContext(ctx) }
