@@ -310,17 +310,23 @@ func TestBatchesSpanPartitions(t *testing.T) {
 }
 
 // TestFetchWaitsMaxWait: on idle partitions every fetch is answered after
-// the broker waited the whole MaxWait (kafka-go's reader took a quarter of
-// a short MaxWait as the round trip's allowance, so the broker answered
-// after 75 ms of 100 ms, and an answer later than the remaining 25 ms made
-// the reader reconnect).
+// the broker waited the whole MaxWait, a short one and the default (kafka-go's
+// reader took a quarter of a short MaxWait as the round trip's allowance, so
+// the broker answered after 75 ms of 100 ms, and an answer later than the
+// remaining 25 ms made the reader reconnect), and no reader reconnects.
 func TestFetchWaitsMaxWait(t *testing.T) {
 	testenv.MustOpenDB(t)
+	for _, wait := range []time.Duration{200 * time.Millisecond, sinker.DefaultConfig().MaxWait} {
+		t.Run(wait.String(), func(t *testing.T) { testFetchWaits(t, wait) })
+	}
+}
+
+func testFetchWaits(t *testing.T, wait time.Duration) {
 	const parts = 4
 	topic := testenv.MustCreateTopic(t, parts)
 	dlq := testenv.MustCreateTopic(t, 1)
 	cfg := testConfig(topic, dlq)
-	cfg.MaxWait = 200 * time.Millisecond
+	cfg.MaxWait = wait
 	s, err := sinker.New(cfg, testenv.Logger(t))
 	if err != nil {
 		t.Fatal(err)
@@ -356,6 +362,9 @@ func TestFetchWaitsMaxWait(t *testing.T) {
 	// The broker's timer wheel may fire a tick (1 ms) early.
 	if shortest < cfg.MaxWait*95/100 {
 		t.Errorf("an empty fetch was answered after %s; want the broker to wait MaxWait (%s)", shortest, cfg.MaxWait)
+	}
+	if dials > parts {
+		t.Errorf("%d dials for %d partitions: a reader reconnected", dials, parts)
 	}
 	t.Logf("%d empty fetches, the shortest answered after %s; %d dials for %d partitions", fetches, shortest, dials, parts)
 }
