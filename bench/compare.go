@@ -317,6 +317,7 @@ func Compare(ctx context.Context, o Options, local Local, command string, out io
 		}
 		target.BaseURL, target.AdminToken, dsn, redisAddr = sys.url, sys.token, sys.clients.MySQLDSN, sys.redisAddr
 		target.CeilingURL, target.CPU = sys.ceilingURL, NewCPUProbe(sys.pids(local.Stack))
+		target.GCLogs = local.Stack.KafkaGCLogs()
 		gatewayMetrics := sys.url + "/metrics"
 		target.Counters = func(ctx context.Context) (GatewayCounters, error) { return scrapeCounters(ctx, gatewayMetrics) }
 	} else {

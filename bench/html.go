@@ -263,9 +263,9 @@ tr.seed td{color:#718096;font-style:italic}.ok{color:#276749}.fail{color:#c53030
 {{range .Goals}}<li class="{{if .Met}}ok{{else}}fail{{end}}">{{.}}</li>
 {{end}}</ul>{{range .GoalCharts}}<figure>{{.}}</figure>{{end}}{{end}}
 {{if .Costs}}<h2>CPU per accepted request and batching</h2>
-<table><tr><th>phase</th><th>machine µs/accepted</th><th>by process, µs/accepted</th><th>records per produce request</th><th>users per script call</th></tr>
+<table><tr><th>phase</th><th>machine µs/accepted</th><th>by process, µs/accepted</th><th>records per produce request</th><th>users per script call</th><th>broker GC pauses (longest)</th></tr>
 {{range .Costs}}<tr><td>{{.Spec.Name}}</td><td>{{with .CPU}}{{printf "%.0f" .MachinePerReq}}{{end}}</td><td style="text-align:left">{{with .CPU}}{{range .Procs}}{{.Name}} {{printf "%.0f" .MicrosPerReply}} · {{end}}{{end}}</td>
-<td>{{with .Batching}}{{printf "%.1f" .RecordsPerRequest}}{{end}}</td><td>{{with .Batching}}{{printf "%.1f" .UsersPerCall}}{{end}}</td></tr>
+<td>{{with .Batching}}{{printf "%.1f" .RecordsPerRequest}}{{end}}</td><td>{{with .Batching}}{{printf "%.1f" .UsersPerCall}}{{end}}</td><td>{{with .BrokerGC}}{{.Count}}, {{printf "%.0f" .TotalMs}} ms ({{printf "%.1f" .MaxMs}} ms){{end}}</td></tr>
 {{end}}</table>{{end}}
 {{with .R.Speed}}<h2>Async path speed</h2><ul>
 {{if .MaxAccepted}}<li>max accepted (closed model, c={{.Concurrency}}, 202 only after the Kafka ack): <b>{{rate .MaxAccepted}} req/s</b></li>{{end}}
@@ -294,11 +294,11 @@ func (r *Report) WriteHTML(w io.Writer) error {
 	})
 }
 
-// costed are the phases with a CPU or batching measurement.
+// costed are the phases with a CPU, batching or broker GC measurement.
 func (r *Report) costed() []*PhaseResult {
 	var out []*PhaseResult
 	for _, p := range r.Phases {
-		if p.CPU != nil || p.Batching != nil {
+		if p.CPU != nil || p.Batching != nil || p.BrokerGC != nil {
 			out = append(out, p)
 		}
 	}

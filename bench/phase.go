@@ -30,6 +30,9 @@ type Target struct {
 	// Counters, when set, reads the gateway's batching counters at the
 	// same moments (see GatewayCounters).
 	Counters func(context.Context) (GatewayCounters, error)
+	// GCLogs are the Kafka brokers' GC logs (stack.GCLogName), read for
+	// the pauses within each phase (nil: not reported).
+	GCLogs []string
 }
 
 // GatewayCounters are the gateway's batching counters: produce requests
@@ -183,6 +186,7 @@ type PhaseResult struct {
 	DB        []DBState `json:"db"`
 	CPU       *CPUCost  `json:"cpu,omitempty"`
 	Batching  *Batching `json:"batching,omitempty"`
+	BrokerGC  *GCPauses `json:"brokerGC,omitempty"`
 }
 
 // RunPhase creates the phase's coupons, drives the load, waits for the sink
@@ -281,7 +285,7 @@ func RunPhase(ctx context.Context, t Target, spec PhaseSpec, say func(format str
 	}
 	stopPolling()
 	<-polled
-	res.CPU, res.Batching = m.done(ctx, res.Stats.Accepted)
+	res.CPU, res.Batching, res.BrokerGC = m.done(ctx, res.Stats.Accepted)
 	if !drainedAt.IsZero() {
 		res.Sink.Drained = true
 		if spec.Strategy == coupon.StrategyAsync {
@@ -334,19 +338,20 @@ func runCeiling(ctx context.Context, t Target, spec PhaseSpec) (*PhaseResult, er
 		return nil, fmt.Errorf("phase %s: %w", spec.Name, err)
 	}
 	res.Stats = Summarize(r)
-	res.CPU, _ = m.done(ctx, res.Stats.Accepted)
+	res.CPU, _, res.BrokerGC = m.done(ctx, res.Stats.Accepted)
 	return res, nil
 }
 
 // measurement is a phase's CPU and counter readings at its start.
 type measurement struct {
 	t        Target
+	start    time.Time
 	cpu      CPUSample
 	counters *GatewayCounters
 }
 
 func (t Target) measure(ctx context.Context) measurement {
-	m := measurement{t: t}
+	m := measurement{t: t, start: time.Now()}
 	if t.CPU != nil {
 		m.cpu = t.CPU.Sample()
 	}
@@ -358,11 +363,17 @@ func (t Target) measure(ctx context.Context) measurement {
 	return m
 }
 
-// done returns the phase's CPU cost and batching since the start (nil for
-// what is not measured).
-func (m measurement) done(ctx context.Context, accepted int64) (*CPUCost, *Batching) {
+// done returns the phase's CPU cost, batching and broker GC pauses since
+// the start (nil for what is not measured).
+func (m measurement) done(ctx context.Context, accepted int64) (*CPUCost, *Batching, *GCPauses) {
 	var cpu *CPUCost
 	var b *Batching
+	var gc *GCPauses
+	if len(m.t.GCLogs) > 0 {
+		if g, err := ReadGCPauses(m.t.GCLogs, m.start, time.Now()); err == nil {
+			gc = &g
+		}
+	}
 	if m.t.CPU != nil {
 		c := Cost(m.cpu, m.t.CPU.Sample(), accepted)
 		cpu = &c
@@ -372,7 +383,7 @@ func (m measurement) done(ctx context.Context, accepted int64) (*CPUCost, *Batch
 			b = batching(*m.counters, c)
 		}
 	}
-	return cpu, b
+	return cpu, b, gc
 }
 
 func pause(ctx context.Context, d time.Duration) error {

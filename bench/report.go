@@ -338,6 +338,9 @@ func (r *Report) WriteTable(out io.Writer) {
 		if p.Batching != nil && (p.Batching.RecordsPerRequest > 0 || p.Batching.UsersPerCall > 0) {
 			line = fmt.Sprintf("  %.1f records per produce request, %.1f users per script call", p.Batching.RecordsPerRequest, p.Batching.UsersPerCall)
 		}
+		if p.BrokerGC != nil {
+			line = "; " + p.BrokerGC.String() + line
+		}
 		if p.CPU != nil && p.CPU.MachinePerReq > 0 {
 			line = "; " + p.CPU.String() + line
 		}
@@ -346,7 +349,7 @@ func (r *Report) WriteTable(out io.Writer) {
 		}
 	}
 	if len(costs) > 0 {
-		fmt.Fprintln(out, "\nCPU per accepted request (machine and by process, µs; from /proc) and batching:")
+		fmt.Fprintln(out, "\nCPU per accepted request (machine and by process, µs; from /proc), broker GC pauses (from its GC log) and batching:")
 		for _, c := range costs {
 			fmt.Fprintln(out, c)
 		}

@@ -43,6 +43,7 @@ func (k *kafkaService) data() string    { return filepath.Join(k.dir(), "data") 
 func (k *kafkaService) logFile() string { return filepath.Join(k.dir(), "kafka.log") }
 func (k *kafkaService) props() string   { return filepath.Join(k.dir(), "server.properties") }
 func (k *kafkaService) log4j() string   { return filepath.Join(k.dir(), "log4j2.properties") }
+func (k *kafkaService) gcLog() string   { return filepath.Join(k.dir(), GCLogName) }
 func (k *kafkaService) tools() []tool {
 	return []tool{{"java", "openjdk-17-jre-headless"}, {"mvn", "maven"}}
 }
@@ -197,8 +198,21 @@ func (k *kafkaService) java(heap string) []string {
 	}
 }
 
+// GCLogName is the file in each broker's folder where its JVM logs every
+// garbage collection, one line per pause with its end time (UTC) and length:
+//
+//	[2026-12-02T03:37:55.506+0000][info][gc] GC(14) Pause Young (Normal) (G1 Evacuation Pause) 182M->165M(512M) 4.796ms
+//
+// Kafka's own start script logs GC the same way (kafkaServer-gc.log). A
+// restart moves the last log aside (gc.log.0, .1), so gc.log is this run's.
+const GCLogName = "gc.log"
+
 func (k *kafkaService) command() ([]string, error) {
-	return append(k.java(k.s.cfg.KafkaHeap), "kafka.Kafka", k.props()), nil
+	argv := k.java(k.s.cfg.KafkaHeap)
+	n := len(argv) - 2 // before -cp <jars>
+	gc := `-Xlog:gc:file="` + k.gcLog() + `":utctime,level,tags:filecount=2,filesize=16m`
+	argv = append(argv[:n:n], append([]string{gc}, argv[n:]...)...)
+	return append(argv, "kafka.Kafka", k.props()), nil
 }
 
 // ready asks the broker for cluster metadata and wants to see itself.

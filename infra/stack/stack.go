@@ -17,6 +17,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -648,6 +649,19 @@ func (s *Stack) Status(ctx context.Context) []ServiceStatus {
 		}()
 	}
 	wg.Wait()
+	return out
+}
+
+// KafkaGCLogs returns each Kafka node's GC log (see GCLogName), nil when
+// the stack does not manage Kafka.
+func (s *Stack) KafkaGCLogs() []string {
+	if !slices.Contains(s.cfg.Services, Kafka) {
+		return nil
+	}
+	var out []string
+	for _, name := range s.groups[Kafka] {
+		out = append(out, s.svcs[name].(*kafkaService).gcLog())
+	}
 	return out
 }
 

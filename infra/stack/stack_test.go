@@ -6,6 +6,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -58,6 +59,8 @@ func gone(pid int) bool {
 
 // TestUpIdempotentAndDownLeavesNothing starts all three services, checks a
 // second Up is a no-op (same pids) and that Down leaves no process behind.
+var gcLogStart = regexp.MustCompile(`^\[\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}[+-]\d{4}\]\[info\]\[gc\] Using G1\n`)
+
 func TestUpIdempotentAndDownLeavesNothing(t *testing.T) {
 	testenv.Integration(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
@@ -70,6 +73,15 @@ func TestUpIdempotentAndDownLeavesNothing(t *testing.T) {
 	first := st.PIDs()
 	if len(first) != 3 {
 		t.Fatalf("running after up: %v, want redis, mysql and kafka", first)
+	}
+	// The broker logs its GC with UTC stamps, which couponctl bench reads
+	// for each phase's pauses.
+	logs := st.KafkaGCLogs()
+	if len(logs) != 1 {
+		t.Fatalf("Kafka GC logs %v, want one", logs)
+	}
+	if b, err := os.ReadFile(logs[0]); err != nil || !gcLogStart.Match(b) {
+		t.Errorf("GC log %s (%v) does not start with a stamped \"Using G1\" line:\n%.300s", logs[0], err, b)
 	}
 	for _, s := range st.Status(ctx) {
 		if !s.Running || !s.Answers {
