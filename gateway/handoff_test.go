@@ -6,6 +6,7 @@ import (
 	"net"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -21,7 +22,7 @@ import (
 // publisher's batch itself (AdmitThen, PublishThen) and Issue waits once.
 
 // handoffCoupon is a fresh coupon of total in the gate.
-func handoffCoupon(t *testing.T, gate *admitter.Gate, total int64) *coupon.Coupon {
+func handoffCoupon(t testing.TB, gate *admitter.Gate, total int64) *coupon.Coupon {
 	t.Helper()
 	c := &coupon.Coupon{ID: testenv.RandomCouponID(), TotalQuantity: total, Strategy: coupon.StrategyAsync}
 	if err := gate.Init(context.Background(), c.ID, total); err != nil {
@@ -31,7 +32,7 @@ func handoffCoupon(t *testing.T, gate *admitter.Gate, total int64) *coupon.Coupo
 	return c
 }
 
-func handoffGate(t *testing.T) *admitter.Gate {
+func handoffGate(t testing.TB) *admitter.Gate {
 	t.Helper()
 	gate, err := admitter.NewFromClient(testenv.MustOpenRedis(t), admitter.DefaultConfig(), testenv.Logger(t))
 	if err != nil {
@@ -41,7 +42,7 @@ func handoffGate(t *testing.T) *admitter.Gate {
 	return gate
 }
 
-func handoffPublisher(t *testing.T, cfg kafka.Config) *kafka.Publisher {
+func handoffPublisher(t testing.TB, cfg kafka.Config) *kafka.Publisher {
 	t.Helper()
 	pub, err := kafka.New(cfg, testenv.Logger(t))
 	if err != nil {
@@ -190,5 +191,71 @@ func TestHandoffUnknownMarksPending(t *testing.T) {
 		if !recorded[u] {
 			t.Errorf("user %d is not in the topic: this test no longer shows why the outcome is unknown", u)
 		}
+	}
+}
+
+// publishOnly hides a publisher's PublishThen: the async issuer on it
+// publishes from the request's goroutine once the gate woke it (the path
+// before the handoff).
+type publishOnly struct{ coupon.Publisher }
+
+// BenchmarkHandoff compares, in one run, the async issuer's CPU per issue
+// (this process: the issuer, the gate's and the publisher's batches and
+// their clients; Redis and Kafka are other processes; no HTTP) with the
+// gate's batch handing each admission to the publisher (handoff: one wait
+// per issue) and without (two-waits: the gate wakes the request, which
+// publishes and waits again), alternated three times on the real servers,
+// 512 concurrent callers on one hot coupon, and their means' ratio.
+//
+//	go test ./gateway -run '^$' -bench Handoff -benchtime 50000x
+func BenchmarkHandoff(b *testing.B) {
+	gate := handoffGate(b)
+	cfg := kafka.DefaultConfig()
+	cfg.Brokers, cfg.Topic = testenv.KafkaBrokers, testenv.MustCreateTopic(b, 3)
+	pub := handoffPublisher(b, cfg)
+	logger := testenv.Logger(b)
+	issuers := map[string]coupon.Issuer{
+		"handoff":   gateway.NewAsyncIssuer(gate, pub, 10*time.Second, 15*time.Second, logger),
+		"two-waits": gateway.NewAsyncIssuer(gate, publishOnly{pub}, 10*time.Second, 15*time.Second, logger),
+	}
+	c := handoffCoupon(b, gate, coupon.MaxTotalQuantity)
+	var users atomic.Int64
+	cpus := map[string][]float64{}
+	for range 3 {
+		for _, name := range []string{"two-waits", "handoff"} {
+			b.Run(name, func(b *testing.B) {
+				iss := issuers[name]
+				b.SetParallelism(256) // × GOMAXPROCS callers
+				b.ResetTimer()
+				cpu0 := processCPU()
+				b.RunParallel(func(pb *testing.PB) {
+					for pb.Next() {
+						if _, err := iss.Issue(context.Background(), c, users.Add(1), ""); err != nil {
+							b.Error(err)
+							return
+						}
+					}
+				})
+				cpu := float64((processCPU() - cpu0).Microseconds()) / float64(b.N)
+				b.ReportMetric(cpu, "cpu-µs/issue")
+				b.ReportMetric(0, "ns/op")
+				if b.N > 1 {
+					cpus[name] = append(cpus[name], cpu)
+				}
+			})
+		}
+	}
+	if len(cpus["handoff"]) > 0 && len(cpus["two-waits"]) > 0 {
+		b.Run("handoff-vs-two-waits", func(b *testing.B) {
+			mean := func(xs []float64) float64 {
+				sum := 0.0
+				for _, x := range xs {
+					sum += x
+				}
+				return sum / float64(len(xs))
+			}
+			b.ReportMetric(mean(cpus["handoff"])/mean(cpus["two-waits"]), "cpu-ratio")
+			b.ReportMetric(0, "ns/op")
+		})
 	}
 }
