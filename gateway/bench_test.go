@@ -132,13 +132,6 @@ func BenchmarkIssueHTTP(b *testing.B) {
 	}
 	if len(rates[0]) > 0 && len(rates[1]) > 0 {
 		b.Run("issue-async-50-viewers-vs-none", func(b *testing.B) {
-			mean := func(xs []float64) float64 {
-				sum := 0.0
-				for _, x := range xs {
-					sum += x
-				}
-				return sum / float64(len(xs))
-			}
 			b.ReportMetric(mean(rates[1])/mean(rates[0]), "req/s-ratio")
 			b.ReportMetric(mean(cpus[1])/mean(cpus[0]), "cpu/req-ratio")
 			b.ReportMetric(0, "ns/op")
@@ -198,6 +191,15 @@ func (g *nopGate) Admit(context.Context, int64, int64, int64) (int64, error) {
 type nopPublisher struct{}
 
 func (nopPublisher) Publish(context.Context, coupon.Admission) error { return nil }
+
+// mean is the mean of xs (not empty).
+func mean(xs []float64) float64 {
+	sum := 0.0
+	for _, x := range xs {
+		sum += x
+	}
+	return sum / float64(len(xs))
+}
 
 // processCPU returns the user and system CPU time this process has used.
 func processCPU() time.Duration {

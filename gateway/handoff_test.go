@@ -247,13 +247,6 @@ func BenchmarkHandoff(b *testing.B) {
 	}
 	if len(cpus["handoff"]) > 0 && len(cpus["two-waits"]) > 0 {
 		b.Run("handoff-vs-two-waits", func(b *testing.B) {
-			mean := func(xs []float64) float64 {
-				sum := 0.0
-				for _, x := range xs {
-					sum += x
-				}
-				return sum / float64(len(xs))
-			}
 			b.ReportMetric(mean(cpus["handoff"])/mean(cpus["two-waits"]), "cpu-ratio")
 			b.ReportMetric(0, "ns/op")
 		})
