@@ -28,7 +28,10 @@ type Admission struct {
 }
 
 // EventKey is the Kafka message key of a coupon's admissions.
-func EventKey(couponID int64) []byte { return strconv.AppendInt(nil, couponID, 10) }
+func EventKey(couponID int64) []byte { return AppendEventKey(nil, couponID) }
+
+// AppendEventKey appends EventKey(couponID) to dst.
+func AppendEventKey(dst []byte, couponID int64) []byte { return strconv.AppendInt(dst, couponID, 10) }
 
 // MarshalAdmission encodes a as a version-EventVersion JSON record, the
 // JSON encoding/json would write for it (same fields, names and order). It

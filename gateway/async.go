@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/coupondrop/coupon"
@@ -56,9 +57,9 @@ func NewAsyncIssuer(gate coupon.Gate, pub coupon.Publisher, gateTimeout, publish
 }
 
 // issueWait is one Issue's progress, written by the goroutines that learn
-// the admission and the publish, read by Issue once done is closed.
+// the admission and the publish, read by Issue once done is done.
 type issueWait struct {
-	done           chan struct{}
+	done           sync.WaitGroup // Done once the outcome is set
 	rank           int64
 	gateErr        error
 	admission      coupon.Admission
@@ -73,23 +74,24 @@ type issueWait struct {
 // returns when both are done, or the gate refused, or (without a
 // PublisherThen) the publish is left to the caller.
 func (a *AsyncIssuer) admitAndPublish(base context.Context, c *coupon.Coupon, userID int64, requestID string) *issueWait {
-	w := &issueWait{done: make(chan struct{})}
+	w := &issueWait{}
+	w.done.Add(1)
 	start := time.Now()
 	a.admitThen(a.gateBound.ctx(base), c.ID, userID, c.TotalQuantity, func(rank int64, err error) {
 		now := time.Now()
 		w.rank, w.gateErr, w.gateTook = rank, err, now.Sub(start)
 		if err != nil || a.pubThen == nil {
-			close(w.done)
+			w.done.Done()
 			return
 		}
 		w.admission = coupon.Admission{CouponID: c.ID, UserID: userID, Rank: rank, AdmittedAt: now.UTC(), RequestID: requestID}
 		w.publishStarted, w.published = now, true
 		a.pubThen.PublishThen(a.publishBound.ctx(base), w.admission, func(err error) {
 			w.pubErr = err
-			close(w.done)
+			w.done.Done()
 		})
 	})
-	<-w.done
+	w.done.Wait()
 	return w
 }
 

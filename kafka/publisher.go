@@ -144,6 +144,7 @@ type record struct {
 	then             func(error)
 	tries            attempts
 	couponID, userID int64
+	keyBuf           [20]byte // key's storage: no allocation of its own
 }
 
 // InFlight is how many produce batches the publisher keeps in flight at
@@ -201,7 +202,8 @@ func (p *Publisher) PublishThen(ctx context.Context, a coupon.Admission, then fu
 		then(fmt.Errorf("publish admission of user %d to coupon %d: %w: %w", a.UserID, a.CouponID, coupon.ErrPublishFailed, err))
 		return
 	}
-	r := &record{key: coupon.EventKey(a.CouponID), value: value, ctx: ctx, then: then, couponID: a.CouponID, userID: a.UserID}
+	r := &record{value: value, ctx: ctx, then: then, couponID: a.CouponID, userID: a.UserID}
+	r.key = coupon.AppendEventKey(r.keyBuf[:0], a.CouponID)
 	if err := p.tooLarge(r.key, r.value); err != nil {
 		p.attempted(r, err)
 		return
