@@ -22,6 +22,9 @@ func (g GCPauses) String() string {
 	if g.Count == 0 {
 		return "broker GC: no pause"
 	}
+	if g.Count == 1 {
+		return fmt.Sprintf("broker GC: 1 pause of %.1f ms", g.MaxMs)
+	}
 	return fmt.Sprintf("broker GC: %d pauses, %.0f ms in all, longest %.1f ms", g.Count, g.TotalMs, g.MaxMs)
 }
 

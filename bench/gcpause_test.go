@@ -51,7 +51,16 @@ func TestReadGCPauses(t *testing.T) {
 			t.Errorf("%s: %+v, want %+v", tc.name, got, tc.want)
 		}
 	}
-	if s := (GCPauses{}).String(); s != "broker GC: no pause" {
-		t.Errorf("no pause reads %q", s)
+	for _, tc := range []struct {
+		g    GCPauses
+		want string
+	}{
+		{GCPauses{}, "broker GC: no pause"},
+		{GCPauses{Count: 1, TotalMs: 19.94, MaxMs: 19.94}, "broker GC: 1 pause of 19.9 ms"},
+		{GCPauses{Count: 2, TotalMs: 20.4, MaxMs: 10.6}, "broker GC: 2 pauses, 20 ms in all, longest 10.6 ms"},
+	} {
+		if s := tc.g.String(); s != tc.want {
+			t.Errorf("%+v reads %q, want %q", tc.g, s, tc.want)
+		}
 	}
 }
