@@ -20,6 +20,7 @@ const (
 	EALREADY      = "already_issued"         // 409: the user already holds (or is admitted to) the coupon
 	ECONFLICT     = "conflict"               // 409: the request contradicts the coupon (e.g. another strategy)
 	ESOLDOUT      = "sold_out"               // 410: no supply left
+	ETIMEOUT      = "request_timeout"        // 408: a request begun but not received whole within the read timeout
 	ETOOLARGE     = "payload_too_large"      // 413: body over the limit
 	EUNSUPPORTED  = "unsupported_media_type" // 415: a body not sent as plain application/json (Content-Type, Content-Encoding)
 	ERATELIMITED  = "rate_limited"           // 429: slow down, see Retry-After

@@ -21,6 +21,8 @@ func statusOf(code string) int {
 		return fiber.StatusNotFound
 	case coupon.EMETHOD:
 		return fiber.StatusMethodNotAllowed
+	case coupon.ETIMEOUT:
+		return fiber.StatusRequestTimeout
 	case coupon.EALREADY, coupon.ECONFLICT:
 		return fiber.StatusConflict
 	case coupon.ESOLDOUT:
@@ -57,7 +59,7 @@ func fromFiber(fe *fiber.Error) *coupon.Error {
 	case fiber.StatusRequestHeaderFieldsTooLarge:
 		return coupon.Errorf(coupon.EINVALID, "The request headers are too large.")
 	case fiber.StatusRequestTimeout:
-		return coupon.Errorf(coupon.EINVALID, "The request was not received in time.")
+		return coupon.Errorf(coupon.ETIMEOUT, "The request was not received in time.")
 	case fiber.StatusServiceUnavailable:
 		return coupon.Errorf(coupon.EUNAVAILABLE, "The server is busy; retry later.")
 	}

@@ -99,7 +99,7 @@ func TestUnusedConnectionClosedSilently(t *testing.T) {
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			r, _ := rawAnswer(t, h, tt.request)
-			want{400, coupon.EINVALID, "not received in time"}.check(t, r)
+			want{408, coupon.ETIMEOUT, "not received in time"}.check(t, r)
 		})
 	}
 }
