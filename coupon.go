@@ -88,6 +88,15 @@ const (
 // States lists every State, in lifecycle order.
 var States = []State{StateUpcoming, StateOpen, StateEnded, StateSoldOut}
 
+// Order is the order of a list of coupons, by ID: ascending (oldest
+// first, the default) or descending (newest first).
+type Order string
+
+const (
+	OrderAsc  Order = "asc"
+	OrderDesc Order = "desc"
+)
+
 // StateOf returns c's state at now with admitted users holding a slot.
 func (c *Coupon) StateOf(admitted int64, now time.Time) State {
 	switch {

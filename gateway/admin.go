@@ -19,15 +19,16 @@ const (
 	listRounds = 10
 )
 
-// listCoupons: GET /v1/coupons?limit=&cursor=&state= (admin). Pages are in
-// ID order; nextCursor (null on the last page) continues after the last
-// coupon read, so a page may hold fewer than limit coupons when a state
+// listCoupons: GET /v1/coupons?limit=&cursor=&order=&state= (admin). Pages
+// are in ID order, ascending (the default) or descending with order=desc;
+// nextCursor (null on the last page) continues past the last coupon read in
+// the same order, so a page may hold fewer than limit coupons when a state
 // filter skips some.
 func (s *Server) listCoupons(c *fiber.Ctx) error {
 	if err := s.authorizeAdmin(c); err != nil {
 		return err
 	}
-	limit, after, state, err := parseListQuery(c)
+	q, err := parseListQuery(c)
 	if err != nil {
 		return err
 	}
@@ -35,14 +36,14 @@ func (s *Server) listCoupons(c *fiber.Ctx) error {
 	defer cancel()
 	views := []couponView{}
 	var next *string
-	for round := 0; round < listRounds && len(views) < limit; round++ {
-		want := limit - len(views)
-		page, err := s.store.ListCoupons(ctx, after, want, state, time.Now())
+	for round := 0; round < listRounds && len(views) < q.limit; round++ {
+		want := q.limit - len(views)
+		page, err := s.store.ListCoupons(ctx, q.cursor, want, q.order, q.state, time.Now())
 		if err != nil {
 			return unavailable(err, "The coupons could not be listed; retry later.")
 		}
 		for _, v := range s.views(ctx, c, page) {
-			if state == "" || v.State == state {
+			if q.state == "" || v.State == q.state {
 				views = append(views, v)
 			}
 		}
@@ -50,8 +51,8 @@ func (s *Server) listCoupons(c *fiber.Ctx) error {
 		if len(page) < want {
 			break
 		}
-		after = page[len(page)-1].ID
-		cur := strconv.FormatInt(after, 10)
+		q.cursor = page[len(page)-1].ID
+		cur := strconv.FormatInt(q.cursor, 10)
 		next = &cur
 	}
 	return c.JSON(fiber.Map{"coupons": views, "nextCursor": next})
@@ -93,32 +94,47 @@ func (s *Server) views(ctx context.Context, c *fiber.Ctx, page []*coupon.Coupon)
 	return out
 }
 
-// parseListQuery reads limit (1..100, default 20), cursor and state.
-func parseListQuery(c *fiber.Ctx) (limit int, after int64, state coupon.State, err error) {
-	limit = defaultListLimit
-	if q := c.Query("limit"); q != "" {
-		n, err := strconv.Atoi(q)
+// listQuery is what GET /v1/coupons asks for; cursor 0 is the first page.
+type listQuery struct {
+	limit  int
+	cursor int64
+	order  coupon.Order
+	state  coupon.State
+}
+
+// parseListQuery reads limit (1..100, default 20), cursor, order (asc, the
+// default, or desc) and state.
+func parseListQuery(c *fiber.Ctx) (q listQuery, err error) {
+	q.limit, q.order = defaultListLimit, coupon.OrderAsc
+	if v := c.Query("limit"); v != "" {
+		n, err := strconv.Atoi(v)
 		if err != nil || n < 1 || n > maxListLimit {
-			return 0, 0, "", coupon.Errorf(coupon.EINVALID, "limit must be an integer from 1 to %d (got %q).", maxListLimit, echo(q))
+			return q, coupon.Errorf(coupon.EINVALID, "limit must be an integer from 1 to %d (got %q).", maxListLimit, echo(v))
 		}
-		limit = n
+		q.limit = n
 	}
-	if q := c.Query("cursor"); q != "" {
-		if after, err = parsePathID(q, "cursor"); err != nil {
-			return 0, 0, "", coupon.Errorf(coupon.EINVALID, "cursor must be the nextCursor of a previous page (got %q).", echo(q))
+	if v := c.Query("cursor"); v != "" {
+		if q.cursor, err = parsePathID(v, "cursor"); err != nil {
+			return q, coupon.Errorf(coupon.EINVALID, "cursor must be the nextCursor of a previous page (got %q).", echo(v))
 		}
 	}
-	if q := c.Query("state"); q != "" {
-		state = coupon.State(q)
+	if v := c.Query("order"); v != "" {
+		q.order = coupon.Order(v)
+		if q.order != coupon.OrderAsc && q.order != coupon.OrderDesc {
+			return q, coupon.Errorf(coupon.EINVALID, "order must be asc (oldest first) or desc (newest first) (got %q).", echo(v))
+		}
+	}
+	if v := c.Query("state"); v != "" {
+		q.state = coupon.State(v)
 		known := false
 		for _, st := range coupon.States {
-			known = known || st == state
+			known = known || st == q.state
 		}
 		if !known {
-			return 0, 0, "", coupon.Errorf(coupon.EINVALID, "state must be one of upcoming, open, ended, sold_out (got %q).", echo(q))
+			return q, coupon.Errorf(coupon.EINVALID, "state must be one of upcoming, open, ended, sold_out (got %q).", echo(v))
 		}
 	}
-	return limit, after, state, nil
+	return q, nil
 }
 
 // patchCoupon: PATCH /v1/coupons/{couponId} (admin). The change is written

@@ -64,8 +64,19 @@ func TestListCouponsContract(t *testing.T) {
 		{"non-numeric limit", "?limit=all", adminAuth, want{400, coupon.EINVALID, "limit must be an integer"}},
 		{"bad cursor", "?cursor=abc", adminAuth, want{400, coupon.EINVALID, "cursor must be the nextCursor of a previous page"}},
 		{"unknown state", "?state=closed", adminAuth, want{400, coupon.EINVALID, "state must be one of upcoming, open, ended, sold_out"}},
+		{"unknown order", "?order=newest", adminAuth, want{400, coupon.EINVALID, `order must be asc (oldest first) or desc (newest first) (got "newest")`}},
+		{"order in capitals", "?order=DESC", adminAuth, want{400, coupon.EINVALID, `order must be asc (oldest first) or desc (newest first) (got "DESC")`}},
+		{"order as a sort key", "?order=-id", adminAuth, want{400, coupon.EINVALID, "order must be asc (oldest first) or desc (newest first)"}},
+		{"long order", "?order=" + strings.Repeat("d", 2000), adminAuth, want{400, coupon.EINVALID, "order must be asc"}},
+		{"bad order before state", "?order=up&state=closed", adminAuth, want{400, coupon.EINVALID, "order must be asc"}},
 	} {
-		t.Run(tt.name, func(t *testing.T) { tt.want.check(t, h.do("GET", "/v1/coupons"+tt.query, nil, tt.header...)) })
+		t.Run(tt.name, func(t *testing.T) {
+			r := h.do("GET", "/v1/coupons"+tt.query, nil, tt.header...)
+			tt.want.check(t, r)
+			if len(r.message()) > 200 {
+				t.Fatalf("the message echoes the input whole: %d bytes", len(r.message()))
+			}
+		})
 	}
 
 	list := func(query string) (ids []int64, states map[int64]string, next any) {
@@ -95,6 +106,52 @@ func TestListCouponsContract(t *testing.T) {
 		ids, _, next = list(fmt.Sprintf("cursor=%d", int64(1)<<62))
 		if len(ids) != 0 || next != nil {
 			t.Fatalf("past the last coupon: %v, next %v; want none and a null cursor", ids, next)
+		}
+	})
+	t.Run("newest first", func(t *testing.T) {
+		// Past the newest of ours (coupons other tests create meanwhile
+		// come after it): upcoming, soldOut, open, one page each, the
+		// cursor of each the ID it ends with.
+		before := fmt.Sprintf("&cursor=%d", upcoming+1)
+		ids, _, next := list("order=desc&limit=1" + before)
+		if len(ids) != 1 || ids[0] != upcoming || next != fmt.Sprint(upcoming) {
+			t.Fatalf("first page %v, next %v; want [%d] and cursor %d", ids, next, upcoming, upcoming)
+		}
+		ids, _, next = list("order=desc&limit=1&cursor=" + next.(string))
+		if len(ids) != 1 || ids[0] >= upcoming || next != fmt.Sprint(ids[0]) {
+			t.Fatalf("second page %v, next %v; want one coupon before %d", ids, next, upcoming)
+		}
+		ids, _, _ = list("order=desc&limit=100" + before)
+		ours := []int64{}
+		for i, id := range ids {
+			if i > 0 && id >= ids[i-1] {
+				t.Fatalf("order=desc listed %v, not newest first", ids)
+			}
+			if id == open || id == soldOut || id == upcoming {
+				ours = append(ours, id)
+			}
+		}
+		if fmt.Sprint(ours) != fmt.Sprint([]int64{upcoming, soldOut, open}) {
+			t.Fatalf("order=desc listed ours as %v; want %v", ours, []int64{upcoming, soldOut, open})
+		}
+		// No cursor: from the newest coupon of all; the state filter
+		// keeps the order; past the oldest coupon, nothing.
+		ids, _, _ = list("order=desc&limit=1")
+		if len(ids) != 1 || ids[0] < upcoming {
+			t.Fatalf("first newest-first page %v; want a coupon from %d on", ids, upcoming)
+		}
+		ids, states, _ := list(fmt.Sprintf("order=desc&state=open&limit=1&cursor=%d", open+1))
+		if len(ids) != 1 || ids[0] != open || states[open] != "open" {
+			t.Fatalf("order=desc&state=open past %d listed %v; want [%d]", open+1, ids, open)
+		}
+		ids, _, next = list("order=desc&cursor=1")
+		if len(ids) != 0 || next != nil {
+			t.Fatalf("before the first coupon: %v, next %v; want none and a null cursor", ids, next)
+		}
+		// asc is the default, spelt out.
+		ids, _, _ = list("order=asc&limit=1" + from)
+		if len(ids) != 1 || ids[0] != open {
+			t.Fatalf("order=asc first page %v; want [%d]", ids, open)
 		}
 	})
 	t.Run("state filter", func(t *testing.T) {
@@ -500,11 +557,11 @@ func (s *downStore) ListUserIssues(ctx context.Context, userID int64) ([]coupon.
 	return s.DB.ListUserIssues(ctx, userID)
 }
 
-func (s *downStore) ListCoupons(ctx context.Context, after int64, limit int, state coupon.State, now time.Time) ([]*coupon.Coupon, error) {
+func (s *downStore) ListCoupons(ctx context.Context, cursor int64, limit int, order coupon.Order, state coupon.State, now time.Time) ([]*coupon.Coupon, error) {
 	if err := s.fail(); err != nil {
 		return nil, err
 	}
-	return s.DB.ListCoupons(ctx, after, limit, state, now)
+	return s.DB.ListCoupons(ctx, cursor, limit, order, state, now)
 }
 
 func (s *downStore) UpdateCoupon(ctx context.Context, id int64, p coupon.Patch, hold func(context.Context, *coupon.Coupon, *coupon.Coupon) error) (*coupon.Coupon, *coupon.Coupon, error) {

@@ -34,7 +34,7 @@ func (fuzzStore) ListUserIssues(context.Context, int64) ([]coupon.Holding, error
 func (fuzzStore) AdmissionSpan(context.Context, int64) (time.Time, time.Time, bool, error) {
 	return time.Time{}, time.Time{}, false, nil
 }
-func (fuzzStore) ListCoupons(context.Context, int64, int, coupon.State, time.Time) ([]*coupon.Coupon, error) {
+func (fuzzStore) ListCoupons(context.Context, int64, int, coupon.Order, coupon.State, time.Time) ([]*coupon.Coupon, error) {
 	return nil, nil
 }
 func (fuzzStore) AdmittingCoupons(context.Context, time.Time) ([]*coupon.Coupon, error) {

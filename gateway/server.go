@@ -51,9 +51,10 @@ type Store interface {
 	// ListUserIssues returns the user's issued rows with their coupons'
 	// names, newest coupon first (bounded).
 	ListUserIssues(ctx context.Context, userID int64) ([]coupon.Holding, error)
-	// ListCoupons returns up to limit coupons with IDs above after, by ID;
+	// ListCoupons returns up to limit coupons past cursor in order (IDs
+	// above it ascending, below it descending; cursor 0 from the first);
 	// with a state, a superset of those in it (see mysql.ListCoupons).
-	ListCoupons(ctx context.Context, after int64, limit int, state coupon.State, now time.Time) ([]*coupon.Coupon, error)
+	ListCoupons(ctx context.Context, cursor int64, limit int, order coupon.Order, state coupon.State, now time.Time) ([]*coupon.Coupon, error)
 	// AdmittingCoupons returns the async coupons that may hold admissions
 	// not yet written, newest first (bounded).
 	AdmittingCoupons(ctx context.Context, now time.Time) ([]*coupon.Coupon, error)

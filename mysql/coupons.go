@@ -81,19 +81,31 @@ func (db *DB) FindCoupon(ctx context.Context, id int64) (*coupon.Coupon, error) 
 	return c, nil
 }
 
-// ListCoupons returns up to limit coupons with IDs above after, by ID.
+// ListCoupons returns up to limit coupons past cursor in order: IDs above
+// cursor by ascending ID (OrderAsc, or ""), IDs below it by descending ID
+// (OrderDesc; cursor 0 starts at the newest coupon).
 // With a state it returns the coupons that may be in that state at now
 // judged by MySQL alone (a superset: an async coupon's state also depends
 // on its admitted count, which only the gate knows, so sold_out keeps every
 // async coupon that started); the caller judges each with Coupon.StateOf
-// and continues after the last ID returned, whatever it kept.
-func (db *DB) ListCoupons(ctx context.Context, after int64, limit int, state coupon.State, now time.Time) ([]*coupon.Coupon, error) {
+// and continues past the last ID returned, whatever it kept.
+func (db *DB) ListCoupons(ctx context.Context, cursor int64, limit int, order coupon.Order, state coupon.State, now time.Time) ([]*coupon.Coupon, error) {
 	const (
 		soldOut = `issued_quantity >= total_quantity`
 		started = `(issue_starts_at IS NULL OR issue_starts_at <= ?)`
 		running = `(issue_ends_at IS NULL OR issue_ends_at > ?)`
 	)
-	where, args := `id > ?`, []any{after}
+	where, by, args := `id > ?`, `id`, []any{cursor}
+	switch order {
+	case "", coupon.OrderAsc:
+	case coupon.OrderDesc:
+		where, by = `id < ?`, `id DESC`
+		if cursor == 0 {
+			where, args = `TRUE`, nil
+		}
+	default:
+		return nil, fmt.Errorf("list coupons: unknown order %q", order)
+	}
 	now = now.UTC()
 	switch state {
 	case "":
@@ -113,7 +125,7 @@ func (db *DB) ListCoupons(ctx context.Context, after int64, limit int, state cou
 		return nil, fmt.Errorf("list coupons: unknown state %q", state)
 	}
 	args = append(args, limit)
-	return db.queryCoupons(ctx, "list coupons", `SELECT `+couponSelectColumns+` FROM coupons WHERE `+where+` ORDER BY id LIMIT ?`, args...)
+	return db.queryCoupons(ctx, "list coupons", `SELECT `+couponSelectColumns+` FROM coupons WHERE `+where+` ORDER BY `+by+` LIMIT ?`, args...)
 }
 
 // MaxAdmittingCoupons bounds the coupons AdmittingCoupons returns.

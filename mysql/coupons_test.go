@@ -180,6 +180,9 @@ func TestListCoupons(t *testing.T) {
 		}
 		return out
 	}
+	// Newest first, the cursor past the newest of ours (coupons other
+	// tests create meanwhile come after it).
+	before := asyncOpen.ID + 1
 	for _, tt := range []struct {
 		state coupon.State
 		want  []int64
@@ -190,25 +193,59 @@ func TestListCoupons(t *testing.T) {
 		{coupon.StateEnded, []int64{ended.ID}},
 		{coupon.StateSoldOut, []int64{soldOut.ID, asyncOpen.ID}}, // an async coupon may be sold out in the gate
 	} {
-		t.Run(string(tt.state), func(t *testing.T) {
-			got, err := db.ListCoupons(ctx, after, 100, tt.state, now)
+		t.Run(string(tt.state)+"/asc", func(t *testing.T) {
+			got, err := db.ListCoupons(ctx, after, 100, coupon.OrderAsc, tt.state, now)
 			if err != nil || !slices.Equal(ids(got), tt.want) {
 				t.Fatalf("got %v, %v; want %v", ids(got), err, tt.want)
 			}
 		})
+		t.Run(string(tt.state)+"/desc", func(t *testing.T) {
+			got, err := db.ListCoupons(ctx, before, 100, coupon.OrderDesc, tt.state, now)
+			want := slices.Clone(tt.want)
+			slices.Reverse(want)
+			if err != nil || !slices.Equal(ids(got), want) {
+				t.Fatalf("got %v, %v; want %v", ids(got), err, want)
+			}
+		})
 	}
-	// Pages: limit and the cursor walk every coupon once, in ID order.
-	var walked []int64
-	for cursor := after; len(walked) < len(ours); {
-		page, err := db.ListCoupons(ctx, cursor, 2, "", now)
-		if err != nil || len(page) == 0 || len(page) > 2 || page[0].ID <= cursor {
-			t.Fatalf("page after %d: %v, %v", cursor, page, err)
+	// Pages: limit and the cursor walk every coupon once, in ID order both
+	// ways, each page strictly past the cursor.
+	walk := func(order coupon.Order, cursor int64) []int64 {
+		t.Helper()
+		var walked []int64
+		for len(walked) < len(ours) {
+			page, err := db.ListCoupons(ctx, cursor, 2, order, "", now)
+			if err != nil || len(page) == 0 || len(page) > 2 {
+				t.Fatalf("%s page past %d: %v, %v", order, cursor, page, err)
+			}
+			for _, c := range page {
+				if order == coupon.OrderAsc && c.ID <= cursor || order == coupon.OrderDesc && c.ID >= cursor {
+					t.Fatalf("%s page past %d holds coupon %d", order, cursor, c.ID)
+				}
+				cursor = c.ID
+			}
+			walked = append(walked, ids(page)...)
 		}
-		walked = append(walked, ids(page)...)
-		cursor = page[len(page)-1].ID
+		return walked
 	}
-	if !slices.Equal(walked, ours) {
-		t.Fatalf("pages walked %v; want %v", walked, ours)
+	if walked := walk(coupon.OrderAsc, after); !slices.Equal(walked, ours) {
+		t.Fatalf("ascending pages walked %v; want %v", walked, ours)
+	}
+	newest := slices.Clone(ours)
+	slices.Reverse(newest)
+	if walked := walk(coupon.OrderDesc, before); !slices.Equal(walked, newest) {
+		t.Fatalf("descending pages walked %v; want %v", walked, newest)
+	}
+	// No cursor: ascending starts at the oldest coupon, descending at the
+	// newest (ours or one created since).
+	if first, err := db.ListCoupons(ctx, 0, 1, coupon.OrderAsc, "", now); err != nil || len(first) != 1 || first[0].ID > upcoming.ID {
+		t.Fatalf("first ascending page %d coupons, %v; want one at most %d", len(first), err, upcoming.ID)
+	}
+	if first, err := db.ListCoupons(ctx, 0, 1, coupon.OrderDesc, "", now); err != nil || len(first) != 1 || first[0].ID < asyncOpen.ID {
+		t.Fatalf("first descending page %d coupons, %v; want one at least %d", len(first), err, asyncOpen.ID)
+	}
+	if _, err := db.ListCoupons(ctx, 0, 1, "sideways", "", now); err == nil {
+		t.Fatal("an unknown order listed coupons")
 	}
 	// The async coupons still issuing, newest first.
 	adm, err := db.AdmittingCoupons(ctx, now)

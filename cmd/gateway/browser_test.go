@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -173,8 +174,15 @@ func TestDropPageInBrowser(t *testing.T) {
 	}
 	t.Logf("screenshot of the sold-out page: %s (%d bytes)", path, len(png))
 
-	// The index lists the coupon (through the admin list, the token typed
-	// in the page) and links it to its drop page, its name as text.
+	// The index lists the coupons newest first (through the admin list,
+	// the token typed in the page), each linked to its drop page, the name
+	// as text. A page's worth of coupons created now puts the drop's on a
+	// later page ("More"): they show above it, and every row is older than
+	// the one above it, across the pages.
+	var newer int64
+	for i := range indexPage {
+		newer = createCoupon(t, client, base, token, fmt.Sprintf("Browser newer drop %d", i+1), 1)
+	}
 	tok, _ := json.Marshal(token)
 	if err := chromedp.Do(bctx, chromedp.Navigate(base+"/drops"), chromedp.WaitVisible(chromedp.ID("token"))); err != nil {
 		t.Fatalf("open the index: %v", err)
@@ -184,26 +192,57 @@ func TestDropPageInBrowser(t *testing.T) {
 		t.Fatal(err)
 	}
 	href := fmt.Sprintf("/drops/%d", id)
+	var rows []int64
 	testenv.Eventually(t, 60*time.Second, func() error {
-		// Oldest first: page on ("More") until the coupon shows.
-		names, err := chromedp.Run(bctx, chromedp.Evaluate[[]string](`(() => {
+		// Page on ("More") until the drop's coupon shows.
+		shown, err := chromedp.Run(bctx, chromedp.Evaluate[struct {
+			IDs   []string
+			Names []string
+		}](`(() => {
 			const found = [...document.querySelectorAll("#rows a")].filter((a) => a.getAttribute("href") === `+fmt.Sprintf("%q", href)+`);
 			if (!found.length && !document.getElementById("more").hidden) document.getElementById("more").click();
-			return found.map((a) => a.textContent);
+			return {IDs: [...document.querySelectorAll("#rows tr")].map((tr) => tr.cells[0].textContent),
+				Names: found.map((a) => a.textContent)};
 		})()`))
 		if err != nil {
 			return err
 		}
-		if len(names) != 2 || names[1] != name { // the ID's link, then the name's
+		if len(shown.Names) != 2 || shown.Names[1] != name { // the ID's link, then the name's
 			msg, _ := chromedp.Run(bctx, chromedp.Text(chromedp.ID("msg")))
-			return fmt.Errorf("the index links %s with %q (message %q), want the ID and the name %q", href, names, msg, name)
+			return fmt.Errorf("the index links %s with %q (message %q), want the ID and the name %q", href, shown.Names, msg, name)
+		}
+		rows = rows[:0]
+		for _, s := range shown.IDs {
+			n, err := strconv.ParseInt(s, 10, 64)
+			if err != nil {
+				return fmt.Errorf("the index shows a row with ID %q", s)
+			}
+			rows = append(rows, n)
 		}
 		return nil
 	})
+	if len(rows) <= indexPage || rows[0] < newer {
+		t.Errorf("the index shows %d rows, the first coupon %d; want more than a page (%d) from the newest, %d or one created since", len(rows), rows[0], indexPage, newer)
+	}
+	at := map[int64]int{}
+	for i, n := range rows {
+		if i > 0 && n >= rows[i-1] {
+			t.Errorf("the index shows coupon %d below %d (row %d of %d): not newest first", n, rows[i-1], i+1, len(rows))
+			break
+		}
+		at[n] = i
+	}
+	if i, ok := at[newer]; !ok || i >= at[id] {
+		t.Errorf("the index shows coupon %d at row %d (found %t) and the older %d at row %d; want the newer above", newer, i, ok, id, at[id])
+	}
+	t.Logf("the index lists %d coupons on %d pages, newest first: %d above the drop's %d", len(rows), (len(rows)+indexPage-1)/indexPage, newer, id)
 	if imgs, err := chromedp.Run(bctx, chromedp.Evaluate[int](`document.querySelectorAll("img").length`)); err != nil || imgs != 0 {
 		t.Errorf("the index rendered the name as markup: %d img elements, %v", imgs, err)
 	}
 }
+
+// indexPage is the coupons a page of /drops holds (index.js asks limit=50).
+const indexPage = 50
 
 // chromiumPath returns the browser to drive: COUPON_TEST_CHROMIUM, else
 // chromium on PATH (Debian's package, which .ci/run installs).

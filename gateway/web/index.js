@@ -1,6 +1,6 @@
-// The drops index: lists the coupons through the admin API (the token
-// stays in sessionStorage) and links each to its live page. Values go in
-// through textContent only: coupon names are user data.
+// The drops index: lists the coupons newest first through the admin API
+// (the token stays in sessionStorage) and links each to its live page.
+// Values go in through textContent only: coupon names are user data.
 "use strict";
 (function () {
   const $ = (x) => document.getElementById(x);
@@ -20,16 +20,22 @@
   }
 
   let cursor = "";
+  let seq = 0; // the latest list call: an answer to an earlier one is dropped
 
-  // list shows a page of GET /v1/coupons (admin), following its cursor.
+  // list shows a page of GET /v1/coupons (admin), newest first, following
+  // its cursor. "More" is disabled while a page loads, so a second click
+  // cannot fetch the same page again.
   async function list(more) {
     const token = sessionStorage.getItem("coupon.adminToken");
     if (!token) { $("msg").textContent = "Enter the admin token to list the coupons."; return; }
     if (!more) cursor = "";
+    const n = ++seq;
+    $("more").disabled = true;
     try {
-      const q = "/v1/coupons?limit=50" + (cursor ? "&cursor=" + encodeURIComponent(cursor) : "");
+      const q = "/v1/coupons?order=desc&limit=50" + (cursor ? "&cursor=" + encodeURIComponent(cursor) : "");
       const r = await fetch(q, { headers: { Authorization: "Bearer " + token }, cache: "no-store" });
       const v = await r.json();
+      if (n !== seq) return;
       if (!r.ok) { $("msg").textContent = (v && v.message) || "HTTP " + r.status; return; }
       const rows = $("rows");
       if (!more) while (rows.firstChild) rows.removeChild(rows.firstChild);
@@ -50,7 +56,9 @@
       $("list").hidden = false;
       $("msg").textContent = rows.childElementCount ? "" : "No coupons yet.";
     } catch (e) {
-      $("msg").textContent = "The gateway did not answer.";
+      if (n === seq) $("msg").textContent = "The gateway did not answer.";
+    } finally {
+      if (n === seq) $("more").disabled = false;
     }
   }
 
