@@ -35,10 +35,13 @@ type Gate interface {
 	// Release removes userID's admission if it still has this rank, returning
 	// the slot, and reports whether it did (false: the admission was gone or
 	// re-taken with another rank, which is not an error). Only for admissions
-	// whose record certainly never reached Kafka.
+	// whose record certainly never reached Kafka. With ErrGateUnacked in
+	// err's chain the release ran (released true) but is not durable: a
+	// failover of the gate's store may bring the admission back.
 	Release(ctx context.Context, couponID, userID, rank int64) (released bool, err error)
 	// MarkPending records an admission whose publish outcome is unknown, for
-	// reconciliation. The slot stays taken.
+	// reconciliation. The slot stays taken. With ErrGateUnacked in the
+	// error's chain the mark was written but is not durable.
 	MarkPending(ctx context.Context, couponID, userID, rank int64) error
 	// Rank returns userID's rank if admitted (ok false when not).
 	Rank(ctx context.Context, couponID, userID int64) (rank int64, ok bool, err error)
@@ -63,6 +66,14 @@ var ErrGateLost = &Error{Code: EUNAVAILABLE, Message: "The coupon's admission ga
 // a release). Reconciliation settles such a slot; the caller must not say
 // "retry". Any other EUNAVAILABLE of Admit admitted nobody.
 var ErrGateUnknown = &Error{Code: EUNAVAILABLE, Message: "The outcome of the admission is unknown; check its status before retrying."}
+
+// ErrGateUnacked is in the chain of the error of a gate write (Release,
+// MarkPending) that ran on the Redis primary but was not acknowledged by as
+// many replicas as the gate waits for (admitter.Config.WaitReplicas) in
+// time: it stands on the primary, and a failover to a replica without it
+// undoes it. Reconciliation settles what that leaves (an admission without
+// a record, a missing pending mark).
+var ErrGateUnacked = &Error{Code: EUNAVAILABLE, Message: "The admission gate's replicas did not acknowledge the change in time."}
 
 // Publisher writes admissions to the admitted-request topic. Publish returns
 // only after the broker acknowledged the record (all in-sync replicas).

@@ -188,6 +188,9 @@ type Gate struct {
 	perCoupon bool // one admit script call per coupon (how it was before; benchmarks compare)
 
 	calls, users atomic.Int64 // admit script calls sent and the users they carried (Stats)
+	// Writes the replicas did not acknowledge (Stats): admissions released
+	// for it, releases and pending marks left on the primary only.
+	unackedAdmits, unackedReleases, unackedPending atomic.Int64
 }
 
 // New connects to Redis (checking it answers), loads the scripts and
@@ -280,9 +283,12 @@ func (g *Gate) Close() error {
 }
 
 // Stats are the gate's counters since it opened: admit script calls sent
-// and the users they carried.
+// and the users they carried; with WaitReplicas, the writes fewer replicas
+// acknowledged than waited for: admissions (released again and answered
+// unknown), releases and pending marks (standing on the primary only).
 type Stats struct {
-	Calls, Users int64
+	Calls, Users                                   int64
+	UnackedAdmits, UnackedReleases, UnackedPending int64
 }
 
 // UsersPerCall is Users/Calls (0 before the first call).
@@ -295,7 +301,8 @@ func (s Stats) UsersPerCall() float64 {
 
 // Stats returns the gate's counters.
 func (g *Gate) Stats() Stats {
-	return Stats{Calls: g.calls.Load(), Users: g.users.Load()}
+	return Stats{Calls: g.calls.Load(), Users: g.users.Load(), UnackedAdmits: g.unackedAdmits.Load(),
+		UnackedReleases: g.unackedReleases.Load(), UnackedPending: g.unackedPending.Load()}
 }
 
 // Client returns the underlying Redis client (for readiness checks).
@@ -489,22 +496,78 @@ func lostState(couponID int64) error {
 // Release removes the admission of userID if it still has rank, with its
 // pending mark of that rank, and reports whether it did; ranks are never
 // reused. Releasing an admission that is gone is not an error.
+//
+// With WaitReplicas, a release that removed the admission is followed by
+// WAIT in the same pipeline. When fewer replicas acknowledged it, Release
+// reports released true with an error wrapping coupon.ErrGateUnacked: the
+// admission is gone on the primary, but a failover to a replica without the
+// release brings it back (with no record behind it, which reconciliation
+// releases). The caller logs it; Stats counts it.
 func (g *Gate) Release(ctx context.Context, couponID, userID, rank int64) (bool, error) {
 	keys := []string{usersKey(couponID), pendingKey(couponID)}
-	n, err := g.release.Run(ctx, g.client, keys, userID, rank).Int64()
+	var cmd *redis.Cmd
+	// EVAL, not EVALSHA: a rare path, and no NOSCRIPT to handle in the pipeline.
+	short := g.waited(ctx, func(p redis.Pipeliner) { cmd = g.release.Eval(ctx, p, keys, userID, rank) })
+	n, err := cmd.Int64()
 	if err != nil {
 		return false, g.wrap(err, "release user %d of coupon %d", userID, couponID)
+	}
+	if n == 1 && short != nil { // a release that removed nothing wrote nothing
+		g.unackedReleases.Add(1)
+		return true, fmt.Errorf("release user %d of coupon %d: %w", userID, couponID, short)
 	}
 	return n == 1, nil
 }
 
 // MarkPending records userID's admission (rank) as having an unknown
-// publish outcome; the slot stays taken.
+// publish outcome; the slot stays taken. With WaitReplicas the mark is
+// followed by WAIT in the same pipeline; when fewer replicas acknowledged
+// it, the mark stands on the primary and the error wraps
+// coupon.ErrGateUnacked: a failover may lose the mark, not the admission,
+// which reconciliation finds unpublished without it. Stats counts it.
 func (g *Gate) MarkPending(ctx context.Context, couponID, userID, rank int64) error {
-	if err := g.client.HSet(ctx, pendingKey(couponID), userID, rank).Err(); err != nil {
+	var cmd *redis.IntCmd
+	short := g.waited(ctx, func(p redis.Pipeliner) { cmd = p.HSet(ctx, pendingKey(couponID), userID, rank) })
+	if err := cmd.Err(); err != nil {
 		return g.wrap(err, "mark user %d of coupon %d pending", userID, couponID)
 	}
+	if short != nil {
+		g.unackedPending.Add(1)
+		return fmt.Errorf("mark user %d of coupon %d pending: %w", userID, couponID, short)
+	}
 	return nil
+}
+
+// waited runs the commands queue queues in one pipeline, followed by WAIT
+// when the gate waits for replicas (the WAIT covers every write of the
+// connection so far, so it covers them). The commands carry their own
+// errors; waited returns the WAIT's shortfall (unackedError), nil when
+// enough replicas acknowledged or the gate does not wait.
+func (g *Gate) waited(ctx context.Context, queue func(redis.Pipeliner)) error {
+	pipe := g.client.Pipeline()
+	queue(pipe)
+	wait := g.queueWait(ctx, pipe)
+	_, _ = pipe.Exec(ctx) // each command carries its own error
+	if g.acked(wait) {
+		return nil
+	}
+	return g.unackedError(wait)
+}
+
+// queueWait queues the WAIT of a pipeline of writes; nil when the gate does
+// not wait for replicas.
+func (g *Gate) queueWait(ctx context.Context, p redis.Pipeliner) *redis.Cmd {
+	if g.waitReplicas == 0 {
+		return nil
+	}
+	return p.Do(ctx, "WAIT", g.waitReplicas, g.waitMillis)
+}
+
+// unackedError is the error of writes that wait (not nil) did not see
+// acknowledged by enough replicas: they ran on the primary only.
+func (g *Gate) unackedError(wait *redis.Cmd) error {
+	n, werr := wait.Int64()
+	return fmt.Errorf("%w (%d of %d replicas within %d ms, %v)", coupon.ErrGateUnacked, n, g.waitReplicas, g.waitMillis, werr)
 }
 
 // Rank returns userID's rank if admitted. A lost gate state is EUNAVAILABLE.
@@ -855,10 +918,7 @@ func (g *Gate) runAdmits(ctx context.Context, calls []scriptCall) ([]*redis.Cmd,
 		}
 		cmds[i] = g.admit.EvalSha(ctx, pipe, keys, args...)
 	}
-	var wait *redis.Cmd
-	if g.waitReplicas > 0 {
-		wait = pipe.Do(ctx, "WAIT", g.waitReplicas, g.waitMillis)
-	}
+	wait := g.queueWait(ctx, pipe)
 	_, _ = pipe.Exec(ctx) // each command carries its own error
 	return cmds, wait
 }
@@ -888,6 +948,7 @@ func (g *Gate) releaseUnacked(ctx context.Context, reqs []*admitReq, wait *redis
 		cmds[i] = g.release.Eval(ctx, pipe, []string{usersKey(r.couponID), pendingKey(r.couponID)}, r.userID, r.rank)
 	}
 	_, _ = pipe.Exec(ctx)
+	g.unackedAdmits.Add(int64(len(reqs)))
 	n, werr := wait.Int64()
 	failed := 0
 	for i, r := range reqs {

@@ -99,10 +99,11 @@ func (a *AsyncIssuer) admitAndPublish(base context.Context, c *coupon.Coupon, us
 // has a zero IssuedAt: the row is not written yet.
 //
 // Failures: the gate's *Error (already_issued, with the Issue carrying the
-// rank held; sold_out, unavailable) as is; a publish that certainly failed releases the slot and answers
-// unavailable "retry"; a publish whose outcome is unknown keeps the slot,
-// marks it pending for reconciliation and answers unavailable "check the
-// status first".
+// rank held; sold_out, unavailable) as is; a publish that certainly failed
+// releases the slot and answers unavailable "retry"; a publish whose
+// outcome is unknown keeps the slot, marks it pending for reconciliation and
+// answers unavailable "check the status first", as does a failed publish
+// whose release failed or is not durable (coupon.ErrGateUnacked).
 func (a *AsyncIssuer) Issue(ctx context.Context, c *coupon.Coupon, userID int64, requestID string) (*coupon.Issue, error) {
 	base := ctx // the values of the bounds' contexts, without ctx's end
 	if ctx.Done() != nil {
@@ -146,18 +147,28 @@ func (a *AsyncIssuer) Issue(ctx context.Context, c *coupon.Coupon, userID int64,
 		a.metrics.publishError("failed")
 		rctx, cancel := context.WithTimeout(base, a.gateTimeout)
 		defer cancel()
-		if _, rerr := a.gate.Release(rctx, c.ID, userID, rank); rerr != nil {
-			// The slot stays taken with no record behind it; marking it
-			// pending lets reconciliation find and return it.
-			log.Error("publish failed and the release failed too", "err", err, "releaseErr", rerr)
-			if merr := a.gate.MarkPending(rctx, c.ID, userID, rank); merr != nil {
-				log.Error("could not mark the unreleased admission pending", "err", merr)
-			}
-		} else {
+		_, rerr := a.gate.Release(rctx, c.ID, userID, rank)
+		if rerr == nil {
 			log.Warn("publish failed; admission released", "err", err)
+			return nil, joinCause(coupon.Errorf(coupon.EUNAVAILABLE,
+				"The request could not be queued; please retry."), err)
 		}
-		return nil, joinCause(coupon.Errorf(coupon.EUNAVAILABLE,
-			"The request could not be queued; please retry."), err)
+		// The release failed, or ran on the Redis primary without the
+		// replicas' acknowledgement (coupon.ErrGateUnacked): the slot may
+		// be (or come back, after a failover) taken with no record behind
+		// it, and a retry would be answered already_issued for a row that
+		// never comes. So it is an unknown outcome, as below: marked
+		// pending, and reconciliation releases the slot if it is still
+		// taken (an admission neither in the topic nor in MySQL) or clears
+		// the stale mark if the release stood.
+		merr := a.gate.MarkPending(rctx, c.ID, userID, rank)
+		level := slog.LevelError
+		if errors.Is(rerr, coupon.ErrGateUnacked) && (merr == nil || errors.Is(merr, coupon.ErrGateUnacked)) {
+			level = slog.LevelWarn // both written on the primary
+		}
+		log.Log(rctx, level, "publish failed and the release is not certain; answered unknown, marked pending",
+			"err", err, "releaseErr", rerr, "markErr", merr)
+		return nil, joinCause(publishUnknown(c.ID, userID), err)
 	}
 
 	// Unknown outcome (or an error the publisher did not classify): the
@@ -165,13 +176,23 @@ func (a *AsyncIssuer) Issue(ctx context.Context, c *coupon.Coupon, userID int64,
 	a.metrics.publishError("unknown")
 	mctx, cancel := context.WithTimeout(base, a.gateTimeout)
 	defer cancel()
-	if merr := a.gate.MarkPending(mctx, c.ID, userID, rank); merr != nil {
-		log.Error("publish outcome unknown and marking it pending failed", "err", err, "markErr", merr)
-	} else {
+	switch merr := a.gate.MarkPending(mctx, c.ID, userID, rank); {
+	case merr == nil:
 		log.Warn("publish outcome unknown; admission marked pending", "err", err)
+	case errors.Is(merr, coupon.ErrGateUnacked):
+		// Reconciliation finds the admission without its mark too.
+		log.Warn("publish outcome unknown; admission marked pending on the Redis primary only", "err", err, "markErr", merr)
+	default:
+		log.Error("publish outcome unknown and marking it pending failed", "err", err, "markErr", merr)
 	}
-	return nil, joinCause(coupon.Errorf(coupon.EUNAVAILABLE,
-		"The outcome of the request is unknown; check GET /v1/coupons/%d/issues/%d before retrying.", c.ID, userID), err)
+	return nil, joinCause(publishUnknown(c.ID, userID), err)
+}
+
+// publishUnknown answers an admission whose record may or may not be in the
+// topic, or whose slot may stay taken without one: reconciliation settles it.
+func publishUnknown(couponID, userID int64) *coupon.Error {
+	return coupon.Errorf(coupon.EUNAVAILABLE,
+		"The outcome of the request is unknown; check GET /v1/coupons/%d/issues/%d before retrying.", couponID, userID)
 }
 
 // gateUnknown answers an admission whose outcome is unknown: the gate call

@@ -2,6 +2,7 @@ package ops
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -11,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/coupondrop/coupon"
 	"github.com/coupondrop/coupon/admitter"
 	couponkafka "github.com/coupondrop/coupon/kafka"
 	"github.com/coupondrop/coupon/mysql"
@@ -151,10 +153,15 @@ func Reconcile(ctx context.Context, db *mysql.DB, t *couponkafka.Topic, gate *ad
 		r := &out[i]
 		for _, a := range r.Unpublished {
 			released, err := gate.Release(ctx, r.CouponID, a.UserID, a.Rank)
-			if err != nil {
+			switch {
+			case released && errors.Is(err, coupon.ErrGateUnacked):
+				// Released on the primary; a failover before the replicas
+				// catch up brings it back, and the next reconcile finds it.
+				r.Released = append(r.Released, a)
+				logger.Warn("released unpublished admission on the Redis primary only", "coupon", r.CouponID, "user", a.UserID, "rank", a.Rank, "err", err)
+			case err != nil:
 				return out, fmt.Errorf("reconcile: %w", err)
-			}
-			if released {
+			case released:
 				r.Released = append(r.Released, a)
 				logger.Info("released unpublished admission", "coupon", r.CouponID, "user", a.UserID, "rank", a.Rank)
 			}

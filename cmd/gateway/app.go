@@ -187,7 +187,8 @@ func closeLogged(logger *slog.Logger, what string, closeFn func() error) {
 
 // batchingMetrics count the gateway's batching (couponctl bench reads them
 // per phase): produce requests and the records they carried, admit script
-// calls and the users they carried.
+// calls and the users they carried; and the gate's writes the Redis replicas
+// did not acknowledge.
 func batchingMetrics(gate *admitter.Gate, pub *kafka.Publisher) []prometheus.Collector {
 	counter := func(name, help string, f func() int64) prometheus.Collector {
 		return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help}, func() float64 { return float64(f()) })
@@ -201,5 +202,17 @@ func batchingMetrics(gate *admitter.Gate, pub *kafka.Publisher) []prometheus.Col
 			func() int64 { return gate.Stats().Calls }),
 		counter("coupon_gateway_gate_script_users_total", "Users the admit script calls carried.",
 			func() int64 { return gate.Stats().Users }),
+		unacked("admit", func() int64 { return gate.Stats().UnackedAdmits }),
+		unacked("release", func() int64 { return gate.Stats().UnackedReleases }),
+		unacked("pending", func() int64 { return gate.Stats().UnackedPending }),
 	}
+}
+
+// unacked is one write kind's series of coupon_gateway_gate_unacked_writes_total.
+func unacked(write string, f func() int64) prometheus.Collector {
+	return prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name:        "coupon_gateway_gate_unacked_writes_total",
+		Help:        "Gate writes fewer Redis replicas acknowledged than COUPON_REDIS_WAIT_REPLICAS, by write: admit (admissions released again, answered unknown), release and pending (standing on the primary only, answered unknown).",
+		ConstLabels: prometheus.Labels{"write": write},
+	}, func() float64 { return float64(f()) })
 }
