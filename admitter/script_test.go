@@ -3,6 +3,7 @@ package admitter
 import (
 	"context"
 	"slices"
+	"strconv"
 	"sync"
 	"testing"
 
@@ -162,5 +163,62 @@ func TestAdmitScriptSeveralCoupons(t *testing.T) {
 	want := []int64{lua.AdmitOK, 1, lua.AdmitOK, 2, lua.AdmitSoldOut, 0, lua.AdmitOK, 1, lua.AdmitAlready, 1, lua.AdmitLost, 0}
 	if !slices.Equal(got, want) {
 		t.Fatalf("reply %v, want %v", got, want)
+	}
+}
+
+// TestScriptsWriteExactDecimalsNearTheLimit starts the rank counter just
+// below 1e14 (where Lua's own number formatting, tostring, turns to
+// exponent form: "1e+14") and just below 2^53 (the last integers a Lua
+// number holds exactly): the ranks and the counter the scripts write back
+// (admit, one user and several; migrate) are canonical decimals, read back
+// exactly by Rank and State, and the release script, which compares the
+// stored rank as a string, releases them.
+func TestScriptsWriteExactDecimalsNearTheLimit(t *testing.T) {
+	g := mustOpenGate(t, configWith(func(c *Config) { c.BatchMax = 1 }))
+	ctx := context.Background()
+	for _, start := range []int64{99_999_999_999_998, 1<<53 - 4} {
+		t.Run(strconv.FormatInt(start, 10), func(t *testing.T) {
+			id := newCoupon(t, g)
+			if err := g.client.HSet(ctx, usersKey(id), seqField, start).Err(); err != nil {
+				t.Fatal(err)
+			}
+			if rank, err := g.Admit(ctx, id, 1, 100); err != nil || rank != start+1 {
+				t.Fatalf("admit one user: rank %d, %v; want %d", rank, err, start+1)
+			}
+			got, err := redis.NewScript(lua.Admit).Run(ctx, g.client, []string{usersKey(id)}, 100, 2, 3).Int64Slice()
+			if want := []int64{lua.AdmitOK, start + 2, lua.AdmitOK, start + 3}; err != nil || !slices.Equal(got, want) {
+				t.Fatalf("admit two users: %v, %v; want %v", got, err, want)
+			}
+			stored, err := g.client.HMGet(ctx, usersKey(id), "1", "2", "3", seqField).Result()
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i, want := range []int64{start + 1, start + 2, start + 3, start + 3} {
+				if s := strconv.FormatInt(want, 10); stored[i] != s {
+					t.Errorf("field %d of the hash is %q, want %q", i, stored[i], s)
+				}
+			}
+			if rank, ok, err := g.Rank(ctx, id, 3); err != nil || !ok || rank != start+3 {
+				t.Errorf("rank of user 3: %d, %v, %v; want %d", rank, ok, err, start+3)
+			}
+			if released, err := g.Release(ctx, id, 3, start+3); err != nil || !released {
+				t.Errorf("release of user 3 at rank %d: %v, %v; want released", start+3, released, err)
+			}
+
+			// The layout before the hash held seq: migrate writes the counter.
+			old := newCoupon(t, g)
+			g.client.HDel(ctx, usersKey(old), seqField)
+			g.client.HSet(ctx, usersKey(old), "7", start)
+			g.client.Set(ctx, oldSeqKey(old), start, 0)
+			if ok, err := g.migrateState(ctx, old); err != nil || !ok {
+				t.Fatalf("migrate: %v, %v", ok, err)
+			}
+			if seq, err := g.client.HGet(ctx, usersKey(old), seqField).Result(); err != nil || seq != strconv.FormatInt(start, 10) {
+				t.Errorf("migrated counter %q, %v; want %d", seq, err, start)
+			}
+			if st, _, err := g.State(ctx, old); err != nil || st.Seq != start || st.Users[7] != start {
+				t.Errorf("migrated state %+v, %v; want seq and user 7's rank %d", st, err, start)
+			}
+		})
 	}
 }
