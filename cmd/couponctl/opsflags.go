@@ -91,7 +91,7 @@ func (f *opsFlags) openGateClient(ctx context.Context) (*admitter.Gate, error) {
 		return nil, errors.New("redis-addrs (COUPON_REDIS_ADDRS) is required")
 	}
 	cfg := admitter.DefaultConfig()
-	cfg.Addrs, cfg.MasterName, cfg.Password = addrs, f.redisMaster, f.redisPassword
+	cfg.Addrs, cfg.MasterName, cfg.Password = addrs, f.resolvedMaster, f.redisPassword
 	cfg.DialTimeout, cfg.ReadTimeout, cfg.WriteTimeout, cfg.BatchMax = 5*time.Second, time.Minute, time.Minute, 1
 	gate, err := admitter.New(cfg, f.logger())
 	if err != nil {

@@ -11,10 +11,12 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
 	"github.com/coupondrop/coupon/admitter"
+	"github.com/coupondrop/coupon/infra/stack"
 	"github.com/coupondrop/coupon/internal/testenv"
 	gomysql "github.com/go-sql-driver/mysql"
 )
@@ -108,17 +110,35 @@ func TestOperatorCommandTouchesItsStackOnly(t *testing.T) {
 	}
 	topic := testenv.MustCreateTopic(t, 2)
 	brokers := testenv.KafkaBrokers
+	// The test stack's Redis shape: with a Redis Cluster (make test
+	// COUPON_STACK_REDIS_MODE=cluster) couponctl must be told, as an
+	// operator would, or it talks to one node as a standalone Redis and
+	// meets MOVED; it then names every node of the cluster.
+	mode := stack.RedisStandalone
+	if testenv.RedisCluster {
+		mode = stack.RedisCluster
+	}
+	redisPort, err := strconv.Atoi(port(t, testenv.RedisAddr))
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := (&stackFlags{profile: "test", redisPort: redisPort, redisMode: mode}).open()
+	if err != nil {
+		t.Fatal(err)
+	}
+	redisAddrs := st.Clients(dbName("test")).RedisAddrs
 	stackEnv := []string{
 		"COUPON_STACK_PROFILE=test",
 		"COUPON_STACK_DIR=" + t.TempDir(),
 		"COUPON_STACK_REDIS_PORT=" + port(t, testenv.RedisAddr),
+		"COUPON_STACK_REDIS_MODE=" + mode,
 		"COUPON_STACK_MYSQL_PORT=" + port(t, dsn.Addr),
 		"COUPON_STACK_KAFKA_PORT=" + port(t, brokers[0]),
 		"COUPON_TOPIC=" + topic,
 		"COUPON_GROUP_ID=nobody-" + testenv.RandomID(),
 		"COUPON_RECONCILE_GRACE=0s",
 	}
-	want := []string{testenv.RedisAddr, dsn.Addr, brokers[0]}
+	want := append([]string{dsn.Addr, brokers[0]}, redisAddrs...)
 	args := []string{"reconcile", "--coupon", testenv.Itoa(id)}
 
 	// Read only: the admission is an inconsistency, the exit code says so.
@@ -134,7 +154,7 @@ func TestOperatorCommandTouchesItsStackOnly(t *testing.T) {
 			t.Fatalf("reconcile names %s, not a server of the test stack %v", a, want)
 		}
 	}
-	for _, w := range []string{"Redis  " + testenv.RedisAddr, "MySQL  " + dsn.Addr + "/" + dsn.DBName, "Kafka  " + brokers[0]} {
+	for _, w := range []string{"Redis  " + strings.Join(redisAddrs, ","), "MySQL  " + dsn.Addr + "/" + dsn.DBName, "Kafka  " + brokers[0]} {
 		if !strings.Contains(errOut, w+", from the test stack (COUPON_STACK_PROFILE, COUPON_STACK_") {
 			t.Fatalf("reconcile does not announce %q from the test stack's settings:\n%s", w, errOut)
 		}
