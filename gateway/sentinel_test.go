@@ -40,7 +40,9 @@ func TestPublishFailedReleaseNotDurable(t *testing.T) {
 	st := testenv.MustStartPrivateShape(t, testenv.Shape{RedisMode: stack.RedisSentinel}, stack.Redis)
 	cfg := admitter.DefaultConfig()
 	cfg.Addrs, cfg.MasterName = st.SentinelAddrs(), stack.SentinelMaster
-	cfg.WaitReplicas, cfg.WaitTimeout = 1, 100*time.Millisecond
+	// A wait long enough for a replica of a loaded machine (the phase with
+	// the replicas up must not fall short), below the read timeout (1 s).
+	cfg.WaitReplicas, cfg.WaitTimeout = 1, 500*time.Millisecond
 	gate, err := admitter.New(cfg, testenv.Logger(t))
 	if err != nil {
 		t.Fatal(err)
