@@ -138,7 +138,7 @@ func TestHandoffFailureReleasesOnlyItsSlot(t *testing.T) {
 // TestHandoffUnknownMarksPending: the broker's replies are lost (a proxy
 // forwards the produce requests and drops the answers): every user of the
 // burst gets an unknown outcome, keeps its slot and is marked pending with
-// its rank, and its record is in the topic indeed.
+// its rank, and the records the proxy forwarded are in the topic indeed.
 func TestHandoffUnknownMarksPending(t *testing.T) {
 	if n := testenv.KafkaBrokerCount(t); n > 1 {
 		t.Skipf("the proxy stands in for the only broker; the test Kafka has %d (COUPON_STACK_KAFKA_NODES=3)", n)
@@ -187,10 +187,20 @@ func TestHandoffUnknownMarksPending(t *testing.T) {
 			recorded[a.UserID] = true
 		}
 	}
+	// The proxy forwarded the produce requests, so their records are in
+	// the topic although no ack came: that is why the outcome is unknown.
+	// (Not necessarily all of the burst's: a produce request queued behind
+	// one whose reply was lost may end unsent when the connection is closed
+	// on the write timeout; its users are unknown and pending all the same,
+	// as asserted above.)
+	in := 0
 	for u := int64(1); u <= users; u++ {
-		if !recorded[u] {
-			t.Errorf("user %d is not in the topic: this test no longer shows why the outcome is unknown", u)
+		if recorded[u] {
+			in++
 		}
+	}
+	if in == 0 {
+		t.Errorf("none of the burst's %d users is in the topic: this test no longer shows why the outcome is unknown", users)
 	}
 }
 
