@@ -365,6 +365,7 @@ func TestGoalsRender(t *testing.T) {
 	}
 	open := mk(PhaseAsyncOpen, 10000, 8, false)
 	open.BrokerGC = &GCPauses{Count: 3, TotalMs: 45.2, MaxMs: 20.51}
+	open.CPU = &CPUCost{MachinePerReq: 120, Procs: open.CPU.Procs, StealSeconds: 0.4, StealShare: 0.05}
 	r := &Report{Started: time.Now(), Phases: []*PhaseResult{
 		mk(PhaseCeiling, 50000, 2, true), mk(PhaseAsync, 25000, 20, false), mk(PhaseAsyncMany, 20000, 30, false),
 		open, mk(PhaseCeilingOpen, 10000, 2, true),
@@ -384,7 +385,7 @@ func TestGoalsRender(t *testing.T) {
 		"many coupons / one hot coupon: async-many / async accepted req/s = 0.80 (goal >= 0.85: not reached)",
 		"open-model p99 / HTTP ceiling's: async-open / ceiling-open p99 = 4.00 (goal <= 3.00: not reached)",
 		"(no system)", "machine 120 µs/accepted = gateway 50 + kafka 20  61.5 records per produce request, 30.0 users per script call",
-		"machine 120 µs/accepted = gateway 50 + kafka 20; broker GC: 3 pauses, 45 ms in all, longest 20.5 ms  61.5 records per produce request",
+		"machine 120 µs/accepted = gateway 50 + kafka 20 (steal 5%); broker GC: 3 pauses, 45 ms in all, longest 20.5 ms  61.5 records per produce request",
 	} {
 		if !strings.Contains(table, want) {
 			t.Errorf("table lacks %q:\n%s", want, table)
@@ -394,7 +395,7 @@ func TestGoalsRender(t *testing.T) {
 	if err := r.WriteHTML(&sb); err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"Goals (ratios of this run", "HTTP ceiling: parsing and answer only", "61.5", "gateway 50", "3, 45 ms (20.5 ms)"} {
+	for _, want := range []string{"Goals (ratios of this run", "HTTP ceiling: parsing and answer only", "61.5", "gateway 50", "3, 45 ms (20.5 ms)", "(steal 5%)"} {
 		if !strings.Contains(sb.String(), want) {
 			t.Errorf("page lacks %q", want)
 		}

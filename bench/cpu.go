@@ -30,10 +30,12 @@ func NewCPUProbe(pids map[string]int) *CPUProbe {
 }
 
 // CPUSample is the CPU time used so far by each probed process and by the
-// machine (every core's non-idle time).
+// machine (every core's time running something), and the time the
+// hypervisor took from the machine's cores (steal).
 type CPUSample struct {
 	Procs   map[string]time.Duration
 	Machine time.Duration
+	Steal   time.Duration
 }
 
 // Sample reads the counters now; a process that is gone is left out.
@@ -44,7 +46,7 @@ func (p *CPUProbe) Sample() CPUSample {
 			s.Procs[name] = d
 		}
 	}
-	s.Machine, _ = machineCPU()
+	s.Machine, s.Steal, _ = machineCPU()
 	return s
 }
 
@@ -57,10 +59,15 @@ type ProcessCPU struct {
 
 // CPUCost is what a phase cost in CPU: per process (sorted by cost, the
 // machine's rest as "other") and the machine in total, per accepted request.
+// The time the hypervisor stole from the cores is not the machine's: it is
+// counted apart, with its share of the cores' time (what ran plus what was
+// stolen), so a phase can be told to have run on a busy host.
 type CPUCost struct {
 	Procs          []ProcessCPU `json:"procs"`
 	MachineSeconds float64      `json:"machineSeconds"`
 	MachinePerReq  float64      `json:"machineUsPerAccepted"`
+	StealSeconds   float64      `json:"stealSeconds"`
+	StealShare     float64      `json:"stealShare"` // steal / (machine + steal)
 }
 
 // Cost is the CPU spent between two samples, per accepted request.
@@ -83,6 +90,12 @@ func Cost(before, after CPUSample, accepted int64) CPUCost {
 		c.Procs = append(c.Procs, ProcessCPU{Name: name, Seconds: d.Seconds(), MicrosPerReply: per(d)})
 	}
 	sort.Slice(c.Procs, func(i, j int) bool { return c.Procs[i].Seconds > c.Procs[j].Seconds })
+	if st := after.Steal - before.Steal; st > 0 {
+		c.StealSeconds = st.Seconds()
+		if m := after.Machine - before.Machine; m > 0 {
+			c.StealShare = float64(st) / float64(m+st)
+		}
+	}
 	if m := after.Machine - before.Machine; m > 0 {
 		c.MachineSeconds, c.MachinePerReq = m.Seconds(), per(m)
 		if rest := m - sum; rest > 0 {
@@ -92,13 +105,18 @@ func Cost(before, after CPUSample, accepted int64) CPUCost {
 	return c
 }
 
-// String is the cost on one line: "machine 126 µs = gateway 55 + kafka 18 + ...".
+// String is the cost on one line: "machine 126 µs = gateway 55 + kafka 18
+// + ...", then the hypervisor's steal if it took any: "(steal 4%)".
 func (c CPUCost) String() string {
 	parts := make([]string, len(c.Procs))
 	for i, p := range c.Procs {
 		parts[i] = fmt.Sprintf("%s %.0f", p.Name, p.MicrosPerReply)
 	}
-	return fmt.Sprintf("machine %.0f µs/accepted = %s", c.MachinePerReq, strings.Join(parts, " + "))
+	s := fmt.Sprintf("machine %.0f µs/accepted = %s", c.MachinePerReq, strings.Join(parts, " + "))
+	if c.StealSeconds > 0 {
+		s += fmt.Sprintf(" (steal %.0f%%)", 100*c.StealShare)
+	}
+	return s
 }
 
 // processCPU is user+system time of pid (all its threads) from /proc/<pid>/stat.
@@ -132,33 +150,40 @@ func parseProcStat(line string) (time.Duration, error) {
 	return time.Duration(ticks) * clockTick, nil
 }
 
-// machineCPU is the non-idle time of every core from /proc/stat's cpu line.
-func machineCPU() (time.Duration, error) {
+// machineCPU is the time every core ran something, and the time stolen
+// from them, from /proc/stat's cpu line.
+func machineCPU() (used, steal time.Duration, err error) {
 	b, err := os.ReadFile("/proc/stat")
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	line, _, _ := strings.Cut(string(b), "\n")
 	return parseMachineStat(line)
 }
 
-// parseMachineStat sums the cpu line's fields but idle and iowait (guest
-// times are already in user and nice).
-func parseMachineStat(line string) (time.Duration, error) {
+// parseMachineStat sums the cpu line's user, nice, system, irq and softirq
+// (guest times are already in user and nice) and returns steal apart: the
+// time the hypervisor ran something else on the cores is neither the
+// machine's work nor idle.
+func parseMachineStat(line string) (used, steal time.Duration, err error) {
 	f := strings.Fields(line)
 	if len(f) < 8 || f[0] != "cpu" {
-		return 0, fmt.Errorf("proc stat: unexpected first line %q", line)
+		return 0, 0, fmt.Errorf("proc stat: unexpected first line %q", line)
 	}
-	var ticks int64
+	var ticks, stolen int64
 	for i, s := range f[1:min(len(f), 9)] { // user nice system idle iowait irq softirq steal
 		if i == 3 || i == 4 {
 			continue
 		}
 		n, err := strconv.ParseInt(s, 10, 64)
 		if err != nil {
-			return 0, fmt.Errorf("proc stat: %w", err)
+			return 0, 0, fmt.Errorf("proc stat: %w", err)
+		}
+		if i == 7 {
+			stolen = n
+			continue
 		}
 		ticks += n
 	}
-	return time.Duration(ticks) * clockTick, nil
+	return time.Duration(ticks) * clockTick, time.Duration(stolen) * clockTick, nil
 }

@@ -2,7 +2,6 @@ package bench
 
 import (
 	"os"
-	"strings"
 	"testing"
 	"time"
 )
@@ -17,9 +16,9 @@ func TestParseProcStat(t *testing.T) {
 	if _, err := parseProcStat("4242 nothing"); err == nil {
 		t.Error("a line without a command name: no error")
 	}
-	m, err := parseMachineStat("cpu  100 5 50 9000 40 1 2 3 0 0")
-	if err != nil || m != 161*clockTick {
-		t.Errorf("parseMachineStat = %v, %v; want %v", m, err, 161*clockTick)
+	m, st, err := parseMachineStat("cpu  100 5 50 9000 40 1 2 3 0 0")
+	if err != nil || m != 158*clockTick || st != 3*clockTick {
+		t.Errorf("parseMachineStat = %v, %v, %v; want %v used, %v stolen", m, st, err, 158*clockTick, 3*clockTick)
 	}
 }
 
@@ -31,8 +30,17 @@ func TestCostPerAccepted(t *testing.T) {
 		c.Procs[2].Name != "other" || c.Procs[2].MicrosPerReply != 10 {
 		t.Errorf("cost %+v", c)
 	}
-	if s := c.String(); !strings.HasPrefix(s, "machine 40 µs/accepted = gateway 20 + redis 10 + other 10") {
+	if s := c.String(); s != "machine 40 µs/accepted = gateway 20 + redis 10 + other 10" {
 		t.Errorf("String() = %q", s)
+	}
+	// Steal is counted apart, not in the machine's time nor in "other".
+	before.Steal, after.Steal = time.Second, 2*time.Second
+	c = Cost(before, after, 100_000)
+	if c.MachinePerReq != 40 || c.Procs[2].MicrosPerReply != 10 || c.StealSeconds != 1 || c.StealShare != 0.2 {
+		t.Errorf("cost with steal %+v", c)
+	}
+	if s := c.String(); s != "machine 40 µs/accepted = gateway 20 + redis 10 + other 10 (steal 20%)" {
+		t.Errorf("String() with steal = %q", s)
 	}
 }
 

@@ -264,7 +264,7 @@ tr.seed td{color:#718096;font-style:italic}.ok{color:#276749}.fail{color:#c53030
 {{end}}</ul>{{range .GoalCharts}}<figure>{{.}}</figure>{{end}}{{end}}
 {{if .Costs}}<h2>CPU per accepted request and batching</h2>
 <table><tr><th>phase</th><th>machine µs/accepted</th><th>by process, µs/accepted</th><th>records per produce request</th><th>users per script call</th><th>broker GC pauses (longest)</th></tr>
-{{range .Costs}}<tr><td>{{.Spec.Name}}</td><td>{{with .CPU}}{{printf "%.0f" .MachinePerReq}}{{end}}</td><td style="text-align:left">{{with .CPU}}{{range .Procs}}{{.Name}} {{printf "%.0f" .MicrosPerReply}} · {{end}}{{end}}</td>
+{{range .Costs}}<tr><td>{{.Spec.Name}}</td><td>{{with .CPU}}{{printf "%.0f" .MachinePerReq}}{{end}}</td><td style="text-align:left">{{with .CPU}}{{range .Procs}}{{.Name}} {{printf "%.0f" .MicrosPerReply}} · {{end}}{{if .StealSeconds}}(steal {{pct .StealShare}}){{end}}{{end}}</td>
 <td>{{with .Batching}}{{printf "%.1f" .RecordsPerRequest}}{{end}}</td><td>{{with .Batching}}{{printf "%.1f" .UsersPerCall}}{{end}}</td><td>{{with .BrokerGC}}{{.Count}}, {{printf "%.0f" .TotalMs}} ms ({{printf "%.1f" .MaxMs}} ms){{end}}</td></tr>
 {{end}}</table>{{end}}
 {{with .R.Speed}}<h2>Async path speed</h2><ul>
