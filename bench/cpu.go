@@ -90,13 +90,11 @@ func Cost(before, after CPUSample, accepted int64) CPUCost {
 		c.Procs = append(c.Procs, ProcessCPU{Name: name, Seconds: d.Seconds(), MicrosPerReply: per(d)})
 	}
 	sort.Slice(c.Procs, func(i, j int) bool { return c.Procs[i].Seconds > c.Procs[j].Seconds })
+	m := after.Machine - before.Machine
 	if st := after.Steal - before.Steal; st > 0 {
-		c.StealSeconds = st.Seconds()
-		if m := after.Machine - before.Machine; m > 0 {
-			c.StealShare = float64(st) / float64(m+st)
-		}
+		c.StealSeconds, c.StealShare = st.Seconds(), float64(st)/float64(max(m, 0)+st)
 	}
-	if m := after.Machine - before.Machine; m > 0 {
+	if m > 0 {
 		c.MachineSeconds, c.MachinePerReq = m.Seconds(), per(m)
 		if rest := m - sum; rest > 0 {
 			c.Procs = append(c.Procs, ProcessCPU{Name: "other", Seconds: rest.Seconds(), MicrosPerReply: per(rest)})
